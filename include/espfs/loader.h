@@ -1,0 +1,118 @@
+/* Client for the Espressif ROM serial loader and the stub flasher
+ * (PROTOCOL.md part A).  No threads, no global state: one esp_loader per
+ * port, used by one thread at a time.  Every call returns 0 (or a count) on
+ * success and a negative errno on failure; esp_loader_error() then tells why
+ * in words fit for a user ("flash write failed at 0x12000: ROM error 0x08
+ * (flash write error)").  Every call finishes within its deadline. */
+#ifndef ESPFS_LOADER_H
+#define ESPFS_LOADER_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "espfs/chip.h"
+#include "espfs/transport.h"
+
+/* Opcodes (PROTOCOL.md A3). */
+enum {
+	ESP_FLASH_BEGIN = 0x02, ESP_FLASH_DATA = 0x03, ESP_FLASH_END = 0x04,
+	ESP_MEM_BEGIN = 0x05, ESP_MEM_END = 0x06, ESP_MEM_DATA = 0x07,
+	ESP_SYNC = 0x08, ESP_WRITE_REG = 0x09, ESP_READ_REG = 0x0A,
+	ESP_SPI_SET_PARAMS = 0x0B, ESP_SPI_ATTACH = 0x0D, ESP_READ_FLASH_SLOW = 0x0E,
+	ESP_CHANGE_BAUDRATE = 0x0F, ESP_FLASH_DEFL_BEGIN = 0x10, ESP_FLASH_DEFL_DATA = 0x11,
+	ESP_FLASH_DEFL_END = 0x12, ESP_SPI_FLASH_MD5 = 0x13, ESP_GET_SECURITY_INFO = 0x14,
+	ESP_ERASE_FLASH = 0xD0, ESP_ERASE_REGION = 0xD1, ESP_READ_FLASH = 0xD2,
+	ESP_RUN_USER_CODE = 0xD3,
+};
+
+#define ESP_CHECKSUM_SEED 0xEF
+#define ESP_ROM_WRITE_BLOCK 0x400
+#define ESP_STUB_WRITE_BLOCK 0x4000
+#define ESP_RAM_BLOCK 0x1800
+#define ESP_SECTOR 0x1000
+
+typedef enum esp_reset_mode {
+	ESP_RESET_NONE = 0,      /* toggle nothing; just SYNC */
+	ESP_RESET_AUTO,          /* chain: USB-JTAG-Serial (PID 0x1001) or classic DTR/RTS */
+	ESP_RESET_CLASSIC,
+	ESP_RESET_USB_JTAG,
+} esp_reset_mode;
+
+typedef struct esp_stub {
+	uint32_t entry;
+	uint8_t *text; size_t text_len; uint32_t text_start;
+	uint8_t *data; size_t data_len; uint32_t data_start;
+	char source[256];        /* file it came from, for messages */
+} esp_stub;
+
+/* Progress callback: done/total bytes of the current operation.  Return
+ * non-zero to cancel: the operation stops between blocks with -EINTR. */
+typedef int (*esp_progress_fn)(void *ctx, uint64_t done, uint64_t total);
+
+typedef struct esp_loader esp_loader;
+
+esp_loader *esp_loader_new(esp_transport *t);
+void esp_loader_free(esp_loader *l);           /* does not close t */
+const char *esp_loader_error(const esp_loader *l);
+esp_transport *esp_loader_transport(esp_loader *l);
+
+/* Reset (per mode) and SYNC, draining the extra replies; tells ROM from a
+ * running stub.  attempts: reset+sync cycles (0 = default 4). */
+int esp_loader_connect(esp_loader *l, esp_reset_mode mode, int attempts);
+bool esp_loader_is_stub(const esp_loader *l);
+
+/* GET_SECURITY_INFO, then the magic register. */
+int esp_loader_detect_chip(esp_loader *l, const struct esp_chip_info **chip);
+const struct esp_chip_info *esp_loader_chip(const esp_loader *l);
+int esp_loader_read_mac(esp_loader *l, uint8_t mac[6]);
+/* Attaches SPI flash first if not yet done; reads JEDEC ID and size. */
+int esp_loader_flash_id(esp_loader *l, uint32_t *jedec, uint32_t *size);
+int esp_loader_spi_attach(esp_loader *l);
+int esp_loader_spi_set_params(esp_loader *l, uint32_t flash_size);
+
+int esp_loader_read_reg(esp_loader *l, uint32_t addr, uint32_t *val);
+int esp_loader_write_reg(esp_loader *l, uint32_t addr, uint32_t val, uint32_t mask, uint32_t delay_us);
+
+/* Stub flasher: parse an esptool/esptool-js JSON file; find one for a chip
+ * in dir (NULL: $ESPFS_STUB_DIR, then standard locations). */
+int esp_stub_load_file(const char *path, esp_stub *stub, char *err, size_t errlen);
+int esp_stub_find(const struct esp_chip_info *chip, const char *dir, char *path, size_t cap);
+void esp_stub_free(esp_stub *stub);
+/* MEM_BEGIN/DATA/END upload, then wait for "OHAI". */
+int esp_loader_run_stub(esp_loader *l, const esp_stub *stub);
+
+/* CHANGE_BAUDRATE, then switch the transport. */
+int esp_loader_change_baud(esp_loader *l, uint32_t baud);
+
+enum {
+	ESP_WRITE_COMPRESS = 1u << 0,   /* FLASH_DEFL when the responder has it */
+	ESP_WRITE_NO_VERIFY = 1u << 1,  /* skip the final MD5 check */
+};
+/* Write len bytes at offset (offset sector-aligned for the ROM path; the
+ * loader pads to the block size as needed), then verify by MD5 unless told
+ * not to.  Handles ESP8266's ROM erase-size bug. */
+int esp_loader_write_flash(esp_loader *l, uint32_t offset, const uint8_t *data, size_t len,
+			   unsigned flags, esp_progress_fn progress, void *ctx);
+/* MD5 of a flash region (ROM: hex reply; stub: raw). -EOPNOTSUPP on ESP8266 ROM. */
+int esp_loader_flash_md5(esp_loader *l, uint32_t offset, uint32_t len, uint8_t md5[16]);
+/* Stub READ_FLASH (acks, final MD5 checked) or ROM READ_FLASH_SLOW. */
+int esp_loader_read_flash(esp_loader *l, uint32_t offset, uint8_t *buf, size_t len,
+			  esp_progress_fn progress, void *ctx);
+/* Stub ERASE_REGION / ERASE_FLASH; ROM: FLASH_BEGIN over the region. */
+int esp_loader_erase_region(esp_loader *l, uint32_t offset, uint32_t len);
+int esp_loader_erase_all(esp_loader *l);
+
+/* Leave the loader: RTS pulse (hard), or RTC watchdog (USB-OTG chips). */
+int esp_loader_hard_reset(esp_loader *l);
+int esp_loader_watchdog_reset(esp_loader *l);
+
+/* Lower level, for tests and tools: send one command and wait for its
+ * response.  resp_data gets the data before the status bytes. */
+int esp_loader_command(esp_loader *l, uint8_t op, const uint8_t *data, size_t len, uint32_t chk,
+		       uint32_t timeout_ms, uint32_t *value, uint8_t *resp_data, size_t resp_cap,
+		       size_t expect_len);
+
+/* ROM/stub error code to errno and to words; one place for both. */
+int esp_status_to_errno(uint8_t s0, uint8_t s1);
+const char *esp_status_text(uint8_t s0, uint8_t s1);
+
+#endif
