@@ -1,0 +1,2 @@
+/* work in progress */
+#include "sim_app.h"
