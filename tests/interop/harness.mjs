@@ -1,0 +1,217 @@
+// The interop harness: TAP output, one temp dir and one espsim per case, and
+// cleanup that happens whatever the client does (throws, hangs, leaves
+// handles open).  Every test file is `runCases(title, [cases])`.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { spawn, spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { PtySerialPort } from './webserial-shim.mjs';
+
+export const HERE = path.dirname(fileURLToPath(import.meta.url));
+const live = new Set();           // child processes to kill on any exit
+
+process.on('exit', () => {
+	for (const p of live) try { p.kill('SIGKILL'); } catch { /* gone */ }
+});
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'])
+	process.on(sig, () => process.exit(1));
+
+/* ---------- what is available ---------- */
+
+export function espsimPath() {
+	const cands = [];
+	if (process.env.ESPSIM) cands.push(process.env.ESPSIM);
+	if (process.env.ESPFS_BUILD) cands.push(path.join(process.env.ESPFS_BUILD, 'src/sim/espsim'));
+	for (const c of cands) {
+		try { fs.accessSync(c, fs.constants.X_OK); return c; } catch { /* next */ }
+	}
+	return null;
+}
+
+let helpText = null;
+/** espsim's --help text (empty when it has none); used to see which
+ * optional flags (--mac, --fault) this build of espsim accepts. */
+export function espsimHelp() {
+	if (helpText !== null) return helpText;
+	const exe = espsimPath();
+	helpText = '';
+	if (!exe) return helpText;
+	const r = spawnSync(exe, ['--help'], { encoding: 'utf8', timeout: 3000 });
+	helpText = `${r.stdout || ''}${r.stderr || ''}`;
+	return helpText;
+}
+
+export function sharedFile(rel) {
+	const root = process.env.ESPFS_SHARED;
+	if (!root) return { skip: 'ESPFS_SHARED is not set' };
+	const p = path.join(root, rel);
+	if (!fs.existsSync(p)) return { skip: `${p} is absent` };
+	return { path: p };
+}
+
+export function nodeModulesMissing() {
+	for (const pkg of ['esptool-js', 'esp-web-flasher', 'improv-wifi-serial-sdk'])
+		if (!fs.existsSync(path.join(HERE, 'node_modules', pkg, 'package.json')))
+			return `tests/interop/node_modules/${pkg} is missing (run tests/deps.sh)`;
+	return null;
+}
+
+/* ---------- espsim ---------- */
+
+export class Sim {
+	constructor(proc, link, slave, dir) {
+		this.proc = proc;
+		this.link = link;
+		this.slave = slave;
+		this.dir = dir;
+		this.stderr = '';
+		this.exit = null;
+		this.exited = new Promise((resolve) => proc.once('exit', (code, sig) => {
+			live.delete(proc);
+			this.exit = { code, sig };
+			resolve(this.exit);
+		}));
+	}
+
+	/** SIGTERM, then SIGKILL if it does not go within 5 s.  The flash file is
+	 * only guaranteed complete after this. */
+	async stop() {
+		if (this.exit) return this.exit;
+		this.proc.kill('SIGTERM');
+		const t = setTimeout(() => this.proc.kill('SIGKILL'), 5000);
+		const r = await this.exited;
+		clearTimeout(t);
+		return r;
+	}
+}
+
+/** Start espsim; resolves once it printed the slave path. */
+export async function startSim(t, { chip, flash, app = false, wifi = [], improv = false, extra = [] }) {
+	const exe = espsimPath();
+	if (!exe) throw new Error('espsim is not built');
+	const link = path.join(t.dir, `tty-${chip}`);
+	const args = ['--chip', chip, '--link', link, '--flash', flash];
+	if (app) args.push('--app');
+	for (const w of wifi) args.push('--wifi', w);
+	if (improv) args.push('--improv');
+	args.push(...extra);
+	const proc = spawn(exe, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+	live.add(proc);
+	const sim = new Sim(proc, link, null, t.dir);
+	t.sims.push(sim);
+	proc.stderr.on('data', (d) => { sim.stderr = (sim.stderr + d).slice(-8192); });
+	let out = '';
+	sim.slave = await new Promise((resolve, reject) => {
+		const timer = setTimeout(() => reject(new Error(`espsim did not print its slave path in 10 s; stderr: ${sim.stderr}`)), 10000);
+		proc.stdout.on('data', (d) => {
+			out += d;
+			const nl = out.indexOf('\n');
+			if (nl >= 0) { clearTimeout(timer); resolve(out.slice(0, nl).trim()); }
+		});
+		proc.once('exit', (code, sig) => {
+			clearTimeout(timer);
+			reject(new Error(`espsim ${args.join(' ')} exited (${code ?? sig}) before it was ready; stderr: ${sim.stderr}`));
+		});
+	});
+	proc.stdout.resume();
+	if (!fs.existsSync(link))
+		throw new Error(`espsim printed ${sim.slave} but the link ${link} does not exist`);
+	return sim;
+}
+
+/** A shim port on the sim's link; the case's cleanup closes it. */
+export function openPort(t, link) {
+	const port = new PtySerialPort(link);
+	t.ports.push(port);
+	return port;
+}
+
+/* ---------- TAP ---------- */
+
+let n = 0;
+let failed = 0;
+export function ok(cond, name, diag) {
+	n++;
+	if (!cond) failed++;
+	console.log(`${cond ? 'ok' : 'not ok'} ${n} - ${name}`);
+	if (!cond && diag !== undefined) comment(diag);
+	return !!cond;
+}
+export function skip(name, reason) {
+	n++;
+	console.log(`ok ${n} - ${name} # SKIP ${reason}`);
+}
+export function comment(text) {
+	for (const line of String(text).split('\n')) console.log(`# ${line}`);
+}
+/** Byte comparison that names the first difference. */
+export function sameBytes(actual, expected, name) {
+	let diag;
+	let same = actual.length >= expected.length;
+	if (!same) diag = `only ${actual.length} of ${expected.length} bytes`;
+	else {
+		for (let i = 0; i < expected.length; i++) {
+			if (actual[i] !== expected[i]) {
+				same = false;
+				diag = `first difference at 0x${i.toString(16)}: got 0x${actual[i].toString(16)}, want 0x${expected[i].toString(16)}`;
+				break;
+			}
+		}
+	}
+	return ok(same, name, diag);
+}
+
+/** A logger every client accepts (esptool-js terminal, esp-web-flasher and
+ * improv loggers); keeps the last lines for failure diagnostics. */
+export function makeLog() {
+	const lines = [];
+	const add = (...a) => {
+		lines.push(a.map((x) => (typeof x === 'string' ? x : (() => { try { return JSON.stringify(x); } catch { return String(x); } })())).join(' '));
+		if (lines.length > 200) lines.shift();
+	};
+	return {
+		lines,
+		log: add, error: add, debug: () => {},
+		clean: () => {}, writeLine: add, write: add,
+		tail: (k = 15) => lines.slice(-k).join('\n'),
+	};
+}
+
+/** Run cases in order.  A case: { name, timeout (ms), skip(): reason|null,
+ * run: async (t) => {...} }.  t has dir (temp), sims, ports, log. */
+export async function runCases(cases) {
+	const nm = nodeModulesMissing();
+	if (nm) { console.log(`1..0 # SKIP ${nm}`); process.exit(0); }
+	for (const c of cases) {
+		const reason = c.skip ? c.skip() : null;
+		if (reason) { skip(c.name, reason); continue; }
+		const t = {
+			dir: fs.mkdtempSync(path.join(os.tmpdir(), 'espfs-interop-')),
+			sims: [], ports: [], log: makeLog(),
+		};
+		const started = Date.now();
+		let timer;
+		try {
+			await Promise.race([
+				c.run(t),
+				new Promise((_, reject) => {
+					timer = setTimeout(() => reject(new Error(`timed out after ${c.timeout ?? 60000} ms`)), c.timeout ?? 60000);
+				}),
+			]);
+			comment(`${c.name}: ${((Date.now() - started) / 1000).toFixed(2)} s`);
+		} catch (e) {
+			ok(false, `${c.name}: ${e && e.message ? e.message : e}`);
+			comment(`client log tail:\n${t.log.tail()}`);
+			for (const s of t.sims) if (s.stderr) comment(`espsim stderr:\n${s.stderr.slice(-2000)}`);
+		} finally {
+			clearTimeout(timer);
+			for (const p of t.ports) await p.forceClose().catch(() => {});
+			for (const s of t.sims) await s.stop();
+			fs.rmSync(t.dir, { recursive: true, force: true });
+		}
+	}
+	console.log(`1..${n}`);
+	// clients leave timers and listeners behind; do not wait for them
+	process.exit(0);
+}
