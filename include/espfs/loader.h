@@ -111,8 +111,29 @@ int esp_loader_command(esp_loader *l, uint8_t op, const uint8_t *data, size_t le
 		       uint32_t timeout_ms, uint32_t *value, uint8_t *resp_data, size_t resp_cap,
 		       size_t expect_len);
 
-/* ROM/stub error code to errno and to words; one place for both. */
+/* expect_len for esp_loader_command: hand back the whole reply payload
+ * (data and status bytes) unchecked; returns its length. */
+#define ESP_EXPECT_RAW ((size_t)-1)
+
+/* ROM/stub error code to errno and to words; one place for both.
+ * esp_status_to_errno returns a negative errno (0 when s0 is 0). */
 int esp_status_to_errno(uint8_t s0, uint8_t s1);
 const char *esp_status_text(uint8_t s0, uint8_t s1);
+
+/* Did the last successful esp_loader_write_flash check the result by MD5?
+ * false when told not to, or when nothing can (ESP8266 ROM without stub:
+ * no MD5 and no read command; esp_loader_error() then says so). */
+bool esp_loader_last_write_verified(const esp_loader *l);
+/* GET_SECURITY_INFO reported Secure Download Mode. */
+bool esp_loader_secure_download(const esp_loader *l);
+/* Flash size learnt by esp_loader_flash_id() (0 until then). */
+uint32_t esp_loader_flash_size(const esp_loader *l);
+
+/* erase_size word for FLASH_BEGIN to the ESP8266 ROM, which erases too
+ * much (PROTOCOL.md A9, esptool's formula). */
+uint32_t esp_esp8266_erase_size(uint32_t offset, uint32_t size);
+/* RFC 4648 base64 (whitespace ignored); returns the decoded length or
+ * -EINVAL (bad input) / -ENOSPC (out too small). */
+int esp_base64_decode(const char *in, size_t in_len, uint8_t *out, size_t cap);
 
 #endif

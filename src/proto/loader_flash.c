@@ -1,0 +1,434 @@
+/* Flash write (plain and compressed), MD5 verify, read and erase
+ * (PROTOCOL.md A9-A12). */
+#include <errno.h>
+#include <md5.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+#include "loader_priv.h"
+
+#define READ_PACKET 0x1000
+#define READ_IN_FLIGHT 64
+/* One READ_FLASH command covers at most this much, so a cancel waits for
+ * at most one such piece (the stub cannot be stopped mid-stream). */
+#define READ_CHUNK 0x10000
+#define ROM_READ_SLOW_MAX 64
+
+uint32_t esp_esp8266_erase_size(uint32_t offset, uint32_t size)
+{
+	/* The ESP8266 ROM erases N+H sectors (H = sectors up to the next
+	 * 64 KiB boundary) when the area crosses one, else 2N (A9, esptool
+	 * issue #33); ask for less so that it erases what we mean. */
+	const uint32_t S = ESP_SECTOR, per_block = 16;
+	uint32_t n = (uint32_t)(((uint64_t)size + S - 1) / S);
+	uint32_t start = offset / S;
+	uint32_t head = per_block - start % per_block;
+	if (n < head)
+		head = n;
+	if (n < 2 * head)
+		return (n + 1) / 2 * S;
+	return (n - head) * S;
+}
+
+static int check_range(esp_loader *l, const char *what, uint32_t offset, uint64_t len)
+{
+	if ((uint64_t)offset + len > l->flash_size) {
+		esp__err(l, "%s of %llu bytes at 0x%x goes past the end of the %u-byte flash", what,
+			 (unsigned long long)len, offset, l->flash_size);
+		return -EFBIG;
+	}
+	return 0;
+}
+
+static int report(esp_progress_fn progress, void *ctx, uint64_t done, uint64_t total)
+{
+	return progress && progress(ctx, done, total) ? -EINTR : 0;
+}
+
+/* One data block: header (length, sequence, 0, 0) and payload; the
+ * header's checksum field covers the payload only (A4). */
+static int send_block(esp_loader *l, uint8_t op, uint32_t seq, const uint8_t *data, size_t n,
+		      size_t padded_to, uint8_t *buf)
+{
+	esp__put32(buf, (uint32_t)padded_to);
+	esp__put32(buf + 4, seq);
+	esp__put32(buf + 8, 0);
+	esp__put32(buf + 12, 0);
+	memcpy(buf + 16, data, n);
+	if (padded_to > n)
+		memset(buf + 16 + n, 0xFF, padded_to - n);
+	return esp__send(l, op, buf, 16 + padded_to, esp__checksum(buf + 16, padded_to));
+}
+
+/* Blocks are sent and acknowledged one by one for now; esp__send and
+ * esp__recv are separate so that a later version can keep one block in
+ * flight while the device programs the previous one. */
+static int write_blocks(esp_loader *l, uint8_t op, uint32_t offset, const uint8_t *src, size_t n,
+			uint32_t bs, bool pad_last, uint64_t raw_total, esp_progress_fn progress, void *ctx)
+{
+	uint8_t *buf = malloc(16 + bs);
+	if (!buf)
+		return -ENOMEM;
+	int rc = 0;
+	uint32_t seq = 0;
+	for (size_t pos = 0; pos < n; pos += bs, seq++) {
+		size_t chunk = n - pos < bs ? n - pos : bs;
+		size_t padded = pad_last ? bs : chunk;
+		/* esptool: 40 s per MB of the block's uncompressed size */
+		uint64_t raw = (uint64_t)padded * raw_total / n + 1;
+		uint32_t tmo = esp__timeout_per_mb(ESP_TMO_WRITE_PER_MB_MS, raw);
+		slip_reader_flush(&l->rd);
+		rc = send_block(l, op, seq, src + pos, chunk, padded, buf);
+		if (rc == 0)
+			rc = esp__recv(l, op, tmo, NULL, NULL, 0, 0);
+		if (rc < 0) {
+			esp__err_prefix(l, "flash write failed at 0x%llx (block %u)",
+					(unsigned long long)offset + (uint64_t)pos * raw_total / n, seq);
+			break;
+		}
+		uint64_t done = (uint64_t)(pos + chunk) * raw_total / n;
+		if ((rc = report(progress, ctx, done, raw_total)) < 0) {
+			esp__err(l, "flash write cancelled at 0x%llx", (unsigned long long)offset + done);
+			break;
+		}
+	}
+	free(buf);
+	return rc;
+}
+
+static int finish(esp_loader *l, uint8_t op)
+{
+	/* Stub only: END(1) ("stay in the loader") proves the last block is
+	 * on flash.  The ROM would leave the loader, so it never gets one. */
+	if (!l->stub)
+		return 0;
+	uint8_t p[4];
+	esp__put32(p, 1);
+	int rc = esp_loader_command(l, op, p, 4, 0, ESP_TMO_DEFAULT_MS, NULL, NULL, 0, 0);
+	if (rc < 0)
+		esp__err_prefix(l, "finishing flash write");
+	return rc < 0 ? rc : 0;
+}
+
+static int write_plain(esp_loader *l, uint32_t offset, const uint8_t *data, size_t len,
+		       esp_progress_fn progress, void *ctx)
+{
+	uint32_t bs = esp__write_block(l);
+	uint32_t blocks = (uint32_t)((len + bs - 1) / bs);
+	uint32_t erase = (uint32_t)len;
+	if (!l->stub && l->chip->id == ESP_CHIP_ESP8266)
+		erase = esp_esp8266_erase_size(offset, (uint32_t)len);
+	/* the ROM erases the whole area before answering; a stub as it goes */
+	uint32_t tmo = l->stub ? ESP_TMO_DEFAULT_MS : esp__timeout_per_mb(ESP_TMO_ERASE_PER_MB_MS, len);
+	int rc = esp__flash_begin(l, ESP_FLASH_BEGIN, erase, blocks, bs, offset, tmo);
+	if (rc < 0) {
+		esp__err_prefix(l, "starting flash write at 0x%x", offset);
+		return rc;
+	}
+	/* The ROM wants whole blocks (last one padded with 0xFF, A9); a stub
+	 * takes a short last block, which keeps it inside the declared size. */
+	rc = write_blocks(l, ESP_FLASH_DATA, offset, data, len, bs, !l->stub, len, progress, ctx);
+	if (rc < 0)
+		return rc;
+	return finish(l, ESP_FLASH_END);
+}
+
+static int write_defl(esp_loader *l, uint32_t offset, const uint8_t *data, size_t len,
+		      const uint8_t *z, size_t zlen, esp_progress_fn progress, void *ctx)
+{
+	uint32_t bs = esp__write_block(l);
+	uint32_t blocks = (uint32_t)((zlen + bs - 1) / bs);
+	/* A10: the stub wants the exact size, the ROM whole blocks' worth */
+	uint32_t size_word = l->stub ? (uint32_t)len : (uint32_t)((len + bs - 1) / bs * bs);
+	uint32_t tmo = l->stub ? ESP_TMO_DEFAULT_MS : esp__timeout_per_mb(ESP_TMO_ERASE_PER_MB_MS, size_word);
+	(void)data;
+	int rc = esp__flash_begin(l, ESP_FLASH_DEFL_BEGIN, size_word, blocks, bs, offset, tmo);
+	if (rc < 0) {
+		esp__err_prefix(l, "starting compressed flash write at 0x%x", offset);
+		return rc;
+	}
+	rc = write_blocks(l, ESP_FLASH_DEFL_DATA, offset, z, zlen, bs, false, len, progress, ctx);
+	if (rc < 0)
+		return rc;
+	return finish(l, ESP_FLASH_DEFL_END);
+}
+
+static void md5_of(const uint8_t *data, size_t len, uint8_t out[16])
+{
+	MD5_CTX c;
+	MD5Init(&c);
+	MD5Update(&c, data, len);
+	MD5Final(out, &c);
+}
+
+static void hex16(const uint8_t m[16], char out[33])
+{
+	for (int i = 0; i < 16; i++)
+		snprintf(out + 2 * i, 3, "%02x", m[i]);
+}
+
+int esp_loader_write_flash(esp_loader *l, uint32_t offset, const uint8_t *data, size_t len,
+			   unsigned flags, esp_progress_fn progress, void *ctx)
+{
+	l->last_verified = false;
+	if (offset % ESP_SECTOR) {
+		/* the ROM and both stubs erase whole sectors from offset down */
+		esp__err(l, "flash write offset 0x%x is not a multiple of 4096", offset);
+		return -EINVAL;
+	}
+	if (len > 0x7FFFFFFF) {
+		esp__err(l, "flash write of %zu bytes is too large", len);
+		return -EFBIG;
+	}
+	int rc = esp__flash_ready(l);
+	if (rc < 0)
+		return rc;
+	size_t plen = (len + 3) & ~(size_t)3; /* whole words, like esptool */
+	if ((rc = check_range(l, "flash write", offset, plen)) < 0)
+		return rc;
+	if (len == 0)
+		return 0;
+	uint8_t *buf = malloc(plen);
+	if (!buf)
+		return -ENOMEM;
+	memcpy(buf, data, len);
+	memset(buf + len, 0xFF, plen - len);
+
+	uint8_t *z = NULL;
+	uLongf zlen = 0;
+	if ((flags & ESP_WRITE_COMPRESS) && (l->stub || l->chip->rom_has_defl)) {
+		zlen = compressBound((uLong)plen);
+		z = malloc(zlen);
+		if (!z) {
+			free(buf);
+			return -ENOMEM;
+		}
+		/* zlib framing (RFC 1950), not raw deflate or gzip (A10) */
+		if (compress2(z, &zlen, buf, (uLong)plen, 9) != Z_OK || zlen >= plen) {
+			free(z);
+			z = NULL; /* incompressible: plain is shorter */
+		}
+	}
+	if (z)
+		rc = write_defl(l, offset, buf, plen, z, zlen, progress, ctx);
+	else
+		rc = write_plain(l, offset, buf, plen, progress, ctx);
+	free(z);
+
+	if (rc == 0 && !(flags & ESP_WRITE_NO_VERIFY)) {
+		if (!l->stub && !l->chip->rom_has_md5) {
+			esp__err(l, "written but not verified: the %s ROM has neither MD5 nor read; "
+				 "load the stub to verify", l->chip->name);
+		} else {
+			uint8_t want[16], got[16];
+			md5_of(buf, plen, want);
+			rc = esp_loader_flash_md5(l, offset, (uint32_t)plen, got);
+			if (rc == 0 && memcmp(want, got, 16) != 0) {
+				char w[33], g[33];
+				hex16(want, w);
+				hex16(got, g);
+				esp__err(l, "verify failed after writing %zu bytes at 0x%x: flash MD5 %s, expected %s",
+					 plen, offset, g, w);
+				rc = -EIO;
+			} else if (rc == 0) {
+				l->last_verified = true;
+			} else {
+				esp__err_prefix(l, "verifying write at 0x%x", offset);
+			}
+		}
+	}
+	free(buf);
+	return rc;
+}
+
+static int unhex(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+int esp_loader_flash_md5(esp_loader *l, uint32_t offset, uint32_t len, uint8_t md5[16])
+{
+	int rc = esp__flash_ready(l);
+	if (rc < 0)
+		return rc;
+	if (!l->stub && !l->chip->rom_has_md5) {
+		esp__err(l, "the %s ROM has no MD5 command", l->chip->name);
+		return -EOPNOTSUPP;
+	}
+	if ((rc = check_range(l, "MD5", offset, len)) < 0)
+		return rc;
+	uint8_t p[16], r[32];
+	esp__put32(p, offset);
+	esp__put32(p + 4, len);
+	esp__put32(p + 8, 0);
+	esp__put32(p + 12, 0);
+	/* A11: the ROM answers in 32 hex digits, a stub in 16 raw bytes */
+	size_t want = l->stub ? 16 : 32;
+	rc = esp_loader_command(l, ESP_SPI_FLASH_MD5, p, sizeof p, 0,
+				esp__timeout_per_mb(ESP_TMO_MD5_PER_MB_MS, len), NULL, r, sizeof r, want);
+	if (rc < 0) {
+		esp__err_prefix(l, "MD5 of 0x%x+0x%x", offset, len);
+		return rc;
+	}
+	if (l->stub) {
+		memcpy(md5, r, 16);
+		return 0;
+	}
+	for (int i = 0; i < 16; i++) {
+		int hi = unhex((char)r[2 * i]), lo = unhex((char)r[2 * i + 1]);
+		if (hi < 0 || lo < 0) {
+			esp__err(l, "ROM MD5 reply is not hexadecimal");
+			return -EPROTO;
+		}
+		md5[i] = (uint8_t)(hi << 4 | lo);
+	}
+	return 0;
+}
+
+/* A12: reply, then raw data frames each acknowledged with the running
+ * byte count, then the MD5 of it all. */
+static int read_stub_chunk(esp_loader *l, uint32_t offset, uint8_t *out, uint32_t n)
+{
+	uint8_t p[16];
+	esp__put32(p, offset);
+	esp__put32(p + 4, n);
+	esp__put32(p + 8, READ_PACKET);
+	esp__put32(p + 12, READ_IN_FLIGHT);
+	int rc = esp_loader_command(l, ESP_READ_FLASH, p, sizeof p, 0, ESP_TMO_DEFAULT_MS, NULL, NULL, 0, 0);
+	if (rc < 0)
+		return rc;
+	uint32_t got = 0;
+	MD5_CTX c;
+	MD5Init(&c);
+	while (got < n) {
+		rc = slip_read_frame(&l->rd, esp_now_us(l->t->clock) + ESP_TMO_READ_PACKET_MS * 1000ull);
+		if (rc < 0) {
+			esp__err(l, "flash read stalled after %u of %u bytes at 0x%x: %s", got, n, offset,
+				 strerror(-rc));
+			return rc;
+		}
+		if ((uint32_t)rc > n - got || (rc != READ_PACKET && (uint32_t)rc != n - got)) {
+			esp__err(l, "flash read: unexpected %d-byte packet after %u of %u bytes", rc, got, n);
+			return -EPROTO;
+		}
+		memcpy(out + got, l->frame, (size_t)rc);
+		MD5Update(&c, out + got, (size_t)rc);
+		got += (uint32_t)rc;
+		uint8_t ack[4];
+		esp__put32(ack, got);
+		if ((rc = slip_write_frame(l->t, ack, 4)) < 0) {
+			esp__err(l, "flash read: cannot acknowledge: %s", strerror(-rc));
+			return rc;
+		}
+	}
+	rc = slip_read_frame(&l->rd, esp_now_us(l->t->clock) + ESP_TMO_READ_PACKET_MS * 1000ull);
+	if (rc < 0) {
+		esp__err(l, "flash read: no MD5 after the data: %s", strerror(-rc));
+		return rc;
+	}
+	uint8_t want[16];
+	MD5Final(want, &c);
+	if (rc != 16 || memcmp(l->frame, want, 16) != 0) {
+		esp__err(l, "flash read of 0x%x+0x%x: data does not match the stub's MD5", offset, n);
+		return rc != 16 ? -EPROTO : -EIO;
+	}
+	return 0;
+}
+
+static int read_rom_slow(esp_loader *l, uint32_t offset, uint8_t *out, uint32_t n)
+{
+	uint8_t p[8], r[ROM_READ_SLOW_MAX];
+	for (uint32_t pos = 0; pos < n; pos += ROM_READ_SLOW_MAX) {
+		uint32_t k = n - pos < ROM_READ_SLOW_MAX ? n - pos : ROM_READ_SLOW_MAX;
+		esp__put32(p, offset + pos);
+		esp__put32(p + 4, k);
+		/* the reply always carries 64 bytes */
+		int rc = esp_loader_command(l, ESP_READ_FLASH_SLOW, p, sizeof p, 0, ESP_TMO_DEFAULT_MS,
+					    NULL, r, sizeof r, ROM_READ_SLOW_MAX);
+		if (rc < 0)
+			return rc;
+		memcpy(out + pos, r, k);
+	}
+	return 0;
+}
+
+int esp_loader_read_flash(esp_loader *l, uint32_t offset, uint8_t *buf, size_t len,
+			  esp_progress_fn progress, void *ctx)
+{
+	int rc = esp__flash_ready(l);
+	if (rc < 0)
+		return rc;
+	if ((rc = check_range(l, "flash read", offset, len)) < 0)
+		return rc;
+	if (!l->stub && !l->chip->rom_has_read_slow) {
+		esp__err(l, "the %s ROM cannot read flash; load the stub first", l->chip->name);
+		return -EOPNOTSUPP;
+	}
+	/* ROM reads are slow (64 B per round trip): report more often */
+	size_t chunk = l->stub ? READ_CHUNK : 0x1000;
+	for (size_t pos = 0; pos < len; pos += chunk) {
+		uint32_t n = (uint32_t)(len - pos < chunk ? len - pos : chunk);
+		uint32_t at = offset + (uint32_t)pos;
+		rc = l->stub ? read_stub_chunk(l, at, buf + pos, n) : read_rom_slow(l, at, buf + pos, n);
+		if (rc < 0) {
+			esp__err_prefix(l, "reading flash at 0x%x", at);
+			return rc;
+		}
+		if ((rc = report(progress, ctx, pos + n, len)) < 0) {
+			esp__err(l, "flash read cancelled at 0x%x", at + n);
+			return rc;
+		}
+	}
+	return 0;
+}
+
+int esp_loader_erase_region(esp_loader *l, uint32_t offset, uint32_t len)
+{
+	if (offset % ESP_SECTOR || len % ESP_SECTOR) {
+		esp__err(l, "erase region 0x%x+0x%x is not sector (4096) aligned", offset, len);
+		return -EINVAL;
+	}
+	int rc = esp__flash_ready(l);
+	if (rc < 0)
+		return rc;
+	if ((rc = check_range(l, "erase", offset, len)) < 0)
+		return rc;
+	if (len == 0)
+		return 0;
+	uint32_t tmo = esp__timeout_per_mb(ESP_TMO_ERASE_PER_MB_MS, len);
+	if (l->stub) {
+		uint8_t p[8];
+		esp__put32(p, offset);
+		esp__put32(p + 4, len);
+		rc = esp_loader_command(l, ESP_ERASE_REGION, p, sizeof p, 0, tmo, NULL, NULL, 0, 0);
+	} else {
+		/* The ROM has no erase command, but FLASH_BEGIN erases the area
+		 * up front; no data and no FLASH_END follow (A9). */
+		uint32_t erase = l->chip->id == ESP_CHIP_ESP8266 ? esp_esp8266_erase_size(offset, len) : len;
+		uint32_t blocks = (len + ESP_ROM_WRITE_BLOCK - 1) / ESP_ROM_WRITE_BLOCK;
+		rc = esp__flash_begin(l, ESP_FLASH_BEGIN, erase, blocks, ESP_ROM_WRITE_BLOCK, offset, tmo);
+	}
+	if (rc < 0)
+		esp__err_prefix(l, "erasing 0x%x+0x%x", offset, len);
+	return rc < 0 ? rc : 0;
+}
+
+int esp_loader_erase_all(esp_loader *l)
+{
+	int rc = esp__flash_ready(l);
+	if (rc < 0)
+		return rc;
+	if (!l->stub)
+		return esp_loader_erase_region(l, 0, l->flash_size);
+	rc = esp_loader_command(l, ESP_ERASE_FLASH, NULL, 0, 0, ESP_TMO_CHIP_ERASE_MS, NULL, NULL, 0, 0);
+	if (rc < 0)
+		esp__err_prefix(l, "erasing the whole flash");
+	return rc < 0 ? rc : 0;
+}

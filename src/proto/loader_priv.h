@@ -1,0 +1,70 @@
+/* Internals shared by loader.c, loader_flash.c and stub.c (not installed). */
+#ifndef ESPFS_LOADER_PRIV_H
+#define ESPFS_LOADER_PRIV_H
+#include <stdarg.h>
+#include "espfs/loader.h"
+#include "espfs/slip.h"
+
+/* Room for a stub READ_FLASH packet (4096) or the biggest reply. */
+#define ESP_FRAME_CAP (8192 + 64)
+
+/* Timeouts (PROTOCOL.md A5, esptool values). */
+#define ESP_TMO_DEFAULT_MS 3000u
+#define ESP_TMO_SYNC_MS 100u
+#define ESP_TMO_CHIP_ERASE_MS 120000u
+#define ESP_TMO_ERASE_PER_MB_MS 30000u   /* ROM FLASH_BEGIN and stub ERASE_REGION */
+#define ESP_TMO_WRITE_PER_MB_MS 40000u   /* per data block, uncompressed size */
+#define ESP_TMO_MD5_PER_MB_MS 8000u
+#define ESP_TMO_MEM_END_MS 200u
+#define ESP_TMO_READ_PACKET_MS 3000u
+
+struct esp_loader {
+	esp_transport *t;
+	slip_reader rd;
+	uint8_t frame[ESP_FRAME_CAP];
+	const struct esp_chip_info *chip;
+	bool stub;
+	bool synced;
+	bool attached;            /* SPI flash attached (ROM needs it explicitly) */
+	bool params_set;          /* SPI_SET_PARAMS sent with flash_size */
+	bool secure_download;     /* GET_SECURITY_INFO said so */
+	bool last_verified;       /* last write was checked by MD5 */
+	uint32_t flash_size;      /* 0 until known */
+	uint32_t jedec;
+	char err[256];
+};
+
+void esp__err(esp_loader *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Like esp__err, but keeps the existing message as the reason:
+ * "<prefix>: <old message>". */
+void esp__err_prefix(esp_loader *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static inline void esp__put32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); p[2] = (uint8_t)(v >> 16); p[3] = (uint8_t)(v >> 24);
+}
+static inline uint32_t esp__get32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+uint8_t esp__checksum(const uint8_t *data, size_t len);
+/* Timeout for an operation scaled per MB (10^6 bytes), never below 3 s. */
+uint32_t esp__timeout_per_mb(uint32_t ms_per_mb, uint64_t bytes);
+
+/* The two halves of a command, kept apart so a writer can have a block in
+ * flight while the device works on the previous one. */
+int esp__send(esp_loader *l, uint8_t op, const uint8_t *data, size_t len, uint32_t chk);
+int esp__recv(esp_loader *l, uint8_t op, uint32_t timeout_ms, uint32_t *value,
+	      uint8_t *resp_data, size_t resp_cap, size_t expect_len);
+
+/* Attach SPI flash, learn its size and tell the ROM/stub (once). */
+int esp__flash_ready(esp_loader *l);
+/* Block size for flash writes and RAM uploads on this link. */
+uint32_t esp__write_block(const esp_loader *l);
+uint32_t esp__ram_block(const esp_loader *l);
+
+/* FLASH_BEGIN / FLASH_DEFL_BEGIN with the 16- vs 20-byte rule (A3). */
+int esp__flash_begin(esp_loader *l, uint8_t op, uint32_t size_word, uint32_t blocks,
+		     uint32_t block_size, uint32_t offset, uint32_t timeout_ms);
+
+#endif
