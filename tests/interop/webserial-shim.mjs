@@ -43,6 +43,7 @@ export class PtySerialPort {
 		this._lost = false;
 		this.baudRate = 0;
 		this.eagainRetries = 0;   // for the shim's own test
+		this.onRx = null;         // a test's tap on everything the device sends
 	}
 
 	getInfo() { return {}; }
@@ -79,6 +80,7 @@ export class PtySerialPort {
 	}
 
 	_deliver(chunk) {
+		if (this.onRx) this.onRx(chunk);
 		if (this._ctl) this._ctl.enqueue(chunk);
 		else this._pending.push(chunk);
 	}
