@@ -1,0 +1,667 @@
+/* Loader client against a scripted fake device: wire bytes, status-byte
+ * placement, ROM vs stub differences, error mapping, codecs. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <unistd.h>
+#include "t.h"
+#include "fake_esp.h"
+#include "espfs/loader.h"
+#include "espfs/chip.h"
+
+static const uint8_t sync_frame[46] = {
+	0xc0, 0x00, 0x08, 0x24, 0x00, 0x00, 0x00, 0x00, 0x00, 0x07, 0x07, 0x12, 0x20,
+	0x55, 0x55, 0x55, 0x55, 0x55, 0x55, 0x55, 0x55, 0x55, 0x55, 0x55, 0x55, 0x55, 0x55, 0x55, 0x55,
+	0x55, 0x55, 0x55, 0x55, 0x55, 0x55, 0x55, 0x55, 0x55, 0x55, 0x55, 0x55, 0x55, 0x55, 0x55, 0x55,
+	0xc0 };
+static const uint8_t rom_sync_reply[14] = { 0xc0, 0x01, 0x08, 0x04, 0x00, 0x07, 0x07, 0x12, 0x20,
+	0x00, 0x00, 0x00, 0x00, 0xc0 };
+
+#define MAGIC_ESP32 0x00F01D83u
+#define MAGIC_8266 0xFFF0C101u
+
+/* replies with the literal ROM SYNC reply, 8 times */
+static void sync_literal(struct fake *f, const uint8_t *p, size_t n)
+{
+	if (n >= 2 && p[0] == 0 && p[1] == 0x08)
+		for (int i = 0; i < 8; i++)
+			fake_push(f, rom_sync_reply, sizeof rom_sync_reply);
+}
+
+static void sync_bytes_and_rom_reply(void)
+{
+	struct fake *f = fake_new(MAGIC_ESP32, 4);
+	f->respond = sync_literal;
+	f->no_lines = true;
+	esp_loader *l = esp_loader_new(&f->t);
+	CHECK_EQ(esp_loader_connect(l, ESP_RESET_AUTO, 1), 0);
+	CHECK(f->tx_raw_len >= 46);
+	CHECK_MEM(f->tx_raw, sync_frame, 46);
+	CHECK(!esp_loader_is_stub(l));
+	esp_loader_free(l);
+	fake_free(f);
+}
+
+static void sync_value_zero_means_stub(void)
+{
+	struct fake *f = fake_new(MAGIC_ESP32, 4);
+	f->stub = true;
+	esp_loader *l = esp_loader_new(&f->t);
+	CHECK_EQ(esp_loader_connect(l, ESP_RESET_NONE, 1), 0);
+	CHECK(esp_loader_is_stub(l));
+	CHECK_EQ(f->line_calls, 0);
+	esp_loader_free(l);
+	fake_free(f);
+}
+
+static void reset_lines_are_driven_and_enotty_tolerated(void)
+{
+	struct fake *f = fake_new(MAGIC_ESP32, 4);
+	esp_loader *l = esp_loader_new(&f->t);
+	CHECK_EQ(esp_loader_connect(l, ESP_RESET_CLASSIC, 2), 0);
+	CHECK(f->line_calls >= 4);
+	esp_loader_free(l);
+	fake_free(f);
+	f = fake_new(MAGIC_ESP32, 4);
+	f->no_lines = true;
+	l = esp_loader_new(&f->t);
+	CHECK_EQ(esp_loader_connect(l, ESP_RESET_AUTO, 2), 0);
+	CHECK_EQ(esp_loader_hard_reset(l), -EOPNOTSUPP);
+	esp_loader_free(l);
+	fake_free(f);
+}
+
+static void silent_device_times_out_quickly(void)
+{
+	struct fake *f = fake_new(MAGIC_ESP32, 4);
+	f->dead = true;
+	esp_loader *l = esp_loader_new(&f->t);
+	uint64_t t0 = esp_now_us(f->t.clock);
+	CHECK_EQ(esp_loader_connect(l, ESP_RESET_NONE, 3), -ETIMEDOUT);
+	uint64_t took = esp_now_us(f->t.clock) - t0;
+	/* 3 attempts x 5 SYNCs x (100 ms + 50 ms) on the fake clock */
+	CHECK_MSG(took <= 3 * 5 * 150000 + 1000, "took %llu us", (unsigned long long)took);
+	CHECK(strlen(esp_loader_error(l)) > 0);
+	uint32_t v;
+	t0 = esp_now_us(f->t.clock);
+	CHECK_EQ(esp_loader_read_reg(l, 0x40001000, &v), -ETIMEDOUT);
+	CHECK(esp_now_us(f->t.clock) - t0 <= 3001000);
+	CHECK(strstr(esp_loader_error(l), "0x40001000") != NULL);
+	esp_loader_free(l);
+	fake_free(f);
+}
+
+static esp_loader *connected(struct fake *f)
+{
+	esp_loader *l = esp_loader_new(&f->t);
+	CHECK_EQ(esp_loader_connect(l, ESP_RESET_NONE, 1), 0);
+	return l;
+}
+
+static void detect_by_magic_after_unsupported_gsi(void)
+{
+	/* ESP32 ROM: GET_SECURITY_INFO fails 1/0x05 with 4 status bytes */
+	struct fake *f = fake_new(MAGIC_ESP32, 4);
+	esp_loader *l = connected(f);
+	const struct esp_chip_info *c = NULL;
+	CHECK_EQ(esp_loader_detect_chip(l, &c), 0);
+	CHECK(c && c->id == ESP_CHIP_ESP32);
+	esp_loader_free(l);
+	fake_free(f);
+	/* ESP8266 ROM: 2 status bytes */
+	f = fake_new(MAGIC_8266, 2);
+	l = connected(f);
+	CHECK_EQ(esp_loader_detect_chip(l, &c), 0);
+	CHECK(c && c->id == ESP_CHIP_ESP8266);
+	esp_loader_free(l);
+	fake_free(f);
+}
+
+static void detect_by_security_info(void)
+{
+	struct fake *f = fake_new(0xDEADBEEF, 4); /* magic would not match */
+	f->gsi = 20;
+	f->gsi_chip_id = 9;
+	esp_loader *l = connected(f);
+	const struct esp_chip_info *c = NULL;
+	CHECK_EQ(esp_loader_detect_chip(l, &c), 0);
+	CHECK(c && c->id == ESP_CHIP_ESP32S3);
+	CHECK_EQ(fake_count(f, 0x0A), 0);
+	esp_loader_free(l);
+	fake_free(f);
+	/* ESP32-S2: 12 bytes, no chip id, so the magic decides */
+	f = fake_new(0x000007C6, 4);
+	f->gsi = 12;
+	l = connected(f);
+	CHECK_EQ(esp_loader_detect_chip(l, &c), 0);
+	CHECK(c && c->id == ESP_CHIP_ESP32S2);
+	esp_loader_free(l);
+	fake_free(f);
+}
+
+static void mac_rules(void)
+{
+	struct fake *f = fake_new(MAGIC_ESP32, 4);
+	fake_set_reg(f, 0x3FF5A004, 0x12345678);
+	fake_set_reg(f, 0x3FF5A008, 0xABCD24A4);
+	esp_loader *l = connected(f);
+	uint8_t mac[6];
+	CHECK_EQ(esp_loader_read_mac(l, mac), 0);
+	const uint8_t want[6] = { 0x24, 0xA4, 0x12, 0x34, 0x56, 0x78 };
+	CHECK_MEM(mac, want, 6);
+	esp_loader_free(l);
+	fake_free(f);
+
+	/* ESP8266: OUI from MAC3, else from byte 2 of MAC1 */
+	f = fake_new(MAGIC_8266, 2);
+	fake_set_reg(f, 0x3FF00050, 0x9A000000);
+	fake_set_reg(f, 0x3FF00054, 0x0000BCDE);
+	l = connected(f);
+	CHECK_EQ(esp_loader_read_mac(l, mac), 0);
+	const uint8_t w1[6] = { 0x18, 0xFE, 0x34, 0xBC, 0xDE, 0x9A };
+	CHECK_MEM(mac, w1, 6);
+	f->regs_val[1] = 0x0001BCDE;
+	CHECK_EQ(esp_loader_read_mac(l, mac), 0);
+	const uint8_t w2[6] = { 0xAC, 0xD0, 0x74, 0xBC, 0xDE, 0x9A };
+	CHECK_MEM(mac, w2, 6);
+	fake_set_reg(f, 0x3FF0005C, 0x005CCF7F);
+	CHECK_EQ(esp_loader_read_mac(l, mac), 0);
+	const uint8_t w3[6] = { 0x5C, 0xCF, 0x7F, 0xBC, 0xDE, 0x9A };
+	CHECK_MEM(mac, w3, 6);
+	f->regs_val[2] = 0;
+	f->regs_val[1] = 0x0002BCDE;
+	CHECK_EQ(esp_loader_read_mac(l, mac), -EIO);
+	esp_loader_free(l);
+	fake_free(f);
+}
+
+static void jedec_and_attach(void)
+{
+	struct fake *f = fake_new(MAGIC_ESP32, 4);
+	fake_set_reg(f, 0x3FF42080, 0x001840C8); /* W0: GD25Q128 */
+	esp_loader *l = connected(f);
+	uint32_t id = 0, size = 0;
+	CHECK_EQ(esp_loader_flash_id(l, &id, &size), 0);
+	CHECK_EQ(id, 0x1840C8);
+	CHECK_EQ(size, 16u << 20);
+	size_t n;
+	const uint8_t *a = fake_sent(f, 0x0D, 0, &n);
+	CHECK(a != NULL);
+	if (a)
+		CHECK_EQ(n, 8 + 8); /* ROM SPI_ATTACH carries 8 bytes */
+	/* USR2 got the 8-bit RDID command */
+	bool usr2 = false;
+	for (int i = 0; i < f->nframes; i++)
+		if (f->frames[i][1] == 0x09 && get32(f->frames[i] + 8) == 0x3FF42024 &&
+		    get32(f->frames[i] + 12) == 0x7000009F)
+			usr2 = true;
+	CHECK(usr2);
+	esp_loader_free(l);
+	fake_free(f);
+	/* no flash: ID all ones */
+	f = fake_new(MAGIC_ESP32, 4);
+	fake_set_reg(f, 0x3FF42080, 0xFFFFFF);
+	l = connected(f);
+	CHECK_EQ(esp_loader_flash_id(l, &id, &size), -EIO);
+	esp_loader_free(l);
+	fake_free(f);
+}
+
+static uint8_t md5_reply_op = 0x13;
+static int md5_mode;
+/* MD5 replies scripted byte for byte */
+static void md5_script(struct fake *f, const uint8_t *p, size_t n)
+{
+	if (n < 2 || p[0] != 0)
+		return;
+	if (p[1] != md5_reply_op) {
+		fake_generic(f, p, n);
+		return;
+	}
+	static const char hex[] = "00112233445566778899aabbccddeeff";
+	static const uint8_t raw[16] = { 0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77,
+					 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff };
+	switch (md5_mode) {
+	case 0: fake_reply(f, 0x13, 0, (const uint8_t *)hex, 32, 0, 0); break;
+	case 1: fake_reply(f, 0x13, 0, raw, 16, 0, 0); break;
+	case 2: fake_reply(f, 0x13, 0, NULL, 0, 1, 0x09); break;   /* short failure */
+	case 3: {   /* stray frames first: a stale SYNC reply, text, a host echo */
+		fake_reply(f, 0x08, 0x20120707, NULL, 0, 0, 0);
+		fake_push(f, (const uint8_t *)"garbage\r\n", 9);
+		uint8_t echo[8] = { 0x00, 0x13, 0, 0, 0, 0, 0, 0 };
+		fake_push_frame(f, echo, 8);
+		fake_reply(f, 0x13, 0, (const uint8_t *)hex, 32, 0, 0);
+		break;
+	}
+	case 4:
+		for (int i = 0; i < 101; i++)
+			fake_reply(f, 0x0A, 0, NULL, 0, 0, 0);
+		fake_reply(f, 0x13, 0, (const uint8_t *)hex, 32, 0, 0);
+		break;
+	case 5: /* a failure after the data, in the 4 status bytes */
+		fake_reply(f, 0x13, 0, (const uint8_t *)hex, 32, 1, 0x08);
+		break;
+	}
+}
+
+static void md5_hex_vs_raw_and_status_placement(void)
+{
+	static const uint8_t want[16] = { 0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77,
+					  0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff };
+	uint8_t md[16];
+	struct fake *f = fake_new(MAGIC_ESP32, 4);
+	fake_set_reg(f, 0x3FF42080, 0x1640EF);
+	f->respond = md5_script;
+	esp_loader *l = connected(f);
+	md5_mode = 0;
+	CHECK_EQ(esp_loader_flash_md5(l, 0, 0x1000, md), 0);
+	CHECK_MEM(md, want, 16);
+	md5_mode = 3;
+	memset(md, 0, 16);
+	CHECK_EQ(esp_loader_flash_md5(l, 0, 0x1000, md), 0);
+	CHECK_MEM(md, want, 16);
+	md5_mode = 2;
+	CHECK_EQ(esp_loader_flash_md5(l, 0, 0x1000, md), -EIO);
+	CHECK(strstr(esp_loader_error(l), "flash read error") != NULL);
+	md5_mode = 5;
+	CHECK_EQ(esp_loader_flash_md5(l, 0, 0x1000, md), -EIO);
+	CHECK(strstr(esp_loader_error(l), "flash write error") != NULL);
+	md5_mode = 4;
+	CHECK_EQ(esp_loader_flash_md5(l, 0, 0x1000, md), -EPROTO);
+	esp_loader_free(l);
+	fake_free(f);
+
+	f = fake_new(MAGIC_ESP32, 4);
+	fake_set_reg(f, 0x3FF42080, 0x1640EF);
+	f->stub = true;
+	f->respond = md5_script;
+	l = connected(f);
+	CHECK(esp_loader_is_stub(l));
+	md5_mode = 1;
+	memset(md, 0, 16);
+	CHECK_EQ(esp_loader_flash_md5(l, 0, 0x1000, md), 0);
+	CHECK_MEM(md, want, 16);
+	esp_loader_free(l);
+	fake_free(f);
+}
+
+static uint8_t *pattern(size_t n, uint32_t seed)
+{
+	uint8_t *b = malloc(n);
+	for (size_t i = 0; i < n; i++) {
+		seed = seed * 1103515245u + 12345u;
+		b[i] = (i % 7 == 0) ? (uint8_t)(seed >> 16) : (uint8_t)(i / 97);
+	}
+	return b;
+}
+
+static void rom_plain_write_esp32(void)
+{
+	struct fake *f = fake_new(MAGIC_ESP32, 4);
+	fake_set_reg(f, 0x3FF42080, 0x1640EF);
+	esp_loader *l = connected(f);
+	size_t len = 0x1402;
+	uint8_t *img = pattern(len, 1);
+	CHECK_EQ(esp_loader_write_flash(l, 0x10000, img, len, 0, NULL, NULL), 0);
+	CHECK(esp_loader_last_write_verified(l));
+	CHECK_MEM(f->flash + 0x10000, img, len);
+	/* padded to a word with 0xFF, nothing past it touched */
+	CHECK_EQ(f->flash[0x10000 + len], 0xFF);
+	size_t n;
+	const uint8_t *b = fake_sent(f, 0x02, -1, &n);
+	CHECK(b && n == 8 + 16);       /* ESP32 ROM: 16-byte FLASH_BEGIN */
+	if (b) {
+		CHECK_EQ(get32(b + 8), 0x1404);       /* erase size = size */
+		CHECK_EQ(get32(b + 12), 6);           /* blocks of 0x400 */
+		CHECK_EQ(get32(b + 16), 0x400);
+		CHECK_EQ(get32(b + 20), 0x10000);
+	}
+	CHECK_EQ(fake_count(f, 0x03), 6);
+	const uint8_t *last = fake_sent(f, 0x03, 5, &n);
+	CHECK(last && n == 8 + 16 + 0x400);   /* last block padded to 0x400 */
+	if (last) {
+		CHECK_EQ(last[8 + 16 + 0x400 - 1], 0xFF);
+		uint8_t c = 0xEF;
+		for (size_t i = 0; i < 0x400; i++)
+			c ^= last[24 + i];
+		CHECK_EQ(get32(last + 4), c);
+	}
+	CHECK_EQ(fake_count(f, 0x04), 0);     /* never FLASH_END to the ROM */
+	CHECK_EQ(fake_count(f, 0x13), 1);
+	free(img);
+	esp_loader_free(l);
+	fake_free(f);
+}
+
+static void begin_is_20_bytes_on_s3_rom_16_on_stub(void)
+{
+	struct fake *f = fake_new(0x9, 4);
+	f->gsi = 20;
+	f->gsi_chip_id = 9;
+	fake_set_reg(f, 0x60002058, 0x1640EF);
+	esp_loader *l = connected(f);
+	uint8_t *img = pattern(0x4100, 2);
+	CHECK_EQ(esp_loader_write_flash(l, 0, img, 0x2000, ESP_WRITE_COMPRESS, NULL, NULL), 0);
+	size_t n;
+	const uint8_t *b = fake_sent(f, 0x10, -1, &n);
+	CHECK(b && n == 8 + 20);
+	if (b)
+		CHECK_EQ(get32(b + 8), 0x2000); /* ROM: rounded to 0x400 blocks */
+	CHECK_MEM(f->flash, img, 0x2000);
+	CHECK_EQ(fake_count(f, 0x12), 0);
+	esp_loader_free(l);
+	fake_free(f);
+
+	f = fake_new(0x9, 4);
+	f->gsi = 20;
+	f->gsi_chip_id = 9;
+	f->stub = true;
+	fake_set_reg(f, 0x60002058, 0x1640EF);
+	l = connected(f);
+	CHECK_EQ(esp_loader_write_flash(l, 0x3000, img, 0x1FFE, ESP_WRITE_COMPRESS, NULL, NULL), 0);
+	b = fake_sent(f, 0x10, -1, &n);
+	CHECK(b && n == 8 + 16);
+	if (b)
+		CHECK_EQ(get32(b + 8), 0x2000); /* stub: exact (word-padded) size */
+	const uint8_t *d = fake_sent(f, 0x11, 0, &n);
+	CHECK(d && d[24] == 0x78);          /* zlib header, not raw deflate */
+	CHECK_EQ(fake_count(f, 0x12), 1);   /* stub gets the END barrier */
+	const uint8_t *e = fake_sent(f, 0x12, 0, &n);
+	CHECK(e && get32(e + 8) == 1);
+	CHECK_MEM(f->flash + 0x3000, img, 0x1FFE);
+	/* plain stub write: short last block, FLASH_END(1) */
+	CHECK_EQ(esp_loader_write_flash(l, 0x8000, img, 0x4100, 0, NULL, NULL), 0);
+	const uint8_t *lb = fake_sent(f, 0x03, -1, &n);
+	CHECK(lb && n == 8 + 16 + 0x100);
+	CHECK_EQ(fake_count(f, 0x04), 1);
+	free(img);
+	esp_loader_free(l);
+	fake_free(f);
+}
+
+static void esp8266_rom_write_has_no_verify(void)
+{
+	struct fake *f = fake_new(MAGIC_8266, 2);
+	fake_set_reg(f, 0x60000240, 0x1640EF);
+	esp_loader *l = connected(f);
+	uint8_t *img = pattern(0x3000, 3);
+	CHECK_EQ(esp_loader_write_flash(l, 0xF000, img, 0x3000, ESP_WRITE_COMPRESS, NULL, NULL), 0);
+	CHECK(!esp_loader_last_write_verified(l));
+	CHECK(strstr(esp_loader_error(l), "not verified") != NULL);
+	CHECK_EQ(fake_count(f, 0x10), 0);   /* no FLASH_DEFL in the ESP8266 ROM */
+	CHECK_EQ(fake_count(f, 0x0D), 0);   /* attach is FLASH_BEGIN(0, 0) */
+	CHECK_EQ(fake_count(f, 0x0B), 0);   /* no SPI_SET_PARAMS either */
+	size_t n;
+	const uint8_t *b = fake_sent(f, 0x02, 0, &n);
+	CHECK(b && get32(b + 8) == 0 && get32(b + 12) == 0);
+	b = fake_sent(f, 0x02, -1, &n);
+	CHECK(b && n == 8 + 16);
+	if (b)
+		CHECK_EQ(get32(b + 8), esp_esp8266_erase_size(0xF000, 0x3000));
+	CHECK_MEM(f->flash + 0xF000, img, 0x3000);
+	uint8_t md[16];
+	CHECK_EQ(esp_loader_flash_md5(l, 0, 0x1000, md), -EOPNOTSUPP);
+	uint8_t rb[64];
+	CHECK_EQ(esp_loader_read_flash(l, 0, rb, 64, NULL, NULL), -EOPNOTSUPP);
+	CHECK_EQ(esp_loader_change_baud(l, 460800), -EOPNOTSUPP);
+	free(img);
+	esp_loader_free(l);
+	fake_free(f);
+}
+
+static void esp8266_erase_size_vectors(void)
+{
+	/* hand-computed from PROTOCOL.md A9 (esptool's formula) */
+	CHECK_EQ(esp_esp8266_erase_size(0, 0x1000), 0x1000);       /* N=1 H=1 */
+	CHECK_EQ(esp_esp8266_erase_size(0, 0x10000), 0x8000);      /* N=16 H=16: (17/2) */
+	CHECK_EQ(esp_esp8266_erase_size(0x3000, 0x20000), 0x13000); /* N=32 H=13: 19 */
+	CHECK_EQ(esp_esp8266_erase_size(0xF000, 0x3000), 0x2000);   /* N=3 H=1: 2 */
+	CHECK_EQ(esp_esp8266_erase_size(0xE000, 0x3000), 0x2000);   /* N=3 H=2: N<4 → 2 */
+	CHECK_EQ(esp_esp8266_erase_size(0, 0x65800), 0x56000);     /* N=102 H=16: 86 */
+	CHECK_EQ(esp_esp8266_erase_size(0, 0), 0);
+}
+
+static int cancel_after(void *ctx, uint64_t done, uint64_t total)
+{
+	int *calls = ctx;
+	(void)done; (void)total;
+	return ++*calls >= 2;
+}
+
+static void progress_and_cancel(void)
+{
+	struct fake *f = fake_new(MAGIC_ESP32, 4);
+	fake_set_reg(f, 0x3FF42080, 0x1640EF);
+	esp_loader *l = connected(f);
+	uint8_t *img = pattern(0x4000, 4);
+	int calls = 0;
+	CHECK_EQ(esp_loader_write_flash(l, 0, img, 0x4000, 0, cancel_after, &calls), -EINTR);
+	CHECK_EQ(calls, 2);
+	CHECK_EQ(fake_count(f, 0x03), 2);
+	CHECK(strstr(esp_loader_error(l), "cancel") != NULL);
+	CHECK_EQ(esp_loader_write_flash(l, 0x800, img, 16, 0, NULL, NULL), -EINVAL);
+	CHECK_EQ(esp_loader_write_flash(l, 0x3FF000, img, 0x2000, 0, NULL, NULL), -EFBIG);
+	free(img);
+	esp_loader_free(l);
+	fake_free(f);
+}
+
+static void read_flash_stub_and_rom(void)
+{
+	struct fake *f = fake_new(MAGIC_ESP32, 4);
+	fake_set_reg(f, 0x3FF42080, 0x1640EF);
+	uint8_t *img = pattern(0x12345, 5);
+	memcpy(f->flash + 0x20000, img, 0x12345);
+	esp_loader *l = connected(f);
+	uint8_t *buf = malloc(0x12345);
+	CHECK_EQ(esp_loader_read_flash(l, 0x20000, buf, 200, NULL, NULL), 0); /* ROM slow read */
+	CHECK_MEM(buf, img, 200);
+	CHECK_EQ(fake_count(f, 0x0E), 4);
+	esp_loader_free(l);
+	fake_free(f);
+
+	f = fake_new(MAGIC_ESP32, 4);
+	f->stub = true;
+	fake_set_reg(f, 0x3FF42080, 0x1640EF);
+	memcpy(f->flash + 0x20000, img, 0x12345);
+	l = connected(f);
+	memset(buf, 0, 0x12345);
+	CHECK_EQ(esp_loader_read_flash(l, 0x20000, buf, 0x12345, NULL, NULL), 0);
+	CHECK_MEM(buf, img, 0x12345);
+	CHECK_EQ(fake_count(f, 0xD2), 2);  /* 64 KiB per command */
+	/* the acks: raw 4-byte frames carrying the running count */
+	int acks = 0;
+	for (int i = 0; i < f->nframes; i++)
+		if (f->flen[i] == 4 && get32(f->frames[i]) == 0x1000)
+			acks++;
+	CHECK(acks >= 1);
+	f->bad_read_md5 = true;
+	CHECK_EQ(esp_loader_read_flash(l, 0x20000, buf, 0x2000, NULL, NULL), -EIO);
+	CHECK(strstr(esp_loader_error(l), "MD5") != NULL);
+	free(buf);
+	free(img);
+	esp_loader_free(l);
+	fake_free(f);
+}
+
+static void erase_paths(void)
+{
+	struct fake *f = fake_new(MAGIC_ESP32, 4);
+	f->stub = true;
+	fake_set_reg(f, 0x3FF42080, 0x1640EF);
+	memset(f->flash + 0x9000, 0x00, 0x2000);
+	esp_loader *l = connected(f);
+	CHECK_EQ(esp_loader_erase_region(l, 0x9000, 0x2000), 0);
+	CHECK_EQ(f->flash[0x9000], 0xFF);
+	CHECK_EQ(f->flash[0xAFFF], 0xFF);
+	CHECK_EQ(esp_loader_erase_region(l, 0x9001, 0x1000), -EINVAL);
+	esp_loader_free(l);
+	fake_free(f);
+	/* ROM: FLASH_BEGIN over the region, nothing else */
+	f = fake_new(MAGIC_ESP32, 4);
+	fake_set_reg(f, 0x3FF42080, 0x1640EF);
+	l = connected(f);
+	CHECK_EQ(esp_loader_erase_region(l, 0x9000, 0x2000), 0);
+	size_t n;
+	const uint8_t *b = fake_sent(f, 0x02, -1, &n);
+	CHECK(b && get32(b + 8) == 0x2000 && get32(b + 20) == 0x9000);
+	CHECK_EQ(fake_count(f, 0x03), 0);
+	CHECK_EQ(fake_count(f, 0x04), 0);
+	esp_loader_free(l);
+	fake_free(f);
+}
+
+static void change_baud_words(void)
+{
+	struct fake *f = fake_new(MAGIC_ESP32, 4);
+	esp_loader *l = connected(f);
+	CHECK_EQ(esp_loader_change_baud(l, 921600), 0);
+	size_t n;
+	const uint8_t *b = fake_sent(f, 0x0F, 0, &n);
+	CHECK(b && get32(b + 8) == 921600 && get32(b + 12) == 0);
+	CHECK_EQ(f->baud_set, 921600);
+	esp_loader_free(l);
+	fake_free(f);
+	f = fake_new(MAGIC_ESP32, 4);
+	f->stub = true;
+	l = connected(f);
+	CHECK_EQ(esp_loader_change_baud(l, 460800), 0);
+	b = fake_sent(f, 0x0F, 0, &n);
+	CHECK(b && get32(b + 8) == 460800 && get32(b + 12) == 115200);
+	esp_loader_free(l);
+	fake_free(f);
+}
+
+static void status_mapping(void)
+{
+	CHECK_EQ(esp_status_to_errno(0, 0), 0);
+	CHECK_EQ(esp_status_to_errno(1, 0x08), -EIO);
+	CHECK_EQ(esp_status_to_errno(1, 0x07), -EPROTO);
+	CHECK_EQ(esp_status_to_errno(1, 0x05), -EOPNOTSUPP);
+	CHECK_EQ(esp_status_to_errno(1, 0x01), -EINVAL);
+	CHECK_EQ(esp_status_to_errno(0xC1, 0), -EPROTO);
+	CHECK_EQ(esp_status_to_errno(0xC4, 0x12), -EIO);
+	CHECK_EQ(esp_status_to_errno(0xC3, 0), -EOPNOTSUPP);
+	CHECK_EQ(esp_status_to_errno(0xFF, 0), -EOPNOTSUPP);
+	CHECK_EQ(esp_status_to_errno(0x77, 0), -EIO);
+	CHECK_STR(esp_status_text(1, 0x08), "flash write error");
+	CHECK_STR(esp_status_text(1, 0x0C), "deflate Adler32 error");
+	CHECK_STR(esp_status_text(0xC7, 0), "stub: inflate error");
+	CHECK_STR(esp_status_text(1, 0x42), "unknown ROM error");
+}
+
+static void base64_vectors(void)
+{
+	uint8_t out[16];
+	CHECK_EQ(esp_base64_decode("Zm9vYmFy", 8, out, sizeof out), 6);
+	CHECK_MEM(out, "foobar", 6);
+	CHECK_EQ(esp_base64_decode("Zm9vYg==", 8, out, sizeof out), 4);
+	CHECK_MEM(out, "foob", 4);
+	CHECK_EQ(esp_base64_decode("Zg==", 4, out, sizeof out), 1);
+	CHECK_EQ(out[0], 'f');
+	CHECK_EQ(esp_base64_decode("Zm9v\nYmE=", 9, out, sizeof out), 5);
+	CHECK_MEM(out, "fooba", 5);
+	CHECK_EQ(esp_base64_decode("/+8=", 4, out, sizeof out), 2);
+	CHECK_EQ(out[0], 0xFF);
+	CHECK_EQ(out[1], 0xEF);
+	CHECK_EQ(esp_base64_decode("Zm9v!mFy", 8, out, sizeof out), -EINVAL);
+	CHECK_EQ(esp_base64_decode("Zh==", 4, out, sizeof out), -EINVAL); /* non-zero fill */
+	CHECK_EQ(esp_base64_decode("Zg==Zg", 6, out, sizeof out), -EINVAL);
+	CHECK_EQ(esp_base64_decode("Zm9vYmFy", 8, out, 5), -ENOSPC);
+	CHECK_EQ(esp_base64_decode("", 0, out, sizeof out), 0);
+}
+
+static void stub_json_and_upload(void)
+{
+	char path[] = "/tmp/espfs-stub-XXXXXX";
+	int fd = mkstemp(path);
+	CHECK(fd >= 0);
+	const char *js = "{\"entry\": 1074521560, \"text\": \"AAECAwQFBgc=\", \"text_start\": 1074520064,"
+			 " \"data\": \"/w==\", \"data_start\": 1073605544, \"bss_start\": 1}";
+	CHECK_EQ(write(fd, js, strlen(js)), (ssize_t)strlen(js));
+	close(fd);
+	esp_stub s;
+	char err[256];
+	CHECK_EQ(esp_stub_load_file(path, &s, err, sizeof err), 0);
+	CHECK_EQ(s.entry, 1074521560u);
+	CHECK_EQ(s.text_len, 8);
+	CHECK_EQ(s.text[7], 7);
+	CHECK_EQ(s.text_start, 1074520064u);
+	CHECK_EQ(s.data_len, 1);
+	CHECK_EQ(s.data_start, 1073605544u);
+
+	struct fake *f = fake_new(MAGIC_ESP32, 4);
+	esp_loader *l = connected(f);
+	CHECK(!esp_loader_is_stub(l));
+	CHECK_EQ(esp_loader_run_stub(l, &s), 0);
+	CHECK(esp_loader_is_stub(l));
+	CHECK_EQ(fake_count(f, 0x05), 2);
+	CHECK_EQ(fake_count(f, 0x07), 2);
+	size_t n;
+	const uint8_t *me = fake_sent(f, 0x06, 0, &n);
+	CHECK(me && get32(me + 8) == 0 && get32(me + 12) == 1074521560u);
+	const uint8_t *md = fake_sent(f, 0x07, 0, &n);
+	CHECK(md && n == 8 + 16 + 8 && get32(md + 4) == (0xEFu ^ 0 ^ 1 ^ 2 ^ 3 ^ 4 ^ 5 ^ 6 ^ 7));
+	esp_loader_free(l);
+	fake_free(f);
+	esp_stub_free(&s);
+
+	const char *bad = "{\"entry\": 1, \"text\": \"@@@\", \"text_start\": 2}";
+	fd = open(path, O_WRONLY | O_TRUNC);
+	CHECK_EQ(write(fd, bad, strlen(bad)), (ssize_t)strlen(bad));
+	close(fd);
+	CHECK_EQ(esp_stub_load_file(path, &s, err, sizeof err), -EINVAL);
+	CHECK(strstr(err, "text") != NULL);
+	unlink(path);
+	CHECK(esp_stub_load_file("/nonexistent/x.json", &s, err, sizeof err) < 0);
+}
+
+static void stub_files_from_esptool_js(void)
+{
+	const char *src = getenv("ESPFS_SOURCE");
+	if (!src)
+		SKIP("ESPFS_SOURCE not set");
+	char dir[1024], path[1200];
+	snprintf(dir, sizeof dir, "%s/tests/interop/node_modules/esptool-js/lib/targets/stub_flasher", src);
+	if (access(dir, R_OK) != 0)
+		SKIP("esptool-js is not installed in tests/interop/node_modules");
+	const esp_chip_id ids[] = { ESP_CHIP_ESP8266, ESP_CHIP_ESP32, ESP_CHIP_ESP32S2, ESP_CHIP_ESP32S3,
+				    ESP_CHIP_ESP32C3, ESP_CHIP_ESP32C6 };
+	for (size_t i = 0; i < sizeof ids / sizeof *ids; i++) {
+		const struct esp_chip_info *c = esp_chip_get(ids[i]);
+		CHECK_EQ(esp_stub_find(c, dir, path, sizeof path), 0);
+		esp_stub s;
+		char err[256];
+		int rc = esp_stub_load_file(path, &s, err, sizeof err);
+		CHECK_MSG(rc == 0, "%s: %s", c->key, err);
+		CHECK(s.entry != 0 && s.text_len > 1000);
+		esp_stub_free(&s);
+	}
+	CHECK_EQ(esp_stub_find(esp_chip_get(ESP_CHIP_ESP32), "/nonexistent", path, sizeof path), -ENOENT);
+}
+
+int main(void)
+{
+	RUN(sync_bytes_and_rom_reply);
+	RUN(sync_value_zero_means_stub);
+	RUN(reset_lines_are_driven_and_enotty_tolerated);
+	RUN(silent_device_times_out_quickly);
+	RUN(detect_by_magic_after_unsupported_gsi);
+	RUN(detect_by_security_info);
+	RUN(mac_rules);
+	RUN(jedec_and_attach);
+	RUN(md5_hex_vs_raw_and_status_placement);
+	RUN(rom_plain_write_esp32);
+	RUN(begin_is_20_bytes_on_s3_rom_16_on_stub);
+	RUN(esp8266_rom_write_has_no_verify);
+	RUN(esp8266_erase_size_vectors);
+	RUN(progress_and_cancel);
+	RUN(read_flash_stub_and_rom);
+	RUN(erase_paths);
+	RUN(change_baud_words);
+	RUN(status_mapping);
+	RUN(base64_vectors);
+	RUN(stub_json_and_upload);
+	RUN(stub_files_from_esptool_js);
+	return t_done();
+}
