@@ -38,6 +38,11 @@ struct sim_app_env {
 	/* Reset cause for the ROM line: 0 = power-on (default), 1 = EN/reset
 	 * pin pressed, 2 = software (RTS/DTR sequence treated as EN). */
 	int reset_cause;
+	/* Wi-Fi credentials the firmware kept from an earlier provisioning
+	 * (NVS survives a reset, not an erase).  NULL: none; a stored SSID
+	 * that matches env->wifi[] boots straight into PROVISIONED.  Read it
+	 * back with sim_app_stored_ssid() before sim_app_free(). */
+	const char *stored_ssid;
 };
 
 struct sim_app;
@@ -66,5 +71,8 @@ uint8_t sim_app_improv_state(const struct sim_app *a);     /* 0x02 authorized ..
 const char *sim_app_boot_error(const struct sim_app *a);
 /* Flash offset of the app that booted (0 when none). */
 uint32_t sim_app_boot_offset(const struct sim_app *a);
+/* SSID the firmware has stored after a successful Improv provisioning
+ * (NULL: none).  Valid until sim_app_free(). */
+const char *sim_app_stored_ssid(const struct sim_app *a);
 
 #endif
