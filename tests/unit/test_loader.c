@@ -532,6 +532,93 @@ static void change_baud_words(void)
 	fake_free(f);
 }
 
+
+static void gsi_legacy(struct fake *f, const uint8_t *p, size_t n)
+{
+	if (n >= 2 && p[0] == 0 && p[1] == 0x14) {
+		uint8_t r[8 + 22] = { 0x01, 0x14, 20, 0 };
+		r[8 + 12] = 5;
+		fake_push_frame(f, r, sizeof r);
+		return;
+	}
+	fake_generic(f, p, n);
+}
+
+static int malformed_mode;
+/* READ_REG replies preceded by broken things */
+static void malformed_script(struct fake *f, const uint8_t *p, size_t n)
+{
+	if (n < 2 || p[0] != 0 || p[1] != 0x0A) {
+		fake_generic(f, p, n);
+		return;
+	}
+	if (malformed_mode == 0) {
+		const uint8_t junk[] = { 0xc0, 0x01, 0x0a, 0x00, 0xc0,             /* truncated header */
+					 0xc0, 0x01, 0x0a, 0xdb, 0x41, 0x00, 0xc0,  /* bad escape */
+					 'r', 's', 't', ':', '0', 'x', '1',          /* text */
+					 0xc0, 0xc0,                                /* empty frame */
+					 /* ESP32 ROM reply with only 2 status bytes (A2 trace) */
+					 0xc0, 0x01, 0x0a, 0x02, 0x00, 0x09, 0x00, 0x00, 0x00, 0x00, 0x00, 0xc0 };
+		fake_push(f, junk, sizeof junk);
+	} else if (malformed_mode == 1) {
+		uint8_t noise[3000];
+		uint32_t x = 12345;
+		for (size_t i = 0; i < sizeof noise; i++) {
+			x = x * 1103515245u + 12345u;
+			noise[i] = (uint8_t)(x >> 16);
+		}
+		fake_push(f, noise, sizeof noise);   /* random bytes, C0s included */
+	} else if (malformed_mode == 2) {
+		/* a reply with no status bytes at all */
+		uint8_t r[8] = { 0x01, 0x0a, 0, 0, 1, 2, 3, 4 };
+		fake_push_frame(f, r, 8);
+	}
+}
+
+static void malformed_replies(void)
+{
+	struct fake *f = fake_new(MAGIC_ESP32, 4);
+	f->respond = malformed_script;
+	esp_loader *l = connected(f);
+	uint32_t v = 0;
+	malformed_mode = 0;
+	CHECK_EQ(esp_loader_read_reg(l, 0x1234, &v), 0);
+	CHECK_EQ(v, 9);
+	malformed_mode = 1;
+	uint64_t t0 = esp_now_us(f->t.clock);
+	int rc = esp_loader_read_reg(l, 0x1234, &v);
+	CHECK(rc == -ETIMEDOUT || rc == -EPROTO);
+	CHECK(esp_now_us(f->t.clock) - t0 <= 3001000);
+	malformed_mode = 2;
+	CHECK_EQ(esp_loader_read_reg(l, 0x1234, &v), -EPROTO);
+	esp_loader_free(l);
+	fake_free(f);
+}
+
+/* The legacy stub's GET_SECURITY_INFO claims 20 bytes but sends 22 (A2) */
+static void gsi_size_field_is_not_trusted(void)
+{
+	struct fake *f = fake_new(0xDEADBEEF, 4);
+	f->stub = true;
+	esp_loader *l = connected(f);
+	f->respond = NULL;
+	uint8_t r[8 + 22] = { 0x01, 0x14, 20, 0 };
+	r[8 + 12] = 5; /* ESP32-C3 */
+	fake_push_frame(f, r, sizeof r);
+	/* the reply is queued before the command: keep it from the flush */
+	f->respond = NULL;
+	const struct esp_chip_info *c = NULL;
+	/* send via the lower-level path so the queued reply survives */
+	uint8_t d[40];
+	int n = esp_loader_command(l, 0x14, NULL, 0, 0, 100, NULL, d, sizeof d, ESP_EXPECT_RAW);
+	CHECK_EQ(n, -ETIMEDOUT); /* flushed: stale frames never count as replies */
+	f->respond = gsi_legacy;
+	CHECK_EQ(esp_loader_detect_chip(l, &c), 0);
+	CHECK(c && c->id == ESP_CHIP_ESP32C3);
+	esp_loader_free(l);
+	fake_free(f);
+}
+
 static void status_mapping(void)
 {
 	CHECK_EQ(esp_status_to_errno(0, 0), 0);
@@ -659,6 +746,8 @@ int main(void)
 	RUN(read_flash_stub_and_rom);
 	RUN(erase_paths);
 	RUN(change_baud_words);
+	RUN(malformed_replies);
+	RUN(gsi_size_field_is_not_trusted);
 	RUN(status_mapping);
 	RUN(base64_vectors);
 	RUN(stub_json_and_upload);
