@@ -133,8 +133,14 @@ static void classify_factory_esp8266(const uint8_t *buf, size_t len, struct esp_
 		img_msg(c->reason, sizeof c->reason, "app at 0x1000: %s", m);
 		return;
 	}
+	/* The CRC is there if the XOR checksum needed those 8 bytes zeroed,
+	 * or (1 in 256: their XOR was 0) if the stored length is exactly
+	 * the end of the app. */
+	uint32_t stored = img_le32(buf + c->app_off + 0x10);
+	if (stored == c->app_off + c->app.image_len)
+		c->app.esp8266_crc_present = true;
 	if (c->app.esp8266_crc_present) {
-		uint32_t size = img_le32(buf + c->app_off + 0x10);
+		uint32_t size = stored;
 		uint32_t want = img_le32(buf + c->app_off + 0x14);
 		if (size < c->app_off + 0x18 || size > len) {
 			img_msg(c->reason, sizeof c->reason, "truncated: the image says it is %u bytes, only %zu present",
@@ -246,7 +252,7 @@ int esp_image_classify(const uint8_t *buf, size_t len, const struct esp_partitio
 	}
 	if (buf[0] == ESP_IMAGE_MAGIC)
 		img_msg(c->reason, sizeof c->reason, "not a valid firmware image: implausible header "
-		        "(%u segments, flash mode %u)", buf[1], len > 2 ? buf[2] : 0);
+		        "(%u segments, flash mode %u)", len > 1 ? buf[1] : 0, len > 2 ? buf[2] : 0);
 	else
 		img_msg(c->reason, sizeof c->reason, "not a firmware image, partition table or otadata "
 		        "(first byte 0x%02x)", buf[0]);
