@@ -88,6 +88,7 @@ uint8_t *sim_flash_copy(sim_device *d, uint32_t offset, uint32_t len);
 /* Write flash directly (test setup: put an image in place). */
 int sim_flash_load(sim_device *d, uint32_t offset, const uint8_t *data, size_t len);
 uint16_t sim_usb_pid(sim_device *d);          /* current USB PID, 0 = not USB */
+uint16_t sim_usb_vid(sim_device *d);          /* 0x303A native USB, else the bridge's */
 /* Changes every time the device re-enumerates (USB-OTG ROM <-> app). */
 unsigned sim_port_generation(sim_device *d);
 
