@@ -12,6 +12,11 @@ import { PtySerialPort } from './webserial-shim.mjs';
 export const HERE = path.dirname(fileURLToPath(import.meta.url));
 const live = new Set();           // child processes to kill on any exit
 
+// TAP owns stdout; the clients' own console chatter goes to stderr.
+const tapOut = (line) => process.stdout.write(`${line}\n`);
+for (const k of ['log', 'info', 'debug', 'warn', 'error', 'trace'])
+	console[k] = (...a) => process.stderr.write(`${a.map(String).join(' ')}\n`);
+
 process.on('exit', () => {
 	for (const p of live) try { p.kill('SIGKILL'); } catch { /* gone */ }
 });
@@ -135,16 +140,16 @@ let failed = 0;
 export function ok(cond, name, diag) {
 	n++;
 	if (!cond) failed++;
-	console.log(`${cond ? 'ok' : 'not ok'} ${n} - ${name}`);
+	tapOut(`${cond ? 'ok' : 'not ok'} ${n} - ${name}`);
 	if (!cond && diag !== undefined) comment(diag);
 	return !!cond;
 }
 export function skip(name, reason) {
 	n++;
-	console.log(`ok ${n} - ${name} # SKIP ${reason}`);
+	tapOut(`ok ${n} - ${name} # SKIP ${reason}`);
 }
 export function comment(text) {
-	for (const line of String(text).split('\n')) console.log(`# ${line}`);
+	for (const line of String(text).split('\n')) tapOut(`# ${line}`);
 }
 /** Byte comparison that names the first difference. */
 export function sameBytes(actual, expected, name) {
@@ -183,7 +188,7 @@ export function makeLog() {
  * run: async (t) => {...} }.  t has dir (temp), sims, ports, log. */
 export async function runCases(cases) {
 	const nm = nodeModulesMissing();
-	if (nm) { console.log(`1..0 # SKIP ${nm}`); process.exit(0); }
+	if (nm) { tapOut(`1..0 # SKIP ${nm}`); process.exit(0); }
 	for (const c of cases) {
 		const reason = c.skip ? c.skip() : null;
 		if (reason) { skip(c.name, reason); continue; }
@@ -212,7 +217,7 @@ export async function runCases(cases) {
 			fs.rmSync(t.dir, { recursive: true, force: true });
 		}
 	}
-	console.log(`1..${n}`);
+	tapOut(`1..${n}`);
 	// clients leave timers and listeners behind; do not wait for them
 	process.exit(0);
 }
