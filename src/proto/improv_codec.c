@@ -186,6 +186,17 @@ static void text_byte(struct improv_parser *ps, uint8_t b)
 		ps->cur[ps->cur_n++] = (b < 0x20 && b != '\t') || b == 0x7F ? '?' : (char)b;
 }
 
+/* The candidate packet was log text after all: so is the rest of the line. */
+static void to_text(struct improv_parser *ps, uint8_t b)
+{
+	for (size_t k = 0; k < ps->n; k++)
+		text_byte(ps, ps->buf[k]);
+	ps->n = 0;
+	ps->line_start = false;
+	ps->in_text = true;
+	text_byte(ps, b);
+}
+
 unsigned improv_console_count(const struct improv_parser *ps)
 {
 	return ps->ring_count;
@@ -226,12 +237,11 @@ int improv_parser_feed(struct improv_parser *ps, const uint8_t *in, size_t n, si
 				ps->line_start = false;
 				continue;
 			}
-			for (size_t k = 0; k < ps->n; k++)
-				text_byte(ps, ps->buf[k]);
-			ps->n = 0;
-			ps->line_start = false;
-			ps->in_text = true;
-			text_byte(ps, b);
+			to_text(ps, b);
+			continue;
+		}
+		if (ps->n == 6 && b != IMPROV_VERSION) {
+			to_text(ps, b);   /* "IMPROVISED ...": a log line */
 			continue;
 		}
 		/* Past the magic, a 0x0A is data (type or length may be 10). */
