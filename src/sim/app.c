@@ -44,6 +44,7 @@ struct sim_app {
 	uint64_t next_cycle_us;     /* boot loop: next reset */
 
 	uint64_t next_periodic_us;  /* running: next console line */
+	unsigned app_ms;            /* ms from reset to the app's start (IDF log stamps) */
 	unsigned periodic_n;
 
 	bool improv_on;
@@ -342,8 +343,9 @@ static bool boot_esp32(struct sim_app *a, int cause, struct appimg *app)
 	}
 	unsigned ms = (unsigned)r;
 	const char *k = a->chip->key;
-	linef(a, ms, "I (%u) boot: ESP-IDF %s 2nd stage bootloader", ms, a->have_info && a->info.idf_ver[0] ? a->info.idf_ver : "v4.4.7");
-	linef(a, ms, "I (%u) boot: compile time %s", ms, a->have_info && a->info.time[0] ? a->info.time : "00:00:00");
+	const char *idf = a->info.idf_ver[0] ? a->info.idf_ver : "v4.4.7";
+	linef(a, ms, "I (%u) boot: ESP-IDF %s%s 2nd stage bootloader", ms, idf[0] == 'v' ? "" : "v", idf);
+	linef(a, ms, "I (%u) boot: compile time %s", ms, a->info.time[0] ? a->info.time : "00:00:00");
 	linef(a, ms, "I (%u) boot: chip revision: %s", ms, a->chip->id == ESP_CHIP_ESP32 ? "v3.0" : "v0.4");
 	ms += 4;
 	linef(a, ms, "I (%u) boot.%s: SPI Speed      : %s", ms, k, freq_name(bl.size_freq));
@@ -411,7 +413,8 @@ static bool boot_esp32(struct sim_app *a, int cause, struct appimg *app)
 			linef(a, ms, "I (%u) boot: Loaded app from partition at offset 0x%x", ms, p->offset);
 			linef(a, ms, "I (%u) boot: Disabling RNG early entropy source...", ms);
 			a->app_off = p->offset;
-			a->cycle_t0 += (uint64_t)(ms + 5) * MS;   /* the app's clock starts here */
+			a->app_ms = ms + 5;
+			a->cycle_t0 += (uint64_t)a->app_ms * MS;   /* app output is timed from here */
 			return true;
 		}
 		if (p->subtype == 0)
@@ -470,13 +473,13 @@ static bool boot_esp8266(struct sim_app *a, int cause, struct appimg *app)
 	if (first.len <= 0x1000 && appimg_word(&a->env, 0x1000) != 0xFFFFFFFFu &&
 	    (appimg_word(&a->env, 0x1000) & 0xFF) == 0xE9) {
 		app_at = 0x1000;
-		linef(a, 3, "%s", "");
 		linef(a, 3, "v%08x", appimg_word(&a->env, 0x1010));
 		linef(a, 3, "~ld");
 	}
 	if (app_at == 0) {
 		*app = first;
 		a->app_off = 0;
+		a->app_ms = 60;
 		a->cycle_t0 += 60 * MS;
 		return true;
 	}
@@ -506,6 +509,7 @@ static bool boot_esp8266(struct sim_app *a, int cause, struct appimg *app)
 		return false;
 	}
 	a->app_off = app_at;
+	a->app_ms = 80;
 	a->cycle_t0 += 80 * MS;
 	return true;
 }
@@ -573,45 +577,45 @@ static void app_start_log(struct sim_app *a)
 	mac_str(a->mac, mac);
 	if (!a->esp8266) {
 		bool dual = a->chip->id == ESP_CHIP_ESP32 || a->chip->id == ESP_CHIP_ESP32S3;
-		linef(a, 0, "I (%u) cpu_start: %s", 400, dual ? "Multicore app" : "Unicore app");
-		linef(a, 1, "I (%u) cpu_start: Pro cpu start user code", 401);
-		linef(a, 2, "I (%u) cpu_start: Application information:", 402);
-		linef(a, 2, "I (%u) cpu_start: Project name:     %s", 402, i->project[0] ? i->project : "app");
-		linef(a, 2, "I (%u) cpu_start: App version:      %s", 402, i->version[0] ? i->version : "1");
-		linef(a, 2, "I (%u) cpu_start: Compile time:     %s %s", 402, i->date, i->time);
-		linef(a, 2, "I (%u) cpu_start: ESP-IDF:          %s", 402, i->idf_ver[0] ? i->idf_ver : "unknown");
-		linef(a, 5, "I (%u) cpu_start: Starting scheduler on PRO CPU.", 405);
+		unsigned b = a->app_ms + 150;   /* ms since reset, as IDF stamps them */
+		linef(a, 150, "I (%u) cpu_start: %s", b, dual ? "Multicore app" : "Unicore app");
+		linef(a, 151, "I (%u) cpu_start: Pro cpu start user code", b + 1);
+		linef(a, 152, "I (%u) cpu_start: Application information:", b + 2);
+		linef(a, 152, "I (%u) cpu_start: Project name:     %s", b + 2, i->project[0] ? i->project : "app");
+		linef(a, 152, "I (%u) cpu_start: App version:      %s", b + 2, i->version[0] ? i->version : "1");
+		linef(a, 152, "I (%u) cpu_start: Compile time:     %s %s", b + 2, i->date, i->time);
+		linef(a, 152, "I (%u) cpu_start: ESP-IDF:          %s", b + 2, i->idf_ver[0] ? i->idf_ver : "unknown");
+		linef(a, 155, "I (%u) cpu_start: Starting scheduler on PRO CPU.", b + 5);
 	}
 	if (i->esphome) {
-		linef(a, 20, "[I][logger:034]: Log initialized");
-		linef(a, 30, "[I][app:029]: Running through setup()...");
-		linef(a, 40, "[C][wifi:048]: Setting up WiFi...");
-		linef(a, 45, "[C][wifi:061]: Starting WiFi...");
-		linef(a, 45, "[C][wifi:062]:   Local MAC: %s", mac);
+		linef(a, 170, "[I][logger:034]: Log initialized");
+		linef(a, 180, "[I][app:029]: Running through setup()...");
+		linef(a, 190, "[C][wifi:048]: Setting up WiFi...");
+		linef(a, 195, "[C][wifi:061]: Starting WiFi...");
+		linef(a, 195, "[C][wifi:062]:   Local MAC: %s", mac);
 		if (a->improv_on)
-			linef(a, 60, "[C][improv_serial:030]: Setting up Improv Serial...");
-		linef(a, 500, "[I][app:062]: setup() finished successfully!");
-		linef(a, 510, "[I][app:100]: ESPHome version %s compiled on %s", i->esphome_version,
+			linef(a, 210, "[C][improv_serial:030]: Setting up Improv Serial...");
+		linef(a, 600, "[I][app:062]: setup() finished successfully!");
+		linef(a, 610, "[I][app:100]: ESPHome version %s compiled on %s", i->esphome_version,
 		      i->compiled[0] ? i->compiled : "Jan  1 2024, 00:00:00");
 		if (i->project_name[0])
-			linef(a, 510, "[I][app:102]: Project %s version %s", i->project_name, i->project_version);
+			linef(a, 610, "[I][app:102]: Project %s version %s", i->project_name, i->project_version);
 	} else if (strcmp(i->project, "blink") == 0) {
-		linef(a, 10, "I (%u) example: Example configured to blink GPIO LED!", 420);
+		linef(a, 160, "I (%u) example: Example configured to blink GPIO LED!", a->app_ms + 160);
 	} else if (!a->esp8266) {
-		linef(a, 10, "I (%u) main_task: Calling app_main()", 420);
+		linef(a, 160, "I (%u) main_task: Calling app_main()", a->app_ms + 160);
 	}
 }
 
 static void periodic_line(struct sim_app *a, uint64_t at)
 {
-	uint64_t t = at - a->cycle_t0;
-	unsigned ms = (unsigned)(t / MS);
+	unsigned ms = (unsigned)((at - a->cycle_t0) / MS) + a->app_ms;   /* since reset */
 	char buf[200];
 	int n;
 	const struct app_info *i = &a->info;
 	if (i->esphome)
-		n = snprintf(buf, sizeof buf, "[D][sensor:094]: 'Uptime': Sending state %u.%05u s with 0 decimals of accuracy\r\n",
-			     ms / 1000, 0u);
+		n = snprintf(buf, sizeof buf, "[D][sensor:094]: 'Uptime': Sending state %u.%03u00 s with 0 decimals of accuracy\r\n",
+			     ms / 1000, ms % 1000);
 	else if (strcmp(i->project, "blink") == 0)
 		n = snprintf(buf, sizeof buf, "I (%u) example: Turning the LED %s!\r\n", ms, a->periodic_n % 2 ? "OFF" : "ON");
 	else if (a->esp8266)
@@ -667,10 +671,10 @@ static void boot_once(struct sim_app *a, uint64_t t0, int cause)
 	a->improv_on = (a->info.esphome && a->info.improv_serial) || a->env.improv_forced;
 	app_start_log(a);
 	if (a->improv_on) {
-		a->improv_ready_us = a->cycle_t0 + 520 * MS;
+		a->improv_ready_us = a->cycle_t0 + 620 * MS;
 		setup_improv(a);
 	}
-	a->next_periodic_us = a->cycle_t0 + 2000 * MS;
+	a->next_periodic_us = a->cycle_t0 + (a->info.esphome ? 2000 : 300) * MS;
 }
 
 /* ---------------- public interface ---------------- */

@@ -307,7 +307,7 @@ static void string_around(const uint8_t *d, size_t n, size_t i, size_t *s, size_
 static const uint8_t *find(const uint8_t *d, size_t n, const char *needle, size_t from)
 {
 	size_t k = strlen(needle);
-	if (from >= n)
+	if (!d || from >= n)
 		return NULL;
 	return memmem(d + from, n - from, needle, k);
 }
@@ -335,7 +335,7 @@ static bool is_compile_stamp(const uint8_t *p, size_t len)
 	if (len != 21)
 		return false;
 	return p[0] >= 'A' && p[0] <= 'Z' && p[3] == ' ' && p[6] == ' ' && p[11] == ',' &&
-	       p[14] == ':' && p[17] == ':';
+	       p[15] == ':' && p[18] == ':';
 }
 
 void app_info_scan(const struct appimg *img, struct app_info *info)
@@ -396,17 +396,18 @@ void app_info_scan(const struct appimg *img, struct app_info *info)
 			ok = is_name_char(d[k]);
 		if (ok) {
 			copy_field(info->device_name, sizeof info->device_name, d + s, (size_t)(p - d) - s);
-			/* Compile stamp: the string(s) just before, skipping NUL padding. */
-			size_t q = s - 1;
-			while (q > 0 && d[q] == 0 && s - q < 8)
-				q--;
-			size_t cs, ce;
-			string_around(d, n, q, &cs, &ce);
-			if (is_compile_stamp(d + cs, ce - cs))
-				copy_field(info->compiled, sizeof info->compiled, d + cs, ce - cs);
 			break;
 		}
 		p = find(d, n, ".local", (size_t)(p - d) + 1);
+	}
+	/* App.pre_setup()'s __DATE__ ", " __TIME__ compile stamp */
+	for (p = find(d, n, ", ", 0); p; p = find(d, n, ", ", (size_t)(p - d) + 1)) {
+		size_t at = (size_t)(p - d);
+		if (at >= 11 && at + 10 <= n && (at == 11 || d[at - 12] == 0) &&
+		    (at + 10 == n || d[at + 10] == 0) && is_compile_stamp(d + at - 11, 21)) {
+			copy_field(info->compiled, sizeof info->compiled, d + at - 11, 21);
+			break;
+		}
 	}
 	if (!info->device_name[0])
 		snprintf(info->device_name, sizeof info->device_name, "%s",
