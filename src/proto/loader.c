@@ -180,6 +180,12 @@ int esp__recv(esp_loader *l, uint8_t op, uint32_t timeout_ms, uint32_t *value,
 			return -EPROTO;
 		}
 		size_t st = plen >= expect_len + 2 ? expect_len : 0;
+		if (p[st] != 0 && !l->stub && p[st] != 0x01) {
+			/* a ROM only ever says 0 or 1 here: the reply is damaged */
+			esp__err(l, "garbled status 0x%02x 0x%02x in the reply to command 0x%02x",
+				 p[st], p[st + 1], op);
+			return -EPROTO;
+		}
 		if (p[st] != 0) {
 			int e = esp_status_to_errno(p[st], p[st + 1]);
 			if (l->secure_download && e == -EOPNOTSUPP)
