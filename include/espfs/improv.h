@@ -18,6 +18,7 @@
  *   -EACCES       not authorized (error 0x04, BLE only in practice)
  *   -EPROTO       the device called our RPC invalid (0x01) or answered garbage
  *   -EIO          unknown error (0xFF) from the device
+ *   -EINTR        cancelled through improv_client.cancel
  *   transport errors (-ENODEV ...) are passed up unchanged.
  *
  * SSIDs and passwords are byte strings with explicit lengths.  Neither is
@@ -26,6 +27,7 @@
  * how RPCs are serialized). */
 #ifndef ESPFS_IMPROV_H
 #define ESPFS_IMPROV_H
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -57,6 +59,7 @@ enum improv_cmd { IMPROV_CMD_WIFI = 0x01, IMPROV_CMD_GET_STATE = 0x02,
 #define IMPROV_RESEND_MS             1000   /* state request repeat */
 #define IMPROV_RPC_TIMEOUT_MS        30000
 #define IMPROV_PROVISION_TIMEOUT_MS  45000  /* device tries ~30 s itself */
+#define IMPROV_CANCEL_POLL_MS        100
 
 const char *improv_state_name(int state);   /* "authorized", ... */
 const char *improv_error_name(int err);     /* "unable to connect", ... */
@@ -139,6 +142,8 @@ struct improv_client {
 	char url[256];              /* redirect URL from the last state/provision result */
 	char msg[200];              /* reason for the last failure */
 	unsigned long packets_in, packets_out;
+	atomic_int *cancel;         /* optional: non-zero makes a waiting call return
+	                             * -EINTR within IMPROV_CANCEL_POLL_MS */
 	uint8_t rx[512];            /* bytes read but not yet parsed */
 	size_t rx_pos, rx_len;
 };

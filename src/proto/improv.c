@@ -57,10 +57,16 @@ static int next_packet(struct improv_client *c, uint64_t deadline, struct improv
 				return 0;
 			}
 		}
+		if (c->cancel && atomic_load(c->cancel)) {
+			set_msg(c, "cancelled");
+			return -EINTR;
+		}
 		uint64_t now = now_us(c);
 		if (now >= deadline)
 			return -ETIMEDOUT;
 		uint64_t ms = (deadline - now + US_PER_MS - 1) / US_PER_MS;
+		if (c->cancel && ms > IMPROV_CANCEL_POLL_MS)
+			ms = IMPROV_CANCEL_POLL_MS;
 		int r = esp_tr_read(c->tr, c->rx, sizeof c->rx, ms > 0xFFFFFFFFu ? 0xFFFFFFFFu : (uint32_t)ms);
 		if (r == -ETIMEDOUT)
 			continue;

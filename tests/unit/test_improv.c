@@ -293,6 +293,8 @@ struct fake {
 	int nrpc;
 	int bad_writes;
 	int read_error;             /* returned by read when non-zero */
+	atomic_int *cancel_flag;    /* set once the clock passes cancel_at */
+	uint64_t cancel_at;
 	void (*device)(struct fake *f, const struct rpc_seen *r);
 	int counter;
 };
@@ -353,6 +355,8 @@ static int fake_read(esp_transport *t, uint8_t *buf, size_t len, uint32_t timeou
 	struct fake *f = (struct fake *)t;
 	if (f->read_error)
 		return f->read_error;
+	if (f->cancel_flag && fnow(f) >= f->cancel_at)
+		atomic_store(f->cancel_flag, 1);
 	deliver_due(f);
 	if (!f->np) {
 		uint64_t limit = fnow(f) + (uint64_t)timeout_ms * 1000, next = UINT64_MAX;
@@ -361,6 +365,8 @@ static int fake_read(esp_transport *t, uint8_t *buf, size_t len, uint32_t timeou
 				next = f->q[i].at;
 		if (next > limit) {
 			esp_fake_clock_advance(&f->fc, limit - fnow(f));
+			if (f->cancel_flag && fnow(f) >= f->cancel_at)
+				atomic_store(f->cancel_flag, 1);   /* "another thread" */
 			return -ETIMEDOUT;
 		}
 		esp_fake_clock_advance(&f->fc, next - fnow(f));
@@ -731,6 +737,24 @@ static void provision_timeout_within_deadline(void)
 	free(f);
 }
 
+static void cancel_stops_provisioning(void)
+{
+	struct fake *f = fake_new(dev_wifi);
+	f->counter = 2;               /* the device never finishes */
+	atomic_int cancel = 0;
+	struct improv_client c;
+	improv_client_init(&c, &f->t);
+	c.cancel = &cancel;
+	uint64_t t0 = fnow(f);
+	f->cancel_flag = &cancel;
+	f->cancel_at = t0 + 7000000;
+	CHECK_EQ(improv_provision(&c, good_ssid, sizeof good_ssid, good_pw, sizeof good_pw, 0), -EINTR);
+	CHECK(fnow(f) - t0 >= 7000000);
+	CHECK(fnow(f) - t0 <= 7000000 + IMPROV_CANCEL_POLL_MS * 1000);
+	CHECK_STR(c.msg, "cancelled");
+	free(f);
+}
+
 static void device_errors_map_to_errno(void)
 {
 	CHECK_EQ(improv_error_errno(IMPROV_ERR_NONE), 0);
@@ -769,6 +793,7 @@ int main(void)
 	RUN(provision_success_and_bytes);
 	RUN(wrong_password_never_leaks);
 	RUN(provision_timeout_within_deadline);
+	RUN(cancel_stops_provisioning);
 	RUN(device_errors_map_to_errno);
 	return t_done();
 }
