@@ -75,7 +75,7 @@ struct improv_packet {
 /* A whole packet as sent on the wire, with the trailing '\n' the device
  * needs (its parser swallows the byte after a packet).  out must hold
  * len + 11 bytes.  Returns the byte count, or -EINVAL if len > 255. */
-int improv_encode(uint8_t type, const uint8_t *data, size_t len, uint8_t *out);
+int improv_encode_packet(uint8_t type, const uint8_t *data, size_t len, uint8_t *out);
 /* An RPC: data = [cmd, payload_len, payload].  -EINVAL if payload > 253. */
 int improv_encode_rpc(uint8_t cmd, const uint8_t *payload, size_t plen, uint8_t *out);
 /* The Wi-Fi settings RPC.  -EINVAL when ssid_len + pw_len > 251, or

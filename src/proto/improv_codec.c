@@ -44,7 +44,7 @@ int improv_error_errno(int e)
 	}
 }
 
-int improv_encode(uint8_t type, const uint8_t *data, size_t len, uint8_t *out)
+int improv_encode_packet(uint8_t type, const uint8_t *data, size_t len, uint8_t *out)
 {
 	if (len > IMPROV_MAX_DATA)
 		return -EINVAL;
@@ -71,7 +71,7 @@ int improv_encode_rpc(uint8_t cmd, const uint8_t *payload, size_t plen, uint8_t 
 	d[1] = (uint8_t)plen;
 	if (plen)
 		memcpy(d + 2, payload, plen);
-	int r = improv_encode(IMPROV_TYPE_RPC, d, plen + 2, out);
+	int r = improv_encode_packet(IMPROV_TYPE_RPC, d, plen + 2, out);
 	memset(d, 0, sizeof d);
 	__asm__ volatile("" : : "r"(d) : "memory"); /* keep the wipe: it may hold a password */
 	return r;

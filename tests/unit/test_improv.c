@@ -46,7 +46,7 @@ static void encode_limits(void)
 	CHECK_EQ(improv_encode_wifi(ssid, 200, pw, 52, out), -EINVAL);
 	CHECK_EQ(improv_encode_wifi(ssid, 0, pw, 8, out), -EINVAL);
 	CHECK_EQ(improv_encode_wifi(ssid, 32, pw, 0, out) > 0, 1);  /* open network */
-	CHECK_EQ(improv_encode(IMPROV_TYPE_RPC, ssid, 256, out), -EINVAL);
+	CHECK_EQ(improv_encode_packet(IMPROV_TYPE_RPC, ssid, 256, out), -EINVAL);
 	CHECK_EQ(improv_encode_rpc(5, ssid, 254, out), -EINVAL);
 	CHECK_EQ(improv_encode_rpc(5, ssid, 253, out), 9 + 255 + 2);
 }
