@@ -8,7 +8,7 @@
 #include "espfs/image.h"
 #include "image_priv.h"
 
-void img_msg(char *msg, size_t msglen, const char *fmt, ...)
+void espimg_msg(char *msg, size_t msglen, const char *fmt, ...)
 {
 	va_list ap;
 	if (!msg || !msglen)
@@ -18,7 +18,7 @@ void img_msg(char *msg, size_t msglen, const char *fmt, ...)
 	va_end(ap);
 }
 
-uint32_t img_le32(const uint8_t *p)
+uint32_t espimg_le32(const uint8_t *p)
 {
 	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
@@ -72,7 +72,7 @@ static const struct map_range flash_maps[] = {
 	{ ESP_CHIP_ESP32H2, 0x42000000, 0x43000000 },
 };
 
-bool img_addr_flash_mapped(esp_chip_id chip, uint32_t addr)
+bool espimg_addr_flash_mapped(esp_chip_id chip, uint32_t addr)
 {
 	for (size_t i = 0; i < sizeof flash_maps / sizeof flash_maps[0]; i++)
 		if ((chip == ESP_CHIP_UNKNOWN || flash_maps[i].chip == chip) &&
@@ -88,7 +88,7 @@ static bool esp8266_addr(uint32_t a)
 	       (a >= 0x40200000 && a < 0x40300000);
 }
 
-int img_layout(const uint8_t *buf, size_t len)
+int espimg_layout(const uint8_t *buf, size_t len)
 {
 	if (len < ESP_IMAGE_HDR_LEN + 8 || buf[0] != ESP_IMAGE_MAGIC)
 		return IMG_NONE;
@@ -97,7 +97,7 @@ int img_layout(const uint8_t *buf, size_t len)
 	/* ESP8266 images put the first segment header where ESP32-family
 	 * images have the extended header, whose first word (WP pin, drive
 	 * strengths) is never a plausible ESP8266 load address. */
-	if (esp8266_addr(img_le32(buf + 8)) && img_le32(buf + 12) < 0x1000000)
+	if (esp8266_addr(espimg_le32(buf + 8)) && espimg_le32(buf + 12) < 0x1000000)
 		return IMG_ESP8266;
 	if (len < ESP_IMAGE_HDR_LEN + ESP_IMAGE_EXT_HDR_LEN)
 		return IMG_NONE;
@@ -117,7 +117,7 @@ static void copy_str(char *dst, size_t cap, const uint8_t *src, size_t n)
 static void parse_app_desc(const uint8_t *d, struct esp_app_desc *a)
 {
 	a->present = true;
-	a->secure_version = img_le32(d + 4);
+	a->secure_version = espimg_le32(d + 4);
 	copy_str(a->version, sizeof a->version, d + 16, 32);
 	copy_str(a->project_name, sizeof a->project_name, d + 48, 32);
 	copy_str(a->time, sizeof a->time, d + 80, 16);
@@ -150,37 +150,37 @@ int esp_image_parse(const uint8_t *buf, size_t len, esp_chip_id chip_hint,
 {
 	memset(info, 0, sizeof *info);
 	info->ext_chip_id = -1;
-	img_msg(msg, msglen, "%s", "");
+	espimg_msg(msg, msglen, "%s", "");
 	if (len < 1 || buf[0] != ESP_IMAGE_MAGIC) {
 		info->needed = len ? 0 : 1;
 		if (len)
-			img_msg(msg, msglen, "not a firmware image: first byte is 0x%02x, not 0x%02x",
+			espimg_msg(msg, msglen, "not a firmware image: first byte is 0x%02x, not 0x%02x",
 			        buf[0], ESP_IMAGE_MAGIC);
 		else
-			img_msg(msg, msglen, "empty");
+			espimg_msg(msg, msglen, "empty");
 		return -EINVAL;
 	}
 	if (len < ESP_IMAGE_HDR_LEN + 8) {
 		info->needed = ESP_IMAGE_HDR_LEN + ESP_IMAGE_EXT_HDR_LEN;
-		img_msg(msg, msglen, "truncated: %zu bytes is too short for an image header", len);
+		espimg_msg(msg, msglen, "truncated: %zu bytes is too short for an image header", len);
 		return -EINVAL;
 	}
 	info->n_segments = buf[1];
 	info->flash_mode = buf[2];
 	info->flash_size_freq = buf[3];
-	info->entry = img_le32(buf + 4);
+	info->entry = espimg_le32(buf + 4);
 	if (buf[1] == 0 || buf[1] > ESP_IMAGE_MAX_SEGMENTS) {
-		img_msg(msg, msglen, "invalid image: %u segments (at most %d)", buf[1], ESP_IMAGE_MAX_SEGMENTS);
+		espimg_msg(msg, msglen, "invalid image: %u segments (at most %d)", buf[1], ESP_IMAGE_MAX_SEGMENTS);
 		return -EINVAL;
 	}
-	int layout = img_layout(buf, len);
+	int layout = espimg_layout(buf, len);
 	if (layout == IMG_NONE && len < ESP_IMAGE_HDR_LEN + ESP_IMAGE_EXT_HDR_LEN) {
 		info->needed = ESP_IMAGE_HDR_LEN + ESP_IMAGE_EXT_HDR_LEN;
-		img_msg(msg, msglen, "truncated: %zu bytes is too short for an image header", len);
+		espimg_msg(msg, msglen, "truncated: %zu bytes is too short for an image header", len);
 		return -EINVAL;
 	}
 	if (layout == IMG_NONE) {
-		img_msg(msg, msglen, "invalid image header (flash mode %u, extended header byte 15 = %u)",
+		espimg_msg(msg, msglen, "invalid image header (flash mode %u, extended header byte 15 = %u)",
 		        buf[2], buf[23]);
 		return -EINVAL;
 	}
@@ -216,19 +216,19 @@ int esp_image_parse(const uint8_t *buf, size_t len, esp_chip_id chip_hint,
 			break;
 		}
 		struct esp_image_segment *s = &info->seg[i];
-		s->load_addr = img_le32(buf + p);
-		s->len = img_le32(buf + p + 4);
+		s->load_addr = espimg_le32(buf + p);
+		s->len = espimg_le32(buf + p + 4);
 		s->data_off = (uint32_t)(p + 8);
 		info->n_seen = i + 1;
 		if (s->len > 0x1000000) {
-			img_msg(msg, msglen, "invalid image: segment %d is %u bytes long", i, s->len);
+			espimg_msg(msg, msglen, "invalid image: segment %d is %u bytes long", i, s->len);
 			return -EINVAL;
 		}
-		if (img_addr_flash_mapped(info->chip, s->load_addr))
+		if (espimg_addr_flash_mapped(info->chip, s->load_addr))
 			info->flash_mapped = true;
 		p += 8;
 		if (i == 0 && info->has_ext_header && s->len >= 256 && p + 256 <= len &&
-		    img_le32(buf + p) == ESP_APP_DESC_MAGIC)
+		    espimg_le32(buf + p) == ESP_APP_DESC_MAGIC)
 			parse_app_desc(buf + p, &info->app);
 		if (p + s->len > len) {
 			info->needed = (size_t)(p + s->len);
@@ -250,7 +250,7 @@ int esp_image_parse(const uint8_t *buf, size_t len, esp_chip_id chip_hint,
 			info->checksum_calc = cs;
 			info->checksum_ok = cs == info->checksum;
 		}
-		img_msg(msg, msglen, "truncated image: needs %s%zu bytes, only %zu present",
+		espimg_msg(msg, msglen, "truncated image: needs %s%zu bytes, only %zu present",
 		        have_all ? "" : "at least ", info->needed, len);
 		return -EINVAL;
 	}
@@ -269,7 +269,7 @@ int esp_image_parse(const uint8_t *buf, size_t len, esp_chip_id chip_hint,
 		}
 	}
 	if (!info->checksum_ok) {
-		img_msg(msg, msglen, "corrupt image: checksum 0x%02x, computed 0x%02x",
+		espimg_msg(msg, msglen, "corrupt image: checksum 0x%02x, computed 0x%02x",
 		        info->checksum, info->checksum_calc);
 		return -EINVAL;
 	}
@@ -281,7 +281,7 @@ int esp_image_parse(const uint8_t *buf, size_t len, esp_chip_id chip_hint,
 		SHA256Final(d, &ctx);
 		info->sha_ok = memcmp(d, buf + info->data_len, 32) == 0;
 		if (!info->sha_ok) {
-			img_msg(msg, msglen, "corrupt image: appended SHA-256 does not match");
+			espimg_msg(msg, msglen, "corrupt image: appended SHA-256 does not match");
 			return -EINVAL;
 		}
 	}

@@ -38,9 +38,9 @@ static bool all_ff(const uint8_t *p, size_t n)
 static void built_for(const struct esp_image_info *in, char *out, size_t cap)
 {
 	if (!in->has_ext_header)
-		img_msg(out, cap, "built for ESP8266");
+		espimg_msg(out, cap, "built for ESP8266");
 	else
-		img_msg(out, cap, "built for %s (chip id %d)", chip_name(in->chip), in->ext_chip_id);
+		espimg_msg(out, cap, "built for %s (chip id %d)", chip_name(in->chip), in->ext_chip_id);
 }
 
 /* An ESP32-family image without an app descriptor that runs entirely from
@@ -68,46 +68,46 @@ static void classify_factory_esp32(const uint8_t *buf, size_t len, uint32_t boot
 	int rb = esp_image_parse(buf + boot_off, len - boot_off, ESP_CHIP_UNKNOWN, &c->boot, m, sizeof m);
 	c->chip = c->boot.chip;
 	if (rb < 0) {
-		img_msg(c->reason, sizeof c->reason, "bootloader at 0x%x: %s", boot_off, m);
+		espimg_msg(c->reason, sizeof c->reason, "bootloader at 0x%x: %s", boot_off, m);
 		return;
 	}
 	const struct esp_chip_info *ci = esp_chip_get(c->chip);
 	if (!ci || !c->boot.has_ext_header) {
-		img_msg(c->reason, sizeof c->reason, "bootloader at 0x%x is built for %s (chip id %d)",
+		espimg_msg(c->reason, sizeof c->reason, "bootloader at 0x%x is built for %s (chip id %d)",
 		        boot_off, chip_name(c->chip), c->boot.ext_chip_id);
 		return;
 	}
 	if (ci->bootloader_offset != boot_off) {
-		img_msg(c->reason, sizeof c->reason, "bootloader at 0x%x, but the %s boots from 0x%x",
+		espimg_msg(c->reason, sizeof c->reason, "bootloader at 0x%x, but the %s boots from 0x%x",
 		        boot_off, ci->name, ci->bootloader_offset);
 		return;
 	}
 	if (len < ESP_PT_OFFSET + 32) {
-		img_msg(c->reason, sizeof c->reason, "truncated factory image: no partition table at 0x%x",
+		espimg_msg(c->reason, sizeof c->reason, "truncated factory image: no partition table at 0x%x",
 		        ESP_PT_OFFSET);
 		return;
 	}
 	int rp = esp_pt_parse(buf + ESP_PT_OFFSET, len - ESP_PT_OFFSET, &c->pt, m, sizeof m);
 	c->has_pt = rp == 0 || c->pt.n > 0;
 	if (rp < 0) {
-		img_msg(c->reason, sizeof c->reason, "partition table at 0x%x: %s", ESP_PT_OFFSET, m);
+		espimg_msg(c->reason, sizeof c->reason, "partition table at 0x%x: %s", ESP_PT_OFFSET, m);
 		return;
 	}
 	c->app_off = app_offset(&c->pt);
 	if (c->app_off >= len || buf[c->app_off] != ESP_IMAGE_MAGIC) {
-		img_msg(c->reason, sizeof c->reason, "no app image at 0x%x (the boot app partition)", c->app_off);
+		espimg_msg(c->reason, sizeof c->reason, "no app image at 0x%x (the boot app partition)", c->app_off);
 		return;
 	}
 	c->has_app = true;
 	int ra = esp_image_parse(buf + c->app_off, len - c->app_off, c->chip, &c->app, m, sizeof m);
 	if (ra < 0) {
-		img_msg(c->reason, sizeof c->reason, "app at 0x%x: %s", c->app_off, m);
+		espimg_msg(c->reason, sizeof c->reason, "app at 0x%x: %s", c->app_off, m);
 		return;
 	}
 	if (c->app.chip != c->chip) {
 		char b[64];
 		built_for(&c->app, b, sizeof b);
-		img_msg(c->reason, sizeof c->reason, "app at 0x%x is %s, the bootloader for %s",
+		espimg_msg(c->reason, sizeof c->reason, "app at 0x%x is %s, the bootloader for %s",
 		        c->app_off, b, chip_name(c->chip));
 		return;
 	}
@@ -126,24 +126,24 @@ static void classify_factory_esp8266(const uint8_t *buf, size_t len, struct esp_
 	c->boot_off = 0;
 	c->app_off = ESP8266_APP_OFFSET;
 	if (esp_image_parse(buf, len, ESP_CHIP_ESP8266, &c->boot, m, sizeof m) < 0) {
-		img_msg(c->reason, sizeof c->reason, "eboot at 0x0: %s", m);
+		espimg_msg(c->reason, sizeof c->reason, "eboot at 0x0: %s", m);
 		return;
 	}
 	if (esp_image_parse(buf + c->app_off, len - c->app_off, ESP_CHIP_ESP8266, &c->app, m, sizeof m) < 0) {
-		img_msg(c->reason, sizeof c->reason, "app at 0x1000: %s", m);
+		espimg_msg(c->reason, sizeof c->reason, "app at 0x1000: %s", m);
 		return;
 	}
 	/* The CRC is there if the XOR checksum needed those 8 bytes zeroed,
 	 * or (1 in 256: their XOR was 0) if the stored length is exactly
 	 * the end of the app. */
-	uint32_t stored = img_le32(buf + c->app_off + 0x10);
+	uint32_t stored = espimg_le32(buf + c->app_off + 0x10);
 	if (stored == c->app_off + c->app.image_len)
 		c->app.esp8266_crc_present = true;
 	if (c->app.esp8266_crc_present) {
 		uint32_t size = stored;
-		uint32_t want = img_le32(buf + c->app_off + 0x14);
+		uint32_t want = espimg_le32(buf + c->app_off + 0x14);
 		if (size < c->app_off + 0x18 || size > len) {
-			img_msg(c->reason, sizeof c->reason, "truncated: the image says it is %u bytes, only %zu present",
+			espimg_msg(c->reason, sizeof c->reason, "truncated: the image says it is %u bytes, only %zu present",
 			        size, len);
 			return;
 		}
@@ -153,7 +153,7 @@ static void classify_factory_esp8266(const uint8_t *buf, size_t len, struct esp_
 		crc = esp8266_crc32(crc, buf + c->app_off + 0x18, size - c->app_off - 0x18);
 		c->app.esp8266_crc_ok = crc == want;
 		if (!c->app.esp8266_crc_ok) {
-			img_msg(c->reason, sizeof c->reason, "corrupt image: CRC32 0x%08x, computed 0x%08x", want, crc);
+			espimg_msg(c->reason, sizeof c->reason, "corrupt image: CRC32 0x%08x, computed 0x%08x", want, crc);
 			return;
 		}
 	}
@@ -167,7 +167,7 @@ int esp_image_classify(const uint8_t *buf, size_t len, const struct esp_partitio
 	memset(c, 0, sizeof *c);
 	c->chip = ESP_CHIP_UNKNOWN;
 	if (len == 0) {
-		img_msg(c->reason, sizeof c->reason, "empty file");
+		espimg_msg(c->reason, sizeof c->reason, "empty file");
 		return -EINVAL;
 	}
 	/* partition table on its own */
@@ -176,7 +176,7 @@ int esp_image_classify(const uint8_t *buf, size_t len, const struct esp_partitio
 		c->flash_offset = ESP_PT_OFFSET;
 		c->has_pt = true;
 		if (esp_pt_parse(buf, len, &c->pt, m, sizeof m) < 0) {
-			img_msg(c->reason, sizeof c->reason, "%s", m);
+			espimg_msg(c->reason, sizeof c->reason, "%s", m);
 			return -EINVAL;
 		}
 		c->valid = true;
@@ -184,13 +184,13 @@ int esp_image_classify(const uint8_t *buf, size_t len, const struct esp_partitio
 	}
 	/* merged image, ESP32/S2 layout: 4 KiB of 0xFF, bootloader at 0x1000 */
 	if (len > 0x1000 + 24 && all_ff(buf, 0x1000) && buf[0x1000] == ESP_IMAGE_MAGIC &&
-	    img_layout(buf + 0x1000, len - 0x1000) == IMG_EXT) {
+	    espimg_layout(buf + 0x1000, len - 0x1000) == IMG_EXT) {
 		classify_factory_esp32(buf, len, 0x1000, c);
 		return c->valid ? 0 : -EINVAL;
 	}
-	int layout = img_layout(buf, len);
+	int layout = espimg_layout(buf, len);
 	if (layout == IMG_ESP8266 && len > ESP8266_APP_OFFSET + 24 &&
-	    img_layout(buf + ESP8266_APP_OFFSET, len - ESP8266_APP_OFFSET) == IMG_ESP8266) {
+	    espimg_layout(buf + ESP8266_APP_OFFSET, len - ESP8266_APP_OFFSET) == IMG_ESP8266) {
 		struct esp_image_info eb;
 		esp_image_parse(buf, len, ESP_CHIP_ESP8266, &eb, m, sizeof m);
 		if (eb.data_len && eb.image_len <= ESP8266_APP_OFFSET) {
@@ -230,11 +230,11 @@ int esp_image_classify(const uint8_t *buf, size_t len, const struct esp_partitio
 			c->has_boot = true;
 		}
 		if (r < 0) {
-			img_msg(c->reason, sizeof c->reason, "%s", m);
+			espimg_msg(c->reason, sizeof c->reason, "%s", m);
 			return -EINVAL;
 		}
 		if (c->chip == ESP_CHIP_UNKNOWN) {
-			img_msg(c->reason, sizeof c->reason, "built for an unsupported chip (chip id %d)",
+			espimg_msg(c->reason, sizeof c->reason, "built for an unsupported chip (chip id %d)",
 			        c->has_app ? c->app.ext_chip_id : c->boot.ext_chip_id);
 			return -EINVAL;
 		}
@@ -251,10 +251,10 @@ int esp_image_classify(const uint8_t *buf, size_t len, const struct esp_partitio
 		return 0;
 	}
 	if (buf[0] == ESP_IMAGE_MAGIC)
-		img_msg(c->reason, sizeof c->reason, "not a valid firmware image: implausible header "
+		espimg_msg(c->reason, sizeof c->reason, "not a valid firmware image: implausible header "
 		        "(%u segments, flash mode %u)", len > 1 ? buf[1] : 0, len > 2 ? buf[2] : 0);
 	else
-		img_msg(c->reason, sizeof c->reason, "not a firmware image, partition table or otadata "
+		espimg_msg(c->reason, sizeof c->reason, "not a firmware image, partition table or otadata "
 		        "(first byte 0x%02x)", buf[0]);
 	return -EINVAL;
 }
@@ -272,7 +272,7 @@ static int check_image_at(esp_chip_id target, uint32_t addr, const uint8_t *buf,
 	/* header + ext header + first segment header + app-descriptor magic */
 	if (len < 36 && !complete)
 		return -EAGAIN;
-	int layout = img_layout(buf, len);
+	int layout = espimg_layout(buf, len);
 	if (layout == IMG_NONE)
 		return 0;  /* 0xE9 by chance: data, not an image */
 	struct esp_image_info in;
@@ -280,25 +280,25 @@ static int check_image_at(esp_chip_id target, uint32_t addr, const uint8_t *buf,
 	int r = esp_image_parse(buf, len, target, &in, m, sizeof m);
 	if (in.chip != target) {
 		built_for(&in, b, sizeof b);
-		img_msg(msg, msglen, "not an %s image: %s", ti->name, b);
+		espimg_msg(msg, msglen, "not an %s image: %s", ti->name, b);
 		return -EINVAL;
 	}
 	if (target != ESP_CHIP_ESP8266) {
 		if (addr == ti->bootloader_offset && (in.app.present || in.flash_mapped)) {
-			img_msg(msg, msglen, "this is an app image%s%s%s: it belongs in the app partition "
+			espimg_msg(msg, msglen, "this is an app image%s%s%s: it belongs in the app partition "
 			        "(0x%x), not at the bootloader offset 0x%x",
 			        in.app.present ? " (" : "", in.app.present ? in.app.project_name : "",
 			        in.app.present ? ")" : "", ESP_APP_OFFSET, ti->bootloader_offset);
 			return -EINVAL;
 		}
 		if (addr != ti->bootloader_offset && is_bootloader(&in)) {
-			img_msg(msg, msglen, "this is a bootloader image: on the %s it belongs at 0x%x, not 0x%x",
+			espimg_msg(msg, msglen, "this is a bootloader image: on the %s it belongs at 0x%x, not 0x%x",
 			        ti->name, ti->bootloader_offset, addr);
 			return -EINVAL;
 		}
 	}
 	if (complete && r < 0) {
-		img_msg(msg, msglen, "%s", m);
+		espimg_msg(msg, msglen, "%s", m);
 		return -EINVAL;
 	}
 	return 0;
@@ -309,7 +309,7 @@ int esp_image_check_write(esp_chip_id target, uint32_t off, const uint8_t *buf, 
                           char *msg, size_t msglen)
 {
 	const struct esp_chip_info *ti = esp_chip_get(target);
-	img_msg(msg, msglen, "%s", "");
+	espimg_msg(msg, msglen, "%s", "");
 	if (!ti || len == 0)
 		return (!ti || complete) ? 0 : -EAGAIN;
 	if (off == 0 && buf[0] == 0xFF) {
@@ -324,7 +324,7 @@ int esp_image_check_write(esp_chip_id target, uint32_t off, const uint8_t *buf, 
 			return 0;
 		if (len < 0x1000 + 36 && !complete)
 			return -EAGAIN;
-		if (img_layout(buf + 0x1000, len - 0x1000) == IMG_NONE)
+		if (espimg_layout(buf + 0x1000, len - 0x1000) == IMG_NONE)
 			return 0;
 		if (ti->bootloader_offset != 0x1000) {
 			struct esp_image_info in;
@@ -332,9 +332,9 @@ int esp_image_check_write(esp_chip_id target, uint32_t off, const uint8_t *buf, 
 			esp_image_parse(buf + 0x1000, len - 0x1000, target, &in, m, sizeof m);
 			built_for(&in, b, sizeof b);
 			if (in.chip != target)
-				img_msg(msg, msglen, "not an %s image: %s", ti->name, b);
+				espimg_msg(msg, msglen, "not an %s image: %s", ti->name, b);
 			else
-				img_msg(msg, msglen, "this image puts the bootloader at 0x1000, but the %s boots from 0x%x",
+				espimg_msg(msg, msglen, "this image puts the bootloader at 0x1000, but the %s boots from 0x%x",
 				        ti->name, ti->bootloader_offset);
 			return -EINVAL;
 		}
@@ -344,11 +344,11 @@ int esp_image_check_write(esp_chip_id target, uint32_t off, const uint8_t *buf, 
 	} else if (off == 0 && ti->bootloader_offset != 0 && buf[0] == ESP_IMAGE_MAGIC) {
 		if (len < 36 && !complete)
 			return -EAGAIN;
-		if (img_layout(buf, len) != IMG_NONE) {
+		if (espimg_layout(buf, len) != IMG_NONE) {
 			int r = check_image_at(target, 0, buf, len, false, msg, msglen);
 			if (r < 0)
 				return r;
-			img_msg(msg, msglen, "an image at 0x0 does not boot on the %s: its bootloader belongs "
+			espimg_msg(msg, msglen, "an image at 0x0 does not boot on the %s: its bootloader belongs "
 			        "at 0x%x and apps at 0x%x", ti->name, ti->bootloader_offset, ESP_APP_OFFSET);
 			return -EINVAL;
 		}
@@ -366,7 +366,7 @@ int esp_image_check_write(esp_chip_id target, uint32_t off, const uint8_t *buf, 
 			return -ENOMEM;
 		int r = esp_image_classify(buf, len, device_pt, c);
 		if (c->kind != ESP_KIND_UNKNOWN && c->kind != ESP_KIND_OTADATA && r < 0) {
-			img_msg(msg, msglen, "%s", c->reason);
+			espimg_msg(msg, msglen, "%s", c->reason);
 			free(c);
 			return -EINVAL;
 		}

@@ -8,11 +8,11 @@
 
 enum { IMG_NONE = 0, IMG_ESP8266, IMG_EXT };
 
-void img_msg(char *msg, size_t msglen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-uint32_t img_le32(const uint8_t *p);
+void espimg_msg(char *msg, size_t msglen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+uint32_t espimg_le32(const uint8_t *p);
 /* Which header layout a plausible image at buf has (IMG_NONE: not an image
  * header; needs 24 bytes for the ESP32 family, 16 for ESP8266). */
-int img_layout(const uint8_t *buf, size_t len);
-bool img_addr_flash_mapped(esp_chip_id chip, uint32_t addr);
+int espimg_layout(const uint8_t *buf, size_t len);
+bool espimg_addr_flash_mapped(esp_chip_id chip, uint32_t addr);
 
 #endif

@@ -21,11 +21,11 @@ int esp_pt_parse(const uint8_t *buf, size_t len, struct esp_partition_table *pt,
                  char *msg, size_t msglen)
 {
 	memset(pt, 0, sizeof *pt);
-	img_msg(msg, msglen, "%s", "");
+	espimg_msg(msg, msglen, "%s", "");
 	if (len > ESP_PT_MAX_LEN)
 		len = ESP_PT_MAX_LEN;
 	if (len < ROW || buf[0] != 0xAA || buf[1] != 0x50) {
-		img_msg(msg, msglen, "not a partition table (no AA 50 entry at the start)");
+		espimg_msg(msg, msglen, "not a partition table (no AA 50 entry at the start)");
 		return -EINVAL;
 	}
 	size_t off;
@@ -33,30 +33,30 @@ int esp_pt_parse(const uint8_t *buf, size_t len, struct esp_partition_table *pt,
 		const uint8_t *r = buf + off;
 		if (r[0] == 0xAA && r[1] == 0x50) {
 			if (pt->has_md5) {
-				img_msg(msg, msglen, "invalid partition table: entry after the MD5 row");
+				espimg_msg(msg, msglen, "invalid partition table: entry after the MD5 row");
 				return -EINVAL;
 			}
 			if (pt->n >= ESP_PT_MAX_ENTRIES) {
-				img_msg(msg, msglen, "invalid partition table: more than %d entries", ESP_PT_MAX_ENTRIES);
+				espimg_msg(msg, msglen, "invalid partition table: more than %d entries", ESP_PT_MAX_ENTRIES);
 				return -EINVAL;
 			}
 			struct esp_partition *e = &pt->p[pt->n++];
 			e->type = r[2];
 			e->subtype = r[3];
-			e->offset = img_le32(r + 4);
-			e->size = img_le32(r + 8);
-			e->flags = img_le32(r + 28);
+			e->offset = espimg_le32(r + 4);
+			e->size = espimg_le32(r + 8);
+			e->flags = espimg_le32(r + 28);
 			int i;
 			for (i = 0; i < 16 && r[12 + i]; i++)
 				e->label[i] = (r[12 + i] >= 0x20 && r[12 + i] < 0x7F) ? (char)r[12 + i] : '?';
 			e->label[i] = 0;
 			if ((uint64_t)e->offset + e->size > 0x100000000ull) {
-				img_msg(msg, msglen, "invalid partition table: '%s' runs past 4 GiB", e->label);
+				espimg_msg(msg, msglen, "invalid partition table: '%s' runs past 4 GiB", e->label);
 				return -EINVAL;
 			}
 		} else if (r[0] == 0xEB && r[1] == 0xEB && all_ff(r + 2, 14)) {
 			if (pt->has_md5) {
-				img_msg(msg, msglen, "invalid partition table: two MD5 rows");
+				espimg_msg(msg, msglen, "invalid partition table: two MD5 rows");
 				return -EINVAL;
 			}
 			uint8_t d[MD5_DIGEST_LENGTH];
@@ -67,20 +67,20 @@ int esp_pt_parse(const uint8_t *buf, size_t len, struct esp_partition_table *pt,
 			pt->has_md5 = true;
 			pt->md5_ok = memcmp(d, r + 16, 16) == 0;
 			if (!pt->md5_ok) {
-				img_msg(msg, msglen, "corrupt partition table: MD5 row does not match");
+				espimg_msg(msg, msglen, "corrupt partition table: MD5 row does not match");
 				return -EINVAL;
 			}
 		} else if (all_ff(r, ROW)) {
 			pt->has_end = true;
 			break;
 		} else {
-			img_msg(msg, msglen, "invalid partition table: garbage row at +0x%zx", off);
+			espimg_msg(msg, msglen, "invalid partition table: garbage row at +0x%zx", off);
 			return -EINVAL;
 		}
 	}
 	pt->len = off + (pt->has_end ? ROW : 0);
 	if (!pt->has_end && len < ESP_PT_MAX_LEN) {
-		img_msg(msg, msglen, "truncated partition table: no end marker in %zu bytes", len);
+		espimg_msg(msg, msglen, "truncated partition table: no end marker in %zu bytes", len);
 		return -EINVAL;
 	}
 	for (int i = 0; i < pt->n; i++)
@@ -88,7 +88,7 @@ int esp_pt_parse(const uint8_t *buf, size_t len, struct esp_partition_table *pt,
 			const struct esp_partition *a = &pt->p[i], *b = &pt->p[j];
 			if (a->size && b->size && a->offset < b->offset + (uint64_t)b->size &&
 			    b->offset < a->offset + (uint64_t)a->size) {
-				img_msg(msg, msglen, "invalid partition table: '%s' and '%s' overlap",
+				espimg_msg(msg, msglen, "invalid partition table: '%s' and '%s' overlap",
 				        a->label, b->label);
 				return -EINVAL;
 			}
@@ -191,9 +191,9 @@ int esp_otadata_parse(const uint8_t *buf, size_t len, struct esp_otadata *od)
 	for (int i = 0; i < 2; i++) {
 		const uint8_t *e = buf + i * 0x1000;
 		od->blank[i] = all_ff(e, ROW);
-		od->seq[i] = img_le32(e);
+		od->seq[i] = espimg_le32(e);
 		uint32_t crc = (uint32_t)crc32(0xFFFFFFFFul, e, 4);
-		od->valid[i] = !od->blank[i] && od->seq[i] != 0xFFFFFFFFu && crc == img_le32(e + 28);
+		od->valid[i] = !od->blank[i] && od->seq[i] != 0xFFFFFFFFu && crc == espimg_le32(e + 28);
 	}
 	if (od->valid[0] || od->valid[1])
 		od->active = (od->valid[0] && (!od->valid[1] || od->seq[0] >= od->seq[1])) ? 0 : 1;
