@@ -264,6 +264,8 @@ export const TEST_MACS = {
 	esp32c3: '84:f7:03:2b:19:c4',
 	esp32s3: 'f4:12:fa:80:3d:5a',
 	esp8266: '5c:cf:7f:a8:42:13',
+	esp32s2: '7c:df:a1:0e:55:31',
+	esp32c6: '40:4c:ca:41:9b:e0',
 };
 
 export function macArgs(chip) {

@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import {
 	runCases, startSim, openPort, ok, sameBytes, md5hex, prngBytes,
-	readFile, allFF, macArgs, checkMac, sharedFile, espsimPath,
+	readFile, allFF, macArgs, checkMac, sharedFile, espsimPath, skip,
 } from './harness.mjs';
 import { esptoolJs } from './load-clients.mjs';
 
@@ -16,7 +16,7 @@ const FACTORY = {
 	esp32c3: `${FW}/project-template-esp32c3/project-template-esp32c3.factory.bin`,
 	esp32s3: `${FW}/project-template-esp32s3/project-template-esp32s3.factory.bin`,
 };
-const NAMES = { esp32: 'ESP32', esp32c3: 'ESP32-C3', esp32s3: 'ESP32-S3' };
+const NAMES = { esp32: 'ESP32', esp32c3: 'ESP32-C3', esp32s3: 'ESP32-S3', esp32s2: 'ESP32-S2', esp32c6: 'ESP32-C6', esp8266: 'ESP8266' };
 const SIZES = { '1MB': 1 << 20, '2MB': 2 << 20, '4MB': 4 << 20, '8MB': 8 << 20, '16MB': 16 << 20 };
 
 const needSim = () => (espsimPath() ? null : 'espsim is not built (set ESPSIM or ESPFS_BUILD)');
@@ -47,9 +47,17 @@ async function stubSession(t, chip, files, extraChecks) {
 	ok(desc.startsWith(NAMES[chip]), `esptool-js main("no_reset") detects ${NAMES[chip]} ("${desc}")`);
 	ok(loader.IS_STUB === true, 'esptool-js uploaded and started its stub (IS_STUB)');
 	checkMac(sim, chip, await loader.chip.readMac(loader), 'esptool-js');
-	const size = await loader.detectFlashSize();
-	const fileSize = fs.statSync(flash).size;
-	ok(SIZES[size] === fileSize, `flash size via the stub's flash ID (${size}) equals espsim's flash (${fileSize} bytes)`);
+	if (chip === 'esp8266') {
+		// esptool-js 0.7.0 gives the ESP8266 SPI_MOSI_DLEN_OFFS = 0 instead of
+		// "none", so its flash-ID read writes the bit length into SPI_CMD and
+		// never sets USR1's MISO length: the answer depends on leftover
+		// register state (espsim: 0x0000ef).  esp-web-flasher covers it.
+		skip('flash size via the stub\'s flash ID', 'esptool-js 0.7.0 mis-programs the ESP8266 SPI lengths');
+	} else {
+		const size = await loader.detectFlashSize();
+		const fileSize = fs.statSync(flash).size;
+		ok(SIZES[size] === fileSize, `flash size via the stub's flash ID (${size}) equals espsim's flash (${fileSize} bytes)`);
+	}
 	const t0 = Date.now();
 	await loader.writeFlash(writeOpts(files, true));
 	ok(true, `writeFlash (compressed, MD5-verified by esptool-js) of ${files.map((f) => `${f.data.length} B at 0x${f.address.toString(16)}`).join(', ')} in ${Date.now() - t0} ms`);
@@ -119,6 +127,17 @@ await runCases([
 			sameBytes(file.subarray(0x20000), a, 'flash file holds the ROM write byte for byte');
 		},
 	},
+	// the other chip profiles through their own stubs (esptool-js ships one per chip)
+	...['esp8266', 'esp32s2', 'esp32s3', 'esp32c3', 'esp32c6'].map((chip, i) => ({
+		name: `esptool-js stub, ${chip}, synthetic data (no shared/ needed)`,
+		skip: needSim,
+		timeout: 60000,
+		async run(t) {
+			const a = prngBytes(96 * 1024 + 12, 50 + i);
+			const file = await stubSession(t, chip, [{ data: a, address: 0x8000 }]);
+			sameBytes(file.subarray(0x8000), a, 'flash file holds the write byte for byte');
+		},
+	})),
 	{
 		name: 'esptool-js stub, esp32, ESPHome factory image at 0x0',
 		skip: needFactory('esp32'),

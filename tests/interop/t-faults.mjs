@@ -25,7 +25,7 @@ const FAULTS = [
 	{ fault: 'garbage', stage: 'connect', expect: /connect|packet|timeout|invalid/i },
 	{ fault: 'corrupt=0.02', stage: 'flash', survivable: true },
 	{ fault: 'drop=0.02', stage: 'flash', survivable: true },
-	{ fault: 'unplug=50', stage: 'flash', expect: /timeout|timed out|lost|closed|packet|read/i },
+	{ fault: 'unplug=50', stage: 'flash', expect: /timeout|timed out|lost|closed|stopped|read/i },
 	{ fault: 'flashfail', stage: 'flash', expect: /fail|status|error/i },
 ];
 
