@@ -411,6 +411,46 @@ static void test_esp8266_eboot_layout(void)
 	tdev_free(&d);
 }
 
+static void test_esp8266_single_image_and_reset_causes(void)
+{
+	/* a plain single image at 0 (no eboot): the ROM runs it directly */
+	static uint8_t iram[300], ro[128];
+	for (size_t i = 0; i < sizeof iram; i++)
+		iram[i] = (uint8_t)(i * 3);
+	memset(ro, 0, sizeof ro);
+	sprintf((char *)ro + 1, "ESPHome version 2023.1.0 compiled on %%s");
+	struct tseg s[2] = { { 0x40100000, iram, sizeof iram }, { 0x3FFE8000, ro, sizeof ro } };
+	size_t len;
+	uint8_t *img = timg_build(-1, 2, 0x20, 0x40100004, s, 2, false, &len);
+	struct tdev d;
+	tdev_init(&d, ESP_CHIP_ESP8266, 1 * MB);
+	tflash_put(&d.fl, 0, img, len);
+	free(img);
+	d.env.reset_cause = 1;                      /* EN pin */
+	tdev_boot(&d);
+	tdev_run(&d, 100000);
+	CHECK(sim_app_running(d.app));
+	CHECK_EQ(sim_app_boot_offset(d.app), 0);
+	CHECK_STR(sim_app_version(d.app), "2023.1.0");
+	CHECK(tout_has(&d.out, "rst cause:2, boot mode:(3,6)"));
+	CHECK(!tout_has(&d.out, "~ld"));
+	tdev_free(&d);
+
+	struct { esp_chip_id chip; int cause; const char *want; } c[] = {
+		{ ESP_CHIP_ESP32, 2, "rst:0xc (SW_CPU_RESET),boot:0x13" },
+		{ ESP_CHIP_ESP32C3, 2, "rst:0xc (RTC_SW_CPU_RST),boot:0xc" },
+		{ ESP_CHIP_ESP32C3, 0, "rst:0x1 (POWERON),boot:0xc" },
+	};
+	for (size_t i = 0; i < 3; i++) {
+		tdev_init(&d, c[i].chip, 1 * MB);
+		d.env.reset_cause = c[i].cause;
+		tdev_boot(&d);
+		tdev_run(&d, 10000);
+		CHECK_MSG(tout_has(&d.out, c[i].want), "%s", c[i].want);
+		tdev_free(&d);
+	}
+}
+
 static void test_poll_timing(void)
 {
 	struct tdev d;
@@ -613,6 +653,7 @@ int main(void)
 	RUN(test_otadata_selects_slot);
 	RUN(test_bootloader_digest_mismatch);
 	RUN(test_esp8266_eboot_layout);
+	RUN(test_esp8266_single_image_and_reset_causes);
 	RUN(test_poll_timing);
 	RUN(test_real_factory_images);
 	RUN(test_real_2022_parts);
