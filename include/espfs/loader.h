@@ -101,6 +101,10 @@ int esp_loader_read_flash(esp_loader *l, uint32_t offset, uint8_t *buf, size_t l
 int esp_loader_erase_region(esp_loader *l, uint32_t offset, uint32_t len);
 int esp_loader_erase_all(esp_loader *l);
 
+/* Disarm the RTC and super watchdogs of the ROM (C3, S3, C6, H2); done by
+ * esp_loader_detect_chip() itself on a USB-Serial/JTAG port. */
+int esp_loader_disable_watchdogs(esp_loader *l);
+
 /* Leave the loader: RTS pulse (hard), or RTC watchdog (USB-OTG chips). */
 int esp_loader_hard_reset(esp_loader *l);
 int esp_loader_watchdog_reset(esp_loader *l);

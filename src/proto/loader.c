@@ -453,6 +453,56 @@ int esp_loader_detect_chip(esp_loader *l, const struct esp_chip_info **chip)
 	l->chip = c;
 	if (chip)
 		*chip = c;
+	if (is_usb_jtag(l->t) && !l->stub && !l->secure_download) {
+		rc = esp_loader_disable_watchdogs(l);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+/* Over USB-Serial/JTAG the ROM's watchdogs stay armed and would reset the
+ * chip in the middle of a long operation; esptool disarms them right after
+ * connecting (A15, "_post_connect"; not in Secure Download Mode, not
+ * needed once a stub runs, which does it itself). */
+static int need_chip(esp_loader *l);
+
+struct wdt_off {
+	esp_chip_id id;
+	uint32_t rtc_wprotect, rtc_config0, rtc_key;
+	uint32_t swd_conf, swd_bit, swd_wprotect, swd_key;
+};
+static const struct wdt_off wdt_offs[] = {
+	{ ESP_CHIP_ESP32C3, 0x600080A8, 0x60008090, 0x50D83AA1, 0x600080AC, 1u << 31, 0x600080B0, 0x8F1D312A },
+	{ ESP_CHIP_ESP32S3, 0x600080B0, 0x60008098, 0x50D83AA1, 0x600080B4, 1u << 31, 0x600080B8, 0x8F1D312A },
+	{ ESP_CHIP_ESP32C6, 0x600B1C18, 0x600B1C00, 0x50D83AA1, 0x600B1C1C, 1u << 18, 0x600B1C20, 0x50D83AA1 },
+	{ ESP_CHIP_ESP32H2, 0x600B1C1C, 0x600B1C00, 0x50D83AA1, 0x600B1C20, 1u << 18, 0x600B1C24, 0x50D83AA1 },
+};
+
+int esp_loader_disable_watchdogs(esp_loader *l)
+{
+	int rc = need_chip(l);
+	if (rc < 0)
+		return rc;
+	if (l->stub || l->secure_download)
+		return 0;
+	for (size_t i = 0; i < sizeof wdt_offs / sizeof *wdt_offs; i++) {
+		const struct wdt_off *w = &wdt_offs[i];
+		if (w->id != l->chip->id)
+			continue;
+		uint32_t conf = 0;
+		if ((rc = wreg(l, w->rtc_wprotect, w->rtc_key)) < 0 ||
+		    (rc = wreg(l, w->rtc_config0, 0)) < 0 ||
+		    (rc = wreg(l, w->rtc_wprotect, 0)) < 0 ||
+		    (rc = wreg(l, w->swd_wprotect, w->swd_key)) < 0 ||
+		    (rc = esp_loader_read_reg(l, w->swd_conf, &conf)) < 0 ||
+		    (rc = wreg(l, w->swd_conf, conf | w->swd_bit)) < 0 ||
+		    (rc = wreg(l, w->swd_wprotect, 0)) < 0) {
+			esp__err_prefix(l, "disabling the ROM watchdogs");
+			return rc;
+		}
+		return 0;
+	}
 	return 0;
 }
 

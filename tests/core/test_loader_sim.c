@@ -30,7 +30,7 @@ static void rig_close(struct rig *r)
 }
 
 /* fake: run on a fake clock, so timeouts cost no real time */
-static int rig_open_clock(struct rig *r, const char *chip, bool native_usb, bool fake)
+static int rig_open_cfg(struct rig *r, const char *chip, bool native_usb, bool fake, bool app)
 {
 	memset(r, 0, sizeof *r);
 	struct sim_config cfg = { 0 };
@@ -42,6 +42,7 @@ static int rig_open_clock(struct rig *r, const char *chip, bool native_usb, bool
 	cfg.chip = chip;
 	cfg.name = chip;
 	cfg.native_usb = native_usb;
+	cfg.app = app;
 	r->d = sim_device_new(&cfg, r->why, sizeof r->why);
 	if (!r->d)
 		return -1;
@@ -51,6 +52,11 @@ static int rig_open_clock(struct rig *r, const char *chip, bool native_usb, bool
 	}
 	r->l = esp_loader_new(r->t);
 	return 0;
+}
+
+static int rig_open_clock(struct rig *r, const char *chip, bool native_usb, bool fake)
+{
+	return rig_open_cfg(r, chip, native_usb, fake, false);
 }
 
 static int rig_open(struct rig *r, const char *chip, bool native_usb)
@@ -234,6 +240,86 @@ static void synthetic_esp8266_rom_unaligned_block(void) { cycle("esp8266", ESP_C
 static void synthetic_esp32s3_stub_plain(void) { cycle("esp32s3", ESP_CHIP_ESP32S3, NULL, 0x30000, true, 0); }
 static void synthetic_esp32c6_stub_deflate(void) { cycle("esp32c6", ESP_CHIP_ESP32C6, NULL, 0x10000, true, ESP_WRITE_COMPRESS); }
 
+
+/* ---- resets, baud ---- */
+
+/* A running app; AUTO reset must bring it into the ROM loader, and a hard
+ * reset (or the watchdog) must leave it again. */
+static void reset_into_loader_and_out(const char *chip, bool native_usb, bool watchdog)
+{
+	struct rig r;
+	if (rig_open_cfg(&r, chip, native_usb, true, true) < 0) {
+		CHECK_MSG(0, "sim: %s", r.why);
+		rig_close(&r);
+		return;
+	}
+	CHECK(sim_get_mode(r.d) != SIM_MODE_ROM);
+	CHECK_RC(esp_loader_connect(r.l, ESP_RESET_AUTO, 0));
+	CHECK_EQ(sim_get_mode(r.d), SIM_MODE_ROM);
+	CHECK_RC(esp_loader_detect_chip(r.l, NULL));
+	if (watchdog)
+		CHECK_RC(esp_loader_watchdog_reset(r.l));
+	else
+		CHECK_RC(esp_loader_hard_reset(r.l));
+	/* give the chip time to boot (fake clock: costs nothing) */
+	uint8_t junk[256];
+	for (int i = 0; i < 20; i++)
+		esp_tr_read(r.t, junk, sizeof junk, 100);
+	sim_mode m = sim_get_mode(r.d);
+	CHECK_MSG(m == SIM_MODE_APP || m == SIM_MODE_BOOT_LOOP, "mode %d after reset", (int)m);
+	rig_close(&r);
+}
+
+static void esp32_classic_reset(void) { reset_into_loader_and_out("esp32", false, false); }
+static void esp32c3_usb_jtag_reset(void) { reset_into_loader_and_out("esp32c3", true, false); }
+static void esp32c3_watchdog_reset(void) { reset_into_loader_and_out("esp32c3", true, true); }
+
+static void stub_fast_baud_write(void)
+{
+	struct rig r;
+	if (rig_open(&r, "esp32", false) < 0) {
+		CHECK_MSG(0, "sim: %s", r.why);
+		rig_close(&r);
+		return;
+	}
+	CHECK_RC(esp_loader_connect(r.l, ESP_RESET_AUTO, 0));
+	CHECK_RC(esp_loader_detect_chip(r.l, NULL));
+	int rc = load_stub(&r);
+	if (rc == -ENOENT) {
+		rig_close(&r);
+		SKIP("stub JSON not installed (tests/interop/node_modules/esptool-js)");
+	}
+	CHECK_EQ(rc, 0);
+	CHECK_RC(esp_loader_change_baud(r.l, 921600));
+	CHECK_EQ(r.t->baud, 921600);
+	size_t len = 0x23456;
+	uint8_t *img = synthetic(len, 21);
+	CHECK_RC(esp_loader_write_flash(r.l, 0x40000, img, len, ESP_WRITE_COMPRESS, NULL, NULL));
+	CHECK(esp_loader_last_write_verified(r.l));
+	uint8_t *rb = malloc(len);
+	CHECK_RC(esp_loader_read_flash(r.l, 0x40000, rb, len, NULL, NULL));
+	CHECK(memcmp(rb, img, len) == 0);
+	/* a ROM change of baud too (ESP32 ROM: second word 0) */
+	free(rb);
+	free(img);
+	rig_close(&r);
+}
+
+static void rom_change_baud_then_md5(void)
+{
+	struct rig r;
+	if (rig_open(&r, "esp32s3", false) < 0) {
+		CHECK_MSG(0, "sim: %s", r.why);
+		rig_close(&r);
+		return;
+	}
+	CHECK_RC(esp_loader_connect(r.l, ESP_RESET_AUTO, 0));
+	CHECK_RC(esp_loader_change_baud(r.l, 460800));
+	uint8_t m[16];
+	CHECK_RC(esp_loader_flash_md5(r.l, 0, 0x1000, m));
+	rig_close(&r);
+}
+
 /* ---- faults ---- */
 
 /* fault tests run on the fake clock: deadlines are checked in device time */
@@ -385,6 +471,11 @@ int main(void)
 	RUN(synthetic_esp8266_rom_unaligned_block);
 	RUN(synthetic_esp32s3_stub_plain);
 	RUN(synthetic_esp32c6_stub_deflate);
+	RUN(esp32_classic_reset);
+	RUN(esp32c3_usb_jtag_reset);
+	RUN(esp32c3_watchdog_reset);
+	RUN(stub_fast_baud_write);
+	RUN(rom_change_baud_then_md5);
 	RUN(fault_garbage_device);
 	RUN(fault_stalled_device);
 	RUN(fault_corrupt_and_dropped_bytes);
