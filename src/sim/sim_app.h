@@ -1,7 +1,8 @@
 /* The application side of the simulator: what a simulated ESP does when it
  * boots the firmware in its flash (ROM + 2nd-stage bootloader checks, boot
  * log, periodic console lines, Improv serial when the image is an ESPHome
- * build or when forced).  Internal to src/sim; the engine drives it.
+ * build with the improv_serial component, or when forced).  An image that
+ * does not validate gives a boot loop: the ROM's complaint, repeated.  Internal to src/sim; the engine drives it.
  *
  * Threading: none of its own; the engine calls it under the device lock.
  * Output is delivered through env->emit, always in whole console lines or
@@ -62,14 +63,15 @@ bool sim_app_running(const struct sim_app *a);
 void sim_app_free(struct sim_app *a);
 
 /* Inspection (tests, state files): NULL/0 when unknown. */
-const char *sim_app_project_name(const struct sim_app *a); /* app_desc / ESPHome name */
+const char *sim_app_project_name(const struct sim_app *a); /* ESPHome device name, else app_desc project */
 const char *sim_app_version(const struct sim_app *a);      /* ESPHome version or app_desc version */
 bool sim_app_is_esphome(const struct sim_app *a);
 bool sim_app_speaks_improv(const struct sim_app *a);
 uint8_t sim_app_improv_state(const struct sim_app *a);     /* 0x02 authorized .. 0x04 provisioned */
 /* Why boot failed (empty string when running). */
 const char *sim_app_boot_error(const struct sim_app *a);
-/* Flash offset of the app that booted (0 when none). */
+/* Flash offset of the app that booted (0 when none, and for an ESP8266
+ * single image at 0). */
 uint32_t sim_app_boot_offset(const struct sim_app *a);
 /* SSID the firmware has stored after a successful Improv provisioning
  * (NULL: none).  Valid until sim_app_free(). */
