@@ -82,20 +82,26 @@ static void classify_factory_esp32(const uint8_t *buf, size_t len, uint32_t boot
 		        boot_off, ci->name, ci->bootloader_offset);
 		return;
 	}
-	if (len < ESP_PT_OFFSET + 32) {
-		espimg_msg(c->reason, sizeof c->reason, "truncated factory image: no partition table at 0x%x",
-		        ESP_PT_OFFSET);
+	/* A merged image may stop after the bootloader or the table (esptool
+	 * merge_bin of fewer parts), and a flash dump may have an erased app
+	 * partition: both fine.  What is there must be intact. */
+	c->app_off = ESP_APP_OFFSET;
+	if (len >= ESP_PT_OFFSET + 32 && !all_ff(buf + ESP_PT_OFFSET, 32)) {
+		int rp = esp_pt_parse(buf + ESP_PT_OFFSET, len - ESP_PT_OFFSET, &c->pt, m, sizeof m);
+		c->has_pt = rp == 0 || c->pt.n > 0;
+		if (rp < 0) {
+			espimg_msg(c->reason, sizeof c->reason, "partition table at 0x%x: %s", ESP_PT_OFFSET, m);
+			return;
+		}
+		c->app_off = app_offset(&c->pt);
+	}
+	if (c->app_off >= len || buf[c->app_off] == 0xFF) {
+		c->valid = true;    /* no app (yet) */
 		return;
 	}
-	int rp = esp_pt_parse(buf + ESP_PT_OFFSET, len - ESP_PT_OFFSET, &c->pt, m, sizeof m);
-	c->has_pt = rp == 0 || c->pt.n > 0;
-	if (rp < 0) {
-		espimg_msg(c->reason, sizeof c->reason, "partition table at 0x%x: %s", ESP_PT_OFFSET, m);
-		return;
-	}
-	c->app_off = app_offset(&c->pt);
-	if (c->app_off >= len || buf[c->app_off] != ESP_IMAGE_MAGIC) {
-		espimg_msg(c->reason, sizeof c->reason, "no app image at 0x%x (the boot app partition)", c->app_off);
+	if (buf[c->app_off] != ESP_IMAGE_MAGIC) {
+		espimg_msg(c->reason, sizeof c->reason, "no app image at 0x%x (the boot app partition): "
+		           "first byte 0x%02x", c->app_off, buf[c->app_off]);
 		return;
 	}
 	c->has_app = true;

@@ -416,6 +416,28 @@ static void classify_synthetic_factories(void)
 		memcpy(f + 0x10000, app, al);
 		CHECK_EQ(esp_image_classify(f, 0x10000 + al, NULL, c), -EINVAL);
 		CHECK(strstr(c->reason, "built for") != NULL);
+		/* bootloader + table only (merge_bin of two parts), an erased
+		 * app partition: fine; something else where the app goes: not */
+		CHECK_EQ(esp_image_classify(f, 0x9000, NULL, c), 0);
+		CHECK(c->kind == ESP_KIND_FACTORY && c->has_pt && !c->has_app);
+		memset(f + 0x10000, 0xFF, 0x100);
+		CHECK_EQ(esp_image_classify(f, 0x10000 + al, NULL, c), 0);
+		CHECK(!c->has_app);
+		f[0x10000] = 0x42;
+		CHECK_EQ(esp_image_classify(f, 0x10000 + al, NULL, c), -EINVAL);
+		CHECK(strstr(c->reason, "first byte 0x42") != NULL);
+		/* no table at 0x8000 either: just a bootloader, which goes to the
+		 * same place whether called merged (ESP32/S2) or not (C3/S3) */
+		memset(f + 0x8000, 0xFF, 0xC00);
+		CHECK_EQ(esp_image_classify(f, 0x9000, NULL, c), 0);
+		CHECK(!c->has_pt && c->has_boot);
+		CHECK_EQ(c->kind, esp_chip_get(chips[i])->bootloader_offset ? ESP_KIND_FACTORY : ESP_KIND_BOOTLOADER);
+		CHECK_EQ(c->flash_offset, 0);
+		/* a damaged table is not fine */
+		synth_pt(f + 0x8000, std_pt, 5, true);
+		f[0x8000 + 40] ^= 1;
+		CHECK_EQ(esp_image_classify(f, 0x9000, NULL, c), -EINVAL);
+		CHECK(strstr(c->reason, "partition table at 0x8000") != NULL);
 		free(f);
 	}
 	free(c);
@@ -509,6 +531,15 @@ static void check_write_rules(void)
 	CHECK_EQ(esp_image_check_write(ESP_CHIP_ESP32, 0x0, boot, en, true, NULL, msg, sizeof msg), -EINVAL);
 	CHECK(strstr(msg, "0x1000") != NULL);
 	CHECK_EQ(esp_image_check_write(ESP_CHIP_ESP32, 0x1000, boot, en, true, NULL, msg, sizeof msg), 0);
+	/* a whole-flash dump whose app partition is erased restores fine */
+	size_t dn;
+	uint8_t *dump = synth_factory(ESP_CHIP_ESP32, &dn);
+	memset(dump + 0x10000, 0xFF, dn - 0x10000);
+	CHECK_EQ(esp_image_check_write(ESP_CHIP_ESP32, 0x0, dump, dn, true, NULL, msg, sizeof msg), 0);
+	dump[0x1000 + 100] ^= 1;   /* but not with a damaged bootloader */
+	CHECK_EQ(esp_image_check_write(ESP_CHIP_ESP32, 0x0, dump, dn, true, NULL, msg, sizeof msg), -EINVAL);
+	CHECK(strstr(msg, "bootloader at 0x1000") != NULL);
+	free(dump);
 	/* -EAGAIN stops once ESP_IMAGE_CHECK_PREFIX bytes are there, for all kinds */
 	const esp_chip_id chips[] = { ESP_CHIP_ESP32, ESP_CHIP_ESP32S2, ESP_CHIP_ESP32C3, ESP_CHIP_ESP32S3 };
 	for (size_t i = 0; i < 4; i++) {
