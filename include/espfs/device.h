@@ -1,0 +1,149 @@
+/* Device manager: one attached ESP (a real port or an in-process simulated
+ * chip), its identity cache, its state line, and the worker thread that owns
+ * its port and runs jobs one at a time.  The FUSE layer queues jobs with a
+ * completion callback and never waits for device I/O on its own threads.
+ *
+ * Threading: every function here may be called from any thread.  Job
+ * completion callbacks run on the device's worker thread. */
+#ifndef ESPFS_DEVICE_H
+#define ESPFS_DEVICE_H
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "espfs/chip.h"
+#include "espfs/loader.h"
+
+typedef struct esp_device esp_device;
+typedef struct esp_devmgr esp_devmgr;
+
+/* The first 64 KiB of flash (bootloader header, partition table at 0x8000)
+ * are read once at attach and kept, so file managers sniffing flash.bin
+ * never reach the chip. */
+#define DEV_HEAD_SIZE 0x10000u
+#define DEV_MAX_PARTS 32
+
+struct dev_partition {
+	char label[17];
+	uint8_t type, subtype;
+	uint32_t offset, size;
+};
+
+/* Gathered once at attach; afterwards attributes come from here. */
+struct dev_identity {
+	bool known;                        /* attach succeeded */
+	const struct esp_chip_info *chip;
+	uint8_t mac[6];
+	uint32_t flash_size, jedec;
+	int n_parts;
+	struct dev_partition parts[DEV_MAX_PARTS];
+	uint16_t usb_vid, usb_pid;
+	char usb_serial[64], usb_product[96], usb_manufacturer[96], usb_path[128];
+	char port[256];                    /* device path or "sim:CHIP" */
+	bool is_sim;
+};
+
+enum dev_job_kind {
+	DEV_JOB_READ,       /* offset,len -> buf (caller-allocated) */
+	DEV_JOB_WRITE,      /* buf,len -> offset; any alignment (read-modify-write) */
+	DEV_JOB_ERASE,      /* offset,len sector-aligned; len 0 = whole chip */
+	DEV_JOB_PROVISION,  /* ssid/pass via Improv */
+	DEV_JOB_RESET,      /* hard reset into the application */
+};
+
+struct dev_job {
+	enum dev_job_kind kind;
+	uint32_t offset, len;
+	uint8_t *buf;
+	char ssid[64], pass[72];
+	char what[64];                  /* for the state line: "flash.bin" */
+	/* Progress shown in state: this job covers [prog_base, prog_base+len)
+	 * of an upload of prog_total bytes (0 = unknown). */
+	uint64_t prog_base, prog_total;
+	atomic_int cancel;
+	atomic_int *group_cancel;       /* optional flag shared by a handle */
+	int rc;                         /* result: 0 or -errno */
+	char err[200];                  /* reason when rc < 0 */
+	void (*done)(struct dev_job *j);
+	void *ctx;
+	struct dev_job *next;           /* internal */
+};
+
+enum dev_event { DEV_EV_ADDED, DEV_EV_REMOVED, DEV_EV_STATE };
+typedef void (*dev_event_fn)(void *ctx, esp_device *d, enum dev_event ev);
+
+struct dev_options {
+	esp_reset_mode reset;
+	uint32_t baud;                  /* 0: keep 115200 */
+	const char *stub_dir;           /* NULL: standard locations */
+	bool no_probe;                  /* do not enter the loader at attach */
+	bool no_stub;
+};
+
+/* Lifetime: reference counted; the manager holds one reference while the
+ * device is attached. */
+void device_ref(esp_device *d);
+void device_unref(esp_device *d);
+
+const char *device_name(const esp_device *d);
+bool device_gone(esp_device *d);
+/* A consistent copy of the identity. */
+void device_identity(esp_device *d, struct dev_identity *out);
+uint32_t device_flash_size(esp_device *d);
+/* Copy [off, off+len) from the cached first 64 KiB; -ERANGE if the range
+ * is not entirely cached. */
+int device_head_read(esp_device *d, uint32_t off, uint8_t *buf, size_t len);
+
+/* Queue a job.  Returns 0 (done() will be called exactly once, from the
+ * worker) or -ENODEV (device gone; done() is not called). */
+int device_submit(esp_device *d, struct dev_job *j);
+static inline void device_job_cancel(struct dev_job *j) { atomic_store(&j->cancel, 1); }
+
+/* The state line (one line, '\n'-terminated) and a generation number that
+ * changes whenever the line does. */
+size_t device_state_text(esp_device *d, char *buf, size_t cap);
+unsigned device_state_gen(esp_device *d);
+/* Record a refusal or failure decided above the device (e.g. a wrong-chip
+ * image refused in write()): it shows in state until the next job. */
+void device_set_error(esp_device *d, int err, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* wifi file text: "<status> <ssid>\n" or "<status>\n"; never a password. */
+size_t device_wifi_text(esp_device *d, char *buf, size_t cap);
+/* info.json contents (malloc'd, '\n'-terminated). */
+char *device_info_json(esp_device *d);
+/* Times the chip was reset (into the loader or back into the app). */
+unsigned device_reset_count(esp_device *d);
+
+/* Device set: creation from the command line, USB enumeration with
+ * hotplug polling, attach (identity) on each device's worker. */
+esp_devmgr *devmgr_new(const struct dev_options *opt, dev_event_fn fn, void *ctx);
+/* SPEC = CHIP[,flash=FILE][,name=NAME][,app][,improv][,wifi=SSID:PASS][,timing][,size=BYTES] */
+int devmgr_add_sim(esp_devmgr *m, const char *spec, char *err, size_t errlen);
+int devmgr_add_port(esp_devmgr *m, const char *path, char *err, size_t errlen);
+/* Start attaching; scan: enumerate USB serial ports now and every second. */
+int devmgr_start(esp_devmgr *m, bool scan);
+/* Wait until every device known so far finished attaching (or timeout). */
+void devmgr_wait_attached(esp_devmgr *m, unsigned timeout_ms);
+/* Snapshot of attached devices (each referenced; free with devmgr_list_free). */
+size_t devmgr_list(esp_devmgr *m, esp_device ***out);
+void devmgr_list_free(esp_device **v, size_t n);
+void devmgr_free(esp_devmgr *m);
+
+/* Synthetic, bootable images for the demo and tests: kind "factory"
+ * (bootloader + partition table + app, to be written at 0), "bootloader",
+ * "ptable" or "app".  *out is malloc'd. */
+int device_synth_image(const char *chip_key, const char *kind, const char *project,
+		       uint8_t **out, size_t *len);
+
+/* Images (adapter over the image module): where a whole file dropped into
+ * a device folder belongs.  name may force the offset ("x@0x10000.bin");
+ * onto_flash_bin: the file replaces flash.bin (unknown content goes to 0).
+ * -EINVAL with the reason in why. */
+int device_image_target(esp_device *d, const uint8_t *buf, size_t len, const char *name,
+			bool onto_flash_bin, uint32_t *offset, char *why, size_t whylen);
+/* Would writing buf at off put an image where it does not belong (wrong
+ * chip, an app at the bootloader offset)?  0 or -EINVAL with the reason. */
+int device_image_check(esp_device *d, uint32_t off, const uint8_t *buf, size_t len,
+		       char *why, size_t whylen);
+
+#endif

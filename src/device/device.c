@@ -1,0 +1,301 @@
+/* One device: lifetime, job queue, the state line and the cached identity.
+ * Nothing here touches the port; that is the worker's (worker.c). */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "device_i.h"
+#include "espfs/clock.h"
+#include "espfs/log.h"
+
+esp_device *dev_alloc(esp_devmgr *m, const char *name, const struct dev_options *opt)
+{
+	esp_device *d = calloc(1, sizeof *d);
+	if (!d)
+		return NULL;
+	atomic_init(&d->refs, 1);
+	snprintf(d->name, sizeof d->name, "%s", name);
+	d->opt = *opt;
+	d->mgr = m;
+	pthread_mutex_init(&d->lock, NULL);
+	pthread_cond_init(&d->cond, NULL);
+	snprintf(d->mode, sizeof d->mode, "attaching");
+	snprintf(d->wifi_status, sizeof d->wifi_status, "unknown");
+	d->head = malloc(DEV_HEAD_SIZE);
+	if (!d->head) {
+		free(d);
+		return NULL;
+	}
+	return d;
+}
+
+void dev_start(esp_device *d)
+{
+	device_ref(d);  /* the worker's reference */
+	if (pthread_create(&d->thread, NULL, dev_worker_main, d) == 0)
+		d->thread_started = true;
+	else
+		device_unref(d);
+}
+
+void dev_stop_and_join(esp_device *d)
+{
+	pthread_mutex_lock(&d->lock);
+	d->stop = true;
+	pthread_cond_broadcast(&d->cond);
+	pthread_mutex_unlock(&d->lock);
+	if (d->thread_started) {
+		pthread_join(d->thread, NULL);
+		d->thread_started = false;
+	}
+}
+
+void device_ref(esp_device *d)
+{
+	atomic_fetch_add(&d->refs, 1);
+}
+
+void device_unref(esp_device *d)
+{
+	if (!d || atomic_fetch_sub(&d->refs, 1) != 1)
+		return;
+	if (d->ld)
+		esp_loader_free(d->ld);
+	esp_tr_close(d->tr);
+	if (d->sim)
+		sim_device_free(d->sim);
+	pthread_mutex_destroy(&d->lock);
+	pthread_cond_destroy(&d->cond);
+	free(d->head);
+	free(d);
+}
+
+const char *device_name(const esp_device *d)
+{
+	return d->name;
+}
+
+bool device_gone(esp_device *d)
+{
+	pthread_mutex_lock(&d->lock);
+	bool g = d->gone;
+	pthread_mutex_unlock(&d->lock);
+	return g;
+}
+
+void device_identity(esp_device *d, struct dev_identity *out)
+{
+	pthread_mutex_lock(&d->lock);
+	*out = d->id;
+	pthread_mutex_unlock(&d->lock);
+}
+
+uint32_t device_flash_size(esp_device *d)
+{
+	pthread_mutex_lock(&d->lock);
+	uint32_t s = d->id.flash_size;
+	pthread_mutex_unlock(&d->lock);
+	return s;
+}
+
+unsigned device_reset_count(esp_device *d)
+{
+	pthread_mutex_lock(&d->lock);
+	unsigned r = d->resets;
+	pthread_mutex_unlock(&d->lock);
+	return r;
+}
+
+int device_head_read(esp_device *d, uint32_t off, uint8_t *buf, size_t len)
+{
+	int rc = -ERANGE;
+	pthread_mutex_lock(&d->lock);
+	if (d->head_valid && (uint64_t)off + len <= DEV_HEAD_SIZE) {
+		memcpy(buf, d->head + off, len);
+		rc = 0;
+	}
+	pthread_mutex_unlock(&d->lock);
+	return rc;
+}
+
+void dev_head_update(esp_device *d, uint32_t off, const uint8_t *buf, size_t len, bool erased)
+{
+	pthread_mutex_lock(&d->lock);
+	if (d->head_valid && off < DEV_HEAD_SIZE) {
+		size_t n = len;
+		if (off + n > DEV_HEAD_SIZE)
+			n = DEV_HEAD_SIZE - off;
+		if (erased)
+			memset(d->head + off, 0xFF, n);
+		else
+			memcpy(d->head + off, buf, n);
+		if (off < 0x9000 && off + n > 0x8000) {
+			struct dev_identity tmp = d->id;
+			dev_parse_partitions(d->head + 0x8000, 0xC00, &tmp);
+			d->id.n_parts = tmp.n_parts;
+			memcpy(d->id.parts, tmp.parts, sizeof tmp.parts);
+		}
+	}
+	pthread_mutex_unlock(&d->lock);
+}
+
+int device_submit(esp_device *d, struct dev_job *j)
+{
+	j->next = NULL;
+	j->rc = 0;
+	j->err[0] = 0;
+	pthread_mutex_lock(&d->lock);
+	if (d->gone || d->stop) {
+		pthread_mutex_unlock(&d->lock);
+		return -ENODEV;
+	}
+	if (d->qtail)
+		d->qtail->next = j;
+	else
+		d->qhead = j;
+	d->qtail = j;
+	pthread_cond_broadcast(&d->cond);
+	pthread_mutex_unlock(&d->lock);
+	return 0;
+}
+
+void dev_event(esp_device *d, enum dev_event ev)
+{
+	if (d->mgr)
+		devmgr_emit(d->mgr, d, ev);
+}
+
+void dev_state_changed(esp_device *d)
+{
+	pthread_mutex_lock(&d->lock);
+	d->state_gen++;
+	bool announced = d->announced;
+	pthread_mutex_unlock(&d->lock);
+	if (announced)
+		dev_event(d, DEV_EV_STATE);
+}
+
+void dev_set_mode(esp_device *d, const char *mode)
+{
+	pthread_mutex_lock(&d->lock);
+	bool same = strcmp(d->mode, mode) == 0;
+	snprintf(d->mode, sizeof d->mode, "%s", mode);
+	pthread_mutex_unlock(&d->lock);
+	if (!same)
+		dev_state_changed(d);
+}
+
+void dev_clear_error(esp_device *d)
+{
+	pthread_mutex_lock(&d->lock);
+	d->err = 0;
+	d->errmsg[0] = 0;
+	pthread_mutex_unlock(&d->lock);
+}
+
+void dev_set_errorv(esp_device *d, int err, const char *fmt, va_list ap)
+{
+	pthread_mutex_lock(&d->lock);
+	d->err = err < 0 ? -err : err;
+	vsnprintf(d->errmsg, sizeof d->errmsg, fmt, ap);
+	for (char *p = d->errmsg; *p; p++)  /* keep it one line */
+		if (*p == '\n' || *p == '\r')
+			*p = ' ';
+	pthread_mutex_unlock(&d->lock);
+	dev_state_changed(d);
+}
+
+void device_set_error(esp_device *d, int err, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	dev_set_errorv(d, err, fmt, ap);
+	va_end(ap);
+}
+
+static const char *errno_name(int e)
+{
+	switch (e) {
+	case ETIMEDOUT: return "ETIMEDOUT";
+	case ENODEV: return "ENODEV";
+	case EBUSY: return "EBUSY";
+	case EFBIG: return "EFBIG";
+	case ENOSPC: return "ENOSPC";
+	case EINVAL: return "EINVAL";
+	case EIO: return "EIO";
+	case EPROTO: return "EPROTO";
+	case EACCES: return "EACCES";
+	case EOPNOTSUPP: return "EOPNOTSUPP";
+	case EINTR: return "EINTR";
+	case ENOMEM: return "ENOMEM";
+	default: return "error";
+	}
+}
+
+static const char *job_verb(enum dev_job_kind k)
+{
+	switch (k) {
+	case DEV_JOB_READ: return "reading";
+	case DEV_JOB_WRITE: return "writing";
+	case DEV_JOB_ERASE: return "erasing";
+	case DEV_JOB_PROVISION: return "provisioning";
+	case DEV_JOB_RESET: return "resetting";
+	}
+	return "busy";
+}
+
+/* "<mode> idle" | "<mode> <verb> <what> <progress>" | "<mode> error <ERRNO>: <reason>" */
+size_t device_state_text(esp_device *d, char *buf, size_t cap)
+{
+	int n;
+	pthread_mutex_lock(&d->lock);
+	struct dev_job *j = d->current;
+	if (j && j->kind == DEV_JOB_PROVISION) {
+		n = snprintf(buf, cap, "%s provisioning wifi \"%s\"\n", d->mode, j->ssid);
+	} else if (j) {
+		uint64_t total = j->prog_total ? j->prog_total : j->len;
+		uint64_t done = (j->prog_total ? j->prog_base : 0) + d->prog_done;
+		if (total && j->kind != DEV_JOB_RESET)
+			n = snprintf(buf, cap, "%s %s %s at 0x%x: %llu%% (%llu/%llu bytes)\n", d->mode,
+				     job_verb(j->kind), j->what[0] ? j->what : "flash", j->offset,
+				     (unsigned long long)(done * 100 / total), (unsigned long long)done,
+				     (unsigned long long)total);
+		else
+			n = snprintf(buf, cap, "%s %s %s\n", d->mode, job_verb(j->kind),
+				     j->what[0] ? j->what : "");
+	} else if (d->err) {
+		n = snprintf(buf, cap, "%s error %s: %s\n", d->mode, errno_name(d->err), d->errmsg);
+	} else {
+		n = snprintf(buf, cap, "%s idle\n", d->mode);
+	}
+	pthread_mutex_unlock(&d->lock);
+	if (n < 0)
+		n = 0;
+	if ((size_t)n >= cap && cap) {
+		buf[cap - 2 < cap ? cap - 2 : 0] = '\n';
+		n = (int)cap - 1;
+	}
+	return (size_t)n;
+}
+
+unsigned device_state_gen(esp_device *d)
+{
+	pthread_mutex_lock(&d->lock);
+	unsigned g = d->state_gen;
+	pthread_mutex_unlock(&d->lock);
+	return g;
+}
+
+size_t device_wifi_text(esp_device *d, char *buf, size_t cap)
+{
+	int n;
+	pthread_mutex_lock(&d->lock);
+	if (d->wifi_ssid[0])
+		n = snprintf(buf, cap, "%s %s\n", d->wifi_status, d->wifi_ssid);
+	else
+		n = snprintf(buf, cap, "%s\n", d->wifi_status);
+	pthread_mutex_unlock(&d->lock);
+	if (n < 0)
+		n = 0;
+	return (size_t)n < cap ? (size_t)n : cap ? cap - 1 : 0;
+}

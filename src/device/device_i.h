@@ -1,0 +1,94 @@
+/* Private to src/device: the device object shared by device.c (lifetime,
+ * state line, queue), worker.c (the thread), jobs.c (what each job does on
+ * the wire), identity.c (attach) and registry.c (the device set). */
+#ifndef ESPFS_DEVICE_I_H
+#define ESPFS_DEVICE_I_H
+#include <pthread.h>
+#include <stdarg.h>
+#include "espfs/device.h"
+#include "espfs/loader.h"
+#include "espfs/sim.h"
+#include "espfs/transport.h"
+
+struct dev_improv_info {
+	bool known;
+	char firmware[64], version[64], chip[32], name[64];
+};
+
+struct esp_device {
+	atomic_int refs;
+	char name[64];
+	struct dev_options opt;
+	esp_devmgr *mgr;
+
+	pthread_mutex_t lock;          /* everything below except the port */
+	pthread_cond_t cond;
+	pthread_t thread;
+	bool thread_started;
+	struct dev_job *qhead, *qtail;
+	bool stop;
+	bool gone;
+	bool attached;                 /* attach finished (success or not) */
+	bool announced;                /* DEV_EV_ADDED sent */
+	struct dev_job *current;
+	uint64_t prog_done;            /* bytes of the current job done */
+	uint64_t last_progress_us;
+
+	struct dev_identity id;
+	uint8_t *head;                 /* DEV_HEAD_SIZE bytes once head_valid */
+	bool head_valid;
+
+	char mode[16];                 /* "attaching", "app", "rom", "stub", "unplugged" */
+	int err;                       /* last error (positive errno) or 0 */
+	char errmsg[240];
+	unsigned state_gen;
+	unsigned resets;
+	char wifi_status[32];
+	char wifi_ssid[64];
+	struct dev_improv_info improv;
+
+	/* Owned by the worker thread only. */
+	char path[256];
+	sim_device *sim;               /* in-process simulator (owned) */
+	esp_transport *tr;
+	esp_loader *ld;
+	bool in_loader;
+	bool flash_attached;
+	bool reset_pending;
+	uint64_t loader_idle_since;
+};
+
+/* device.c */
+esp_device *dev_alloc(esp_devmgr *m, const char *name, const struct dev_options *opt);
+void dev_start(esp_device *d);
+void dev_stop_and_join(esp_device *d);
+void dev_mark_gone(esp_device *d);
+void dev_event(esp_device *d, enum dev_event ev);
+void dev_state_changed(esp_device *d);
+void dev_set_mode(esp_device *d, const char *mode);
+void dev_clear_error(esp_device *d);
+void dev_set_errorv(esp_device *d, int err, const char *fmt, va_list ap);
+void dev_head_update(esp_device *d, uint32_t off, const uint8_t *buf, size_t len, bool erased);
+
+/* worker.c */
+void *dev_worker_main(void *arg);
+
+/* jobs.c */
+int dev_run_job(esp_device *d, struct dev_job *j);
+int dev_enter_loader(esp_device *d, char *err, size_t errlen);
+int dev_leave_loader(esp_device *d);
+
+/* identity.c */
+int dev_attach(esp_device *d);
+void dev_parse_partitions(const uint8_t *tbl, size_t len, struct dev_identity *id);
+
+/* registry.c */
+void devmgr_device_ready(esp_devmgr *m, esp_device *d);
+void devmgr_emit(esp_devmgr *m, esp_device *d, enum dev_event ev);
+
+/* dev_improv.c: adapter to the Improv client. */
+int dev_improv_get_info(esp_device *d, struct dev_improv_info *out, char *err, size_t errlen);
+int dev_improv_provision(esp_device *d, const char *ssid, const char *pass,
+			 atomic_int *cancel, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,144 @@
+/* Attach: open the port, enter the loader once to learn chip, MAC, flash
+ * size and JEDEC ID and to read the first 64 KiB (bootloader header and
+ * partition table), then reset the chip back into its application and ask
+ * the application for its Improv identity.  After this, attributes never
+ * touch the device. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "device_i.h"
+#include "espfs/clock.h"
+#include "espfs/log.h"
+
+static uint32_t le32(const uint8_t *p)
+{
+	return p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* ESP-IDF partition table: 32-byte entries with magic AA 50, ended by an
+ * MD5 entry (EB EB) or erased flash. */
+void dev_parse_partitions(const uint8_t *tbl, size_t len, struct dev_identity *id)
+{
+	id->n_parts = 0;
+	for (size_t o = 0; o + 32 <= len && id->n_parts < DEV_MAX_PARTS; o += 32) {
+		const uint8_t *e = tbl + o;
+		if (e[0] != 0xAA || e[1] != 0x50)
+			break;
+		struct dev_partition *p = &id->parts[id->n_parts++];
+		p->type = e[2];
+		p->subtype = e[3];
+		p->offset = le32(e + 4);
+		p->size = le32(e + 8);
+		memcpy(p->label, e + 12, 16);
+		p->label[16] = 0;
+	}
+}
+
+static int open_port(esp_device *d, char *err, size_t errlen)
+{
+	int rc;
+	if (d->sim)
+		rc = sim_transport_open(d->sim, &d->tr);
+	else
+		rc = esp_serial_open(d->path, 115200, esp_clock_real(), &d->tr);
+	if (rc < 0) {
+		snprintf(err, errlen, "cannot open %.180s: %s", d->sim ? "simulator" : d->path,
+			 strerror(-rc));
+		return rc;
+	}
+	d->ld = esp_loader_new(d->tr);
+	if (!d->ld) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	pthread_mutex_lock(&d->lock);
+	if (d->tr->usb_vid && !d->id.usb_vid) {
+		d->id.usb_vid = d->tr->usb_vid;
+		d->id.usb_pid = d->tr->usb_pid;
+	}
+	pthread_mutex_unlock(&d->lock);
+	return 0;
+}
+
+static int probe(esp_device *d, char *err, size_t errlen)
+{
+	int rc = dev_enter_loader(d, err, errlen);
+	if (rc < 0)
+		return rc;
+	const struct esp_chip_info *chip = esp_loader_chip(d->ld);
+	uint8_t mac[6] = { 0 };
+	rc = esp_loader_read_mac(d->ld, mac);
+	if (rc < 0) {
+		snprintf(err, errlen, "read MAC: %s", esp_loader_error(d->ld));
+		return rc;
+	}
+	pthread_mutex_lock(&d->lock);
+	d->id.chip = chip;
+	memcpy(d->id.mac, mac, 6);
+	if (!d->id.flash_size)
+		d->id.flash_size = chip ? chip->default_flash_size : 0x400000;
+	uint32_t fsize = d->id.flash_size;
+	pthread_mutex_unlock(&d->lock);
+
+	uint32_t n = fsize < DEV_HEAD_SIZE ? fsize : DEV_HEAD_SIZE;
+	uint8_t *head = malloc(DEV_HEAD_SIZE);
+	if (!head)
+		return -ENOMEM;
+	memset(head, 0xFF, DEV_HEAD_SIZE);
+	rc = esp_loader_read_flash(d->ld, 0, head, n, NULL, NULL);
+	if (rc < 0)  /* e.g. a ROM without READ_FLASH and no stub: identity still holds */
+		LOGW("%s: cannot read the flash header (%s); flash.bin reads will go to the chip",
+		     d->name, esp_loader_error(d->ld));
+	pthread_mutex_lock(&d->lock);
+	if (rc == 0) {
+		memcpy(d->head, head, DEV_HEAD_SIZE);
+		d->head_valid = true;
+		dev_parse_partitions(d->head + 0x8000, 0xC00, &d->id);
+	}
+	d->id.known = true;
+	pthread_mutex_unlock(&d->lock);
+	free(head);
+	return 0;
+}
+
+int dev_attach(esp_device *d)
+{
+	char err[240] = "";
+	int rc = open_port(d, err, sizeof err);
+	if (rc == 0 && !d->opt.no_probe)
+		rc = probe(d, err, sizeof err);
+	if (rc < 0) {
+		LOGW("%s: attach failed: %s", d->name, err);
+		dev_set_mode(d, "unknown");
+		device_set_error(d, rc, "attach: %s", err);
+		if (d->in_loader)
+			dev_leave_loader(d);
+		return rc;
+	}
+	if (d->opt.no_probe) {
+		dev_set_mode(d, "unknown");
+		return 0;
+	}
+	dev_leave_loader(d);
+	if (d->opt.reset == ESP_RESET_NONE)
+		return 0;
+	struct dev_improv_info info;
+	char ierr[160];
+	memset(&info, 0, sizeof info);
+	if (dev_improv_get_info(d, &info, ierr, sizeof ierr) == 0) {
+		pthread_mutex_lock(&d->lock);
+		d->improv = info;
+		pthread_mutex_unlock(&d->lock);
+	} else {
+		LOGD("%s: no Improv answer: %s", d->name, ierr);
+	}
+	char mac[20];
+	struct dev_identity id;
+	device_identity(d, &id);
+	snprintf(mac, sizeof mac, "%02x:%02x:%02x:%02x:%02x:%02x", id.mac[0], id.mac[1], id.mac[2],
+		 id.mac[3], id.mac[4], id.mac[5]);
+	LOGI("%s: %s, MAC %s, %u-byte flash", d->name, id.chip ? id.chip->name : "?", mac,
+	     id.flash_size);
+	return 0;
+}

@@ -1,0 +1,120 @@
+/* info.json: every attribute of a device in one object, for scripts.
+ * Built from the cached identity and state; never touches the device. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cjson/cJSON.h>
+#include "device_i.h"
+
+static const char *sim_mode_name(sim_mode m)
+{
+	switch (m) {
+	case SIM_MODE_OFF: return "off";
+	case SIM_MODE_ROM: return "rom";
+	case SIM_MODE_STUB: return "stub";
+	case SIM_MODE_APP: return "app";
+	case SIM_MODE_BOOT_LOOP: return "boot-loop";
+	}
+	return "unknown";
+}
+
+static void add_hex(cJSON *o, const char *k, uint32_t v)
+{
+	char b[16];
+	snprintf(b, sizeof b, "0x%x", v);
+	cJSON_AddStringToObject(o, k, b);
+}
+
+char *device_info_json(esp_device *d)
+{
+	struct dev_identity id;
+	char state[512], wifi[160], mac[20];
+	device_identity(d, &id);
+	device_state_text(d, state, sizeof state);
+	state[strcspn(state, "\n")] = 0;
+	device_wifi_text(d, wifi, sizeof wifi);
+	wifi[strcspn(wifi, "\n")] = 0;
+
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "name", d->name);
+	cJSON_AddStringToObject(o, "port", id.port);
+	cJSON_AddStringToObject(o, "chip", id.chip ? id.chip->name : "unknown");
+	if (id.chip)
+		cJSON_AddStringToObject(o, "chip_key", id.chip->key);
+	if (id.known) {
+		snprintf(mac, sizeof mac, "%02x:%02x:%02x:%02x:%02x:%02x", id.mac[0], id.mac[1],
+			 id.mac[2], id.mac[3], id.mac[4], id.mac[5]);
+		cJSON_AddStringToObject(o, "mac", mac);
+	}
+	cJSON_AddNumberToObject(o, "flash_size", id.flash_size);
+	add_hex(o, "flash_jedec_id", id.jedec);
+	pthread_mutex_lock(&d->lock);
+	cJSON_AddStringToObject(o, "mode", d->mode);
+	cJSON_AddNumberToObject(o, "resets", d->resets);
+	if (d->err) {
+		cJSON *e = cJSON_AddObjectToObject(o, "last_error");
+		cJSON_AddNumberToObject(e, "errno", d->err);
+		cJSON_AddStringToObject(e, "reason", d->errmsg);
+	}
+	struct dev_improv_info imp = d->improv;
+	char wstatus[32], wssid[64];
+	snprintf(wstatus, sizeof wstatus, "%s", d->wifi_status);
+	snprintf(wssid, sizeof wssid, "%s", d->wifi_ssid);
+	pthread_mutex_unlock(&d->lock);
+	cJSON_AddStringToObject(o, "state", state);
+	cJSON *w = cJSON_AddObjectToObject(o, "wifi");
+	cJSON_AddStringToObject(w, "status", wstatus);
+	if (wssid[0])
+		cJSON_AddStringToObject(w, "ssid", wssid);
+	if (imp.known) {
+		cJSON *i = cJSON_AddObjectToObject(o, "improv");
+		cJSON_AddStringToObject(i, "firmware", imp.firmware);
+		cJSON_AddStringToObject(i, "version", imp.version);
+		cJSON_AddStringToObject(i, "chip", imp.chip);
+		cJSON_AddStringToObject(i, "device_name", imp.name);
+	}
+	cJSON *parts = cJSON_AddArrayToObject(o, "partitions");
+	for (int i = 0; i < id.n_parts; i++) {
+		cJSON *p = cJSON_CreateObject();
+		cJSON_AddStringToObject(p, "label", id.parts[i].label);
+		cJSON_AddNumberToObject(p, "type", id.parts[i].type);
+		cJSON_AddNumberToObject(p, "subtype", id.parts[i].subtype);
+		add_hex(p, "offset", id.parts[i].offset);
+		add_hex(p, "size", id.parts[i].size);
+		cJSON_AddItemToArray(parts, p);
+	}
+	if (id.usb_vid || id.usb_serial[0]) {
+		cJSON *u = cJSON_AddObjectToObject(o, "usb");
+		char b[8];
+		snprintf(b, sizeof b, "%04x", id.usb_vid);
+		cJSON_AddStringToObject(u, "vid", b);
+		snprintf(b, sizeof b, "%04x", id.usb_pid);
+		cJSON_AddStringToObject(u, "pid", b);
+		if (id.usb_serial[0])
+			cJSON_AddStringToObject(u, "serial", id.usb_serial);
+		if (id.usb_manufacturer[0])
+			cJSON_AddStringToObject(u, "manufacturer", id.usb_manufacturer);
+		if (id.usb_product[0])
+			cJSON_AddStringToObject(u, "product", id.usb_product);
+		if (id.usb_path[0])
+			cJSON_AddStringToObject(u, "location", id.usb_path);
+	}
+	if (d->sim) {
+		/* The simulator's own view, for tests: never sent to a chip. */
+		cJSON *s = cJSON_AddObjectToObject(o, "sim");
+		cJSON_AddStringToObject(s, "mode", sim_mode_name(sim_get_mode(d->sim)));
+	}
+	char *txt = cJSON_Print(o);
+	cJSON_Delete(o);
+	if (!txt)
+		return NULL;
+	size_t n = strlen(txt);
+	char *out = realloc(txt, n + 2);
+	if (!out) {
+		free(txt);
+		return NULL;
+	}
+	out[n] = '\n';
+	out[n + 1] = 0;
+	return out;
+}

@@ -1,0 +1,129 @@
+/* The worker thread of one device: the only code that touches its port.
+ * It attaches (identity), then runs queued jobs in order and, once the
+ * queue has been idle for a moment, resets the chip from the loader back
+ * into its application so a flashed image starts. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include "device_i.h"
+#include "espfs/clock.h"
+#include "espfs/log.h"
+
+/* Long enough that the chunks of one cp/dd never see a reset in between. */
+#define LOADER_IDLE_MS 700
+
+static void fail_queue(esp_device *d, int rc)
+{
+	for (;;) {
+		pthread_mutex_lock(&d->lock);
+		struct dev_job *j = d->qhead;
+		if (j) {
+			d->qhead = j->next;
+			if (!d->qhead)
+				d->qtail = NULL;
+		}
+		pthread_mutex_unlock(&d->lock);
+		if (!j)
+			return;
+		j->rc = rc;
+		snprintf(j->err, sizeof j->err, "%s: device is gone", d->name);
+		if (j->done)
+			j->done(j);
+	}
+}
+
+static void deadline_in(struct timespec *ts, unsigned ms)
+{
+	clock_gettime(CLOCK_REALTIME, ts);
+	ts->tv_sec += ms / 1000;
+	ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (ts->tv_nsec >= 1000000000L) {
+		ts->tv_sec++;
+		ts->tv_nsec -= 1000000000L;
+	}
+}
+
+void *dev_worker_main(void *arg)
+{
+	esp_device *d = arg;
+
+	dev_attach(d);
+	pthread_mutex_lock(&d->lock);
+	d->attached = true;
+	pthread_mutex_unlock(&d->lock);
+	if (d->mgr)
+		devmgr_device_ready(d->mgr, d);
+
+	for (;;) {
+		pthread_mutex_lock(&d->lock);
+		while (!d->qhead && !d->stop && !d->gone) {
+			if (d->reset_pending) {
+				struct timespec ts;
+				deadline_in(&ts, LOADER_IDLE_MS);
+				if (pthread_cond_timedwait(&d->cond, &d->lock, &ts) == ETIMEDOUT &&
+				    !d->qhead && !d->stop) {
+					d->reset_pending = false;
+					pthread_mutex_unlock(&d->lock);
+					dev_leave_loader(d);
+					pthread_mutex_lock(&d->lock);
+				}
+			} else {
+				pthread_cond_wait(&d->cond, &d->lock);
+			}
+		}
+		if (d->stop || d->gone) {
+			pthread_mutex_unlock(&d->lock);
+			break;
+		}
+		struct dev_job *j = d->qhead;
+		d->qhead = j->next;
+		if (!d->qhead)
+			d->qtail = NULL;
+		d->current = j;
+		d->prog_done = 0;
+		pthread_mutex_unlock(&d->lock);
+		dev_state_changed(d);
+
+		int rc;
+		if (atomic_load(&j->cancel) || (j->group_cancel && atomic_load(j->group_cancel))) {
+			rc = -EINTR;
+			snprintf(j->err, sizeof j->err, "cancelled");
+		} else {
+			rc = dev_run_job(d, j);
+		}
+		j->rc = rc;
+
+		pthread_mutex_lock(&d->lock);
+		d->current = NULL;
+		if (d->in_loader && d->opt.reset != ESP_RESET_NONE)
+			d->reset_pending = true;
+		pthread_mutex_unlock(&d->lock);
+		if (rc == -ENODEV)
+			dev_mark_gone(d);
+		else if (rc < 0 && rc != -EINTR && j->kind != DEV_JOB_READ)
+			device_set_error(d, rc, "%s", j->err[0] ? j->err : strerror(-rc));
+		else if (rc == 0 && j->kind != DEV_JOB_READ)
+			dev_clear_error(d);
+		dev_state_changed(d);
+		if (j->done)
+			j->done(j);
+	}
+	fail_queue(d, -ENODEV);
+	device_unref(d);
+	return NULL;
+}
+
+void dev_mark_gone(esp_device *d)
+{
+	pthread_mutex_lock(&d->lock);
+	bool was = d->gone;
+	d->gone = true;
+	snprintf(d->mode, sizeof d->mode, "unplugged");
+	pthread_cond_broadcast(&d->cond);
+	pthread_mutex_unlock(&d->lock);
+	if (!was) {
+		LOGI("%s: device gone", d->name);
+		dev_event(d, DEV_EV_REMOVED);
+	}
+}

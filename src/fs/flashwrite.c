@@ -1,0 +1,371 @@
+/* Writes to flash.bin: bytes stream to the device as they are written
+ * (bounded buffering, so cp/pv progress is the truth), at any offset;
+ * partial sectors are read-modify-written by the device job.  The commit
+ * point is the first flush/fsync after data was written: it sends what is
+ * still buffered and answers once every chunk is written and verified by
+ * MD5.  Images for another chip, or an app where the bootloader belongs,
+ * are refused in write() before anything is erased.  Ctrl-C (FUSE
+ * interrupt) cancels between blocks; state then says the flash is
+ * incomplete.  FUSE-NOTES.md parts 2b/2c and 3. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "espfs/log.h"
+#include "vfs.h"
+
+#define CHUNK (256u * 1024)
+#define MAX_INFLIGHT 2
+#define MAX_WAITERS 8
+/* enough to judge an image at offset 0 (image.h: ESP_IMAGE_CHECK_PREFIX) */
+#define ESP_IMAGE_CHECK_BYTES 0x1100u
+
+struct flash_writer {
+	pthread_mutex_t lock;
+	esp_device *dev;
+	uint32_t fsize;
+	uint8_t *pend;
+	size_t pend_len, pend_cap;
+	uint32_t pend_off;
+	uint64_t dirty;            /* bytes written since the last commit */
+	uint64_t sent;             /* bytes handed to the device, this upload */
+	uint32_t first_off;
+	uint64_t next_contig;      /* end of the last dispatch */
+	bool have_next;
+	bool stream_checked;       /* the start of this stream passed the image check */
+	int inflight;
+	int sticky;                /* first error of this upload (positive errno) */
+	atomic_int cancel;
+	fuse_req_t wait_w[MAX_WAITERS];
+	size_t wait_wsize[MAX_WAITERS];
+	int n_wait_w;
+	fuse_req_t wait_commit;
+	bool released;
+};
+
+struct fw_job {
+	struct dev_job j;
+	struct flash_writer *fw;
+};
+
+static void fw_free(struct flash_writer *fw)
+{
+	pthread_mutex_destroy(&fw->lock);
+	device_unref(fw->dev);
+	free(fw->pend);
+	free(fw);
+}
+
+struct flash_writer *fw_open(esp_device *d)
+{
+	struct flash_writer *fw = calloc(1, sizeof *fw);
+	if (!fw)
+		return NULL;
+	pthread_mutex_init(&fw->lock, NULL);
+	device_ref(d);
+	fw->dev = d;
+	fw->fsize = device_flash_size(d);
+	atomic_init(&fw->cancel, 0);
+	return fw;
+}
+
+bool fw_busy(struct flash_writer *fw)
+{
+	pthread_mutex_lock(&fw->lock);
+	bool b = fw->pend_len || fw->inflight;
+	pthread_mutex_unlock(&fw->lock);
+	return b;
+}
+
+static void on_interrupt(fuse_req_t req, void *data)
+{
+	struct flash_writer *fw = data;
+	(void)req;
+	atomic_store(&fw->cancel, 1);
+}
+
+static void reply_detached(fuse_req_t req, int err, size_t wsize)
+{
+	fuse_req_interrupt_func(req, NULL, NULL);
+	if (err)
+		fuse_reply_err(req, err);
+	else
+		fuse_reply_write(req, wsize);
+}
+
+static void mark_incomplete(struct flash_writer *fw, int err, const char *why)
+{
+	if (fw->sent)
+		device_set_error(fw->dev, err,
+				 "flash.bin incomplete: %s after %llu bytes written from 0x%x; "
+				 "the flash holds a partial image, write it again",
+				 why, (unsigned long long)fw->sent, fw->first_off);
+	else
+		device_set_error(fw->dev, err, "flash.bin: %s; nothing was written", why);
+}
+
+static void job_done(struct dev_job *j);
+
+/* Hand the first n pending bytes to the device.  Called with fw->lock. */
+static int dispatch(struct flash_writer *fw, size_t n)
+{
+	struct fw_job *fj = calloc(1, sizeof *fj);
+	uint8_t *data = malloc(n);
+	if (!fj || !data) {
+		free(fj);
+		free(data);
+		return -ENOMEM;
+	}
+	memcpy(data, fw->pend, n);
+	fj->fw = fw;
+	fj->j.kind = DEV_JOB_WRITE;
+	fj->j.offset = fw->pend_off;
+	fj->j.len = (uint32_t)n;
+	fj->j.buf = data;
+	fj->j.group_cancel = &fw->cancel;
+	fj->j.done = job_done;
+	snprintf(fj->j.what, sizeof fj->j.what, "flash.bin");
+	atomic_init(&fj->j.cancel, 0);
+	if (!fw->sent)
+		fw->first_off = fw->pend_off;
+	fw->next_contig = (uint64_t)fw->pend_off + n;
+	fw->have_next = true;
+	memmove(fw->pend, fw->pend + n, fw->pend_len - n);
+	fw->pend_len -= n;
+	fw->pend_off += (uint32_t)n;
+	fw->inflight++;
+	int rc = device_submit(fw->dev, &fj->j);
+	if (rc < 0) {
+		fw->inflight--;
+		free(data);
+		free(fj);
+	}
+	return rc;
+}
+
+/* Refuse images that do not belong where they are written, before the
+ * first byte of a new stream reaches the chip.  Called with fw->lock. */
+static int check_pending(struct flash_writer *fw)
+{
+	char why[240];
+	if (fw->stream_checked)
+		return 0;
+	int rc = device_image_check(fw->dev, fw->pend_off, fw->pend, fw->pend_len, why, sizeof why);
+	fw->stream_checked = rc == 0;
+	if (rc < 0) {
+		device_set_error(fw->dev, rc, "refused: %s", why);
+		LOGW("%s: flash.bin write refused: %s", device_name(fw->dev), why);
+	}
+	return rc;
+}
+
+static void job_done(struct dev_job *j)
+{
+	struct fw_job *fj = (struct fw_job *)j;
+	struct flash_writer *fw = fj->fw;
+	fuse_req_t wreq[MAX_WAITERS];
+	size_t wsize[MAX_WAITERS];
+	int nw = 0, werr = 0, cerr = 0;
+	fuse_req_t creq = NULL;
+
+	pthread_mutex_lock(&fw->lock);
+	fw->inflight--;
+	if (j->rc == 0) {
+		fw->sent += j->len;
+	} else if (!fw->sticky) {
+		fw->sticky = -j->rc;
+		if (j->rc == -EINTR)
+			mark_incomplete(fw, EINTR, "interrupted");
+		else if (j->rc != -ENODEV)
+			mark_incomplete(fw, -j->rc, j->err);
+	}
+	if (fw->inflight < MAX_INFLIGHT || fw->sticky) {
+		nw = fw->n_wait_w;
+		memcpy(wreq, fw->wait_w, sizeof wreq);
+		memcpy(wsize, fw->wait_wsize, sizeof wsize);
+		fw->n_wait_w = 0;
+		werr = fw->sticky;
+	}
+	if (fw->inflight == 0 && fw->wait_commit) {
+		creq = fw->wait_commit;
+		fw->wait_commit = NULL;
+		cerr = fw->sticky;
+		fw->sticky = 0;
+		fw->dirty = 0;
+		fw->sent = 0;
+		fw->have_next = false;
+		atomic_store(&fw->cancel, 0);
+	}
+	bool free_it = fw->released && fw->inflight == 0;
+	pthread_mutex_unlock(&fw->lock);
+
+	for (int i = 0; i < nw; i++)
+		reply_detached(wreq[i], werr, wsize[i]);
+	if (creq) {
+		fuse_req_interrupt_func(creq, NULL, NULL);
+		fuse_reply_err(creq, cerr);
+	}
+	free(j->buf);
+	free(fj);
+	if (free_it)
+		fw_free(fw);
+}
+
+void fw_write(struct flash_writer *fw, fuse_req_t req, const char *buf, size_t size, off_t off)
+{
+	int err = 0;
+	pthread_mutex_lock(&fw->lock);
+	if (fw->sticky) {
+		err = fw->sticky;
+		goto out;
+	}
+	if (off < 0 || (uint64_t)off + size > fw->fsize) {
+		device_set_error(fw->dev, EFBIG,
+				 "flash.bin: write of %zu bytes at 0x%llx ends past the end of the "
+				 "%u-byte flash", size, (unsigned long long)off, fw->fsize);
+		err = EFBIG;
+		goto out;
+	}
+	if (fw->pend_len && (uint64_t)off != (uint64_t)fw->pend_off + fw->pend_len) {
+		int rc = check_pending(fw);
+		if (rc == 0)
+			rc = dispatch(fw, fw->pend_len);
+		if (rc < 0) {
+			fw->pend_len = 0;
+			err = -rc;
+			goto out;
+		}
+	}
+	if (!fw->pend_len) {
+		if (!fw->have_next || fw->next_contig != (uint64_t)off)
+			fw->stream_checked = false;  /* a new stream: judge its start */
+		fw->pend_off = (uint32_t)off;
+	}
+	if (fw->pend_len + size > fw->pend_cap) {
+		size_t nc = fw->pend_len + size + CHUNK;
+		uint8_t *np = realloc(fw->pend, nc);
+		if (!np) {
+			err = ENOMEM;
+			goto out;
+		}
+		fw->pend = np;
+		fw->pend_cap = nc;
+	}
+	memcpy(fw->pend + fw->pend_len, buf, size);
+	fw->pend_len += size;
+	fw->dirty += size;
+	if (!fw->stream_checked && fw->pend_len >= ESP_IMAGE_CHECK_BYTES) {
+		/* refuse in write(), where every tool reports it best */
+		int rc = check_pending(fw);
+		if (rc < 0) {
+			fw->pend_len = 0;
+			fw->dirty = 0;
+			err = -rc;
+			goto out;
+		}
+	}
+	if (fw->pend_len >= CHUNK) {
+		/* send whole sectors; keep a partial tail for the next write */
+		uint64_t end = ((uint64_t)fw->pend_off + fw->pend_len) & ~(uint64_t)(ESP_SECTOR - 1);
+		size_t n = end > fw->pend_off ? (size_t)(end - fw->pend_off) : 0;
+		int rc = check_pending(fw);
+		if (rc == 0 && n)
+			rc = dispatch(fw, n);
+		if (rc < 0) {
+			fw->pend_len = 0;
+			fw->dirty = 0;
+			err = -rc;
+			goto out;
+		}
+	}
+	if (fw->inflight >= MAX_INFLIGHT && fw->n_wait_w < MAX_WAITERS) {
+		/* bounded buffering: answer when the device caught up.  The
+		 * interrupt callback only sets an atomic, so registering it
+		 * under our lock cannot deadlock. */
+		fuse_req_interrupt_func(req, on_interrupt, fw);
+		fw->wait_w[fw->n_wait_w] = req;
+		fw->wait_wsize[fw->n_wait_w] = size;
+		fw->n_wait_w++;
+		pthread_mutex_unlock(&fw->lock);
+		return;
+	}
+out:
+	pthread_mutex_unlock(&fw->lock);
+	if (err)
+		fuse_reply_err(req, err);
+	else
+		fuse_reply_write(req, size);
+}
+
+void fw_commit(struct flash_writer *fw, fuse_req_t req)
+{
+	int err = 0;
+	pthread_mutex_lock(&fw->lock);
+	if (!fw->dirty && !fw->pend_len && !fw->inflight) {
+		/* a flush with nothing written (bash/dd before the first write,
+		 * `: > flash.bin`): never a commit */
+		err = fw->sticky;
+		fw->sticky = 0;
+		goto out;
+	}
+	if (fuse_req_interrupted(req) || atomic_load(&fw->cancel)) {
+		/* a killed writer: never flash what is still buffered */
+		fw->pend_len = 0;
+		atomic_store(&fw->cancel, 1);
+		if (!fw->inflight) {
+			mark_incomplete(fw, EINTR, "interrupted");
+			fw->dirty = 0;
+			fw->sent = 0;
+			fw->sticky = 0;
+			err = EINTR;
+			goto out;
+		}
+	}
+	if (fw->pend_len) {
+		int rc = check_pending(fw);
+		if (rc == 0)
+			rc = dispatch(fw, fw->pend_len);
+		if (rc < 0) {
+			fw->pend_len = 0;
+			if (!fw->inflight) {
+				fw->dirty = 0;
+				fw->sent = 0;
+				err = -rc;
+				goto out;
+			}
+			fw->sticky = fw->sticky ? fw->sticky : -rc;
+		}
+	}
+	if (fw->inflight == 0) {
+		err = fw->sticky;
+		fw->sticky = 0;
+		fw->dirty = 0;
+		fw->sent = 0;
+		fw->have_next = false;
+		goto out;
+	}
+	fuse_req_interrupt_func(req, on_interrupt, fw);
+	fw->wait_commit = req;
+	pthread_mutex_unlock(&fw->lock);
+	return;
+out:
+	pthread_mutex_unlock(&fw->lock);
+	fuse_reply_err(req, err);
+}
+
+void fw_release(struct flash_writer *fw)
+{
+	pthread_mutex_lock(&fw->lock);
+	fw->released = true;
+	if (fw->pend_len || fw->inflight) {
+		/* closed without a successful commit (killed writer) */
+		if (fw->pend_len && !fw->inflight)
+			mark_incomplete(fw, EINTR, "the writer went away");
+		fw->pend_len = 0;
+		atomic_store(&fw->cancel, 1);
+	}
+	bool free_now = fw->inflight == 0;
+	pthread_mutex_unlock(&fw->lock);
+	if (free_now)
+		fw_free(fw);
+}

@@ -1,0 +1,798 @@
+/* libfuse low-level glue: each operation answers from memory, or queues a
+ * job on the device's worker and returns; the worker replies.  Metadata
+ * (lookup, getattr, readdir, statfs) never touches a device.  FUSE
+ * interrupts cancel queued/running jobs between blocks (EINTR). */
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/statvfs.h>
+#include "espfs/log.h"
+#include "vfs.h"
+
+#define ENTRY_TIMEOUT 1.0
+#define MAX_STAGES_PER_DIR 32
+
+struct req_job {
+	struct dev_job j;
+	fuse_req_t req;
+	size_t wsize;        /* write-type jobs: the byte count to acknowledge */
+};
+
+static bool volatile_attr(const struct node *n)
+{
+	return n->kind == N_STATE || n->kind == N_WIFI || n->kind == N_INFO || n->kind == N_STAGE;
+}
+
+static void fill_entry(struct node *n, struct fuse_entry_param *e)
+{
+	memset(e, 0, sizeof *e);
+	e->ino = n->ino;
+	e->generation = 1;
+	node_fill_attr(n, &e->attr);
+	e->attr_timeout = volatile_attr(n) ? 0.0 : ENTRY_TIMEOUT;
+	e->entry_timeout = ENTRY_TIMEOUT;
+}
+
+static void op_init(void *userdata, struct fuse_conn_info *conn)
+{
+	(void)userdata;
+	/* writes arrive as the application makes them: no page cache */
+	conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
+}
+
+static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct fuse_entry_param e;
+	pthread_mutex_lock(&vfs.lock);
+	struct node *n = node_child(parent, name);
+	if (!n) {
+		pthread_mutex_unlock(&vfs.lock);
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	n->nlookup++;
+	fill_entry(n, &e);
+	pthread_mutex_unlock(&vfs.lock);
+	fuse_reply_entry(req, &e);
+}
+
+static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	pthread_mutex_lock(&vfs.lock);
+	struct node *n = node_get(ino);
+	if (n)
+		node_forget(n, nlookup);
+	pthread_mutex_unlock(&vfs.lock);
+	fuse_reply_none(req);
+}
+
+static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *f)
+{
+	pthread_mutex_lock(&vfs.lock);
+	for (size_t i = 0; i < count; i++) {
+		struct node *n = node_get(f[i].ino);
+		if (n)
+			node_forget(n, f[i].nlookup);
+	}
+	pthread_mutex_unlock(&vfs.lock);
+	fuse_reply_none(req);
+}
+
+static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)fi;
+	struct stat st;
+	pthread_mutex_lock(&vfs.lock);
+	struct node *n = node_get(ino);
+	if (!n) {
+		pthread_mutex_unlock(&vfs.lock);
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	node_fill_attr(n, &st);
+	double t = volatile_attr(n) ? 0.0 : ENTRY_TIMEOUT;
+	pthread_mutex_unlock(&vfs.lock);
+	fuse_reply_attr(req, &st, t);
+}
+
+/* chmod, chown, utimens are accepted and ignored (cp -p, gio, KIO set them
+ * after copying); a size change only shapes a staging file: truncating
+ * flash.bin never erases. */
+static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+		       struct fuse_file_info *fi)
+{
+	(void)fi;
+	struct stat st;
+	int rc = 0;
+	pthread_mutex_lock(&vfs.lock);
+	struct node *n = node_get(ino);
+	if (!n) {
+		pthread_mutex_unlock(&vfs.lock);
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	if ((to_set & FUSE_SET_ATTR_SIZE) && n->kind == N_STAGE)
+		rc = stage_truncate(n, attr->st_size);
+	node_fill_attr(n, &st);
+	pthread_mutex_unlock(&vfs.lock);
+	if (rc < 0)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_attr(req, &st, 0.0);
+}
+
+static void op_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+	char target[300];
+	pthread_mutex_lock(&vfs.lock);
+	struct node *n = node_get(ino);
+	bool ok = n && n->kind == N_LINK;
+	if (ok)
+		snprintf(target, sizeof target, "%s", n->target);
+	pthread_mutex_unlock(&vfs.lock);
+	if (ok)
+		fuse_reply_readlink(req, target);
+	else
+		fuse_reply_err(req, EINVAL);
+}
+
+static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi)
+{
+	(void)fi;
+	char *buf = calloc(1, size);
+	size_t used = 0;
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	pthread_mutex_lock(&vfs.lock);
+	struct node *dir = node_get(ino);
+	if (!dir || node_is_file(dir) || dir->kind == N_LINK) {
+		pthread_mutex_unlock(&vfs.lock);
+		free(buf);
+		fuse_reply_err(req, ENOTDIR);
+		return;
+	}
+	/* entries in creation order: collect (the list is newest first) */
+	size_t cap = 16, n = 0;
+	struct node **v = malloc(cap * sizeof *v);
+	for (struct node *c = vfs.nodes; v && c; c = c->next) {
+		if (c->parent != ino || c->removed)
+			continue;
+		if (c->kind == N_STAGE && stage_expired(c))
+			continue;
+		if (n == cap) {
+			cap *= 2;
+			struct node **nv = realloc(v, cap * sizeof *nv);
+			if (!nv)
+				break;
+			v = nv;
+		}
+		v[n++] = c;
+	}
+	off_t idx = 0;
+	struct stat st;
+	memset(&st, 0, sizeof st);
+	for (int k = 0; k < 2; k++, idx++) {
+		if (idx < off)
+			continue;
+		st.st_ino = k == 0 ? ino : (dir->parent ? dir->parent : ino);
+		st.st_mode = S_IFDIR;
+		size_t need = fuse_add_direntry(req, buf + used, size - used, k ? ".." : ".", &st, idx + 1);
+		if (need > size - used)
+			goto full;
+		used += need;
+	}
+	for (size_t i = n; i-- > 0; idx++) {
+		if (idx < off)
+			continue;
+		node_fill_attr(v[i], &st);
+		size_t need = fuse_add_direntry(req, buf + used, size - used, v[i]->name, &st, idx + 1);
+		if (need > size - used)
+			break;
+		used += need;
+	}
+full:
+	pthread_mutex_unlock(&vfs.lock);
+	free(v);
+	fuse_reply_buf(req, buf, used);
+	free(buf);
+}
+
+static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	int err = 0;
+	int acc = fi->flags & O_ACCMODE;
+	struct handle *h = NULL;
+	pthread_mutex_lock(&vfs.lock);
+	struct node *n = node_get(ino);
+	if (!n || n->removed) {
+		err = n && n->dev ? ENODEV : ENOENT;
+		goto out;
+	}
+	if (!node_is_file(n)) {
+		err = EISDIR;
+		goto out;
+	}
+	if (device_gone(n->dev)) {
+		err = ENODEV;
+		goto out;
+	}
+	switch (n->kind) {
+	case N_CHIP: case N_MAC: case N_INFO: case N_STATE:
+		if (acc != O_RDONLY)
+			err = EACCES;
+		break;
+	case N_ERASE:
+		if (acc == O_RDONLY)
+			err = EACCES;
+		break;
+	default:
+		break;
+	}
+	if (err)
+		goto out;
+	h = calloc(1, sizeof *h);
+	if (!h) {
+		err = ENOMEM;
+		goto out;
+	}
+	h->node = n;
+	h->dev = n->dev;
+	device_ref(h->dev);
+	h->flags = fi->flags;
+	if (n->kind == N_FLASH && acc != O_RDONLY) {
+		/* one writer at a time: two uploads interleaved make no image */
+		if (n->dir->writer) {
+			err = EBUSY;
+			goto out;
+		}
+		h->fw = fw_open(n->dev);
+		if (!h->fw) {
+			err = ENOMEM;
+			goto out;
+		}
+		n->dir->writer = h->fw;
+	}
+	if (n->kind == N_STAGE) {
+		n->stage->opens++;
+		if ((fi->flags & O_TRUNC) && acc != O_RDONLY && !n->stage->committing)
+			stage_truncate(n, 0);
+	}
+	if (n->kind == N_STATE) {
+		h->next_state = vfs.state_handles;
+		vfs.state_handles = h;
+	}
+	fi->fh = (uint64_t)(uintptr_t)h;
+	fi->direct_io = n->kind != N_STAGE;
+	fi->keep_cache = 0;
+out:
+	if (err && h) {
+		device_unref(h->dev);
+		free(h);
+		h = NULL;
+	}
+	pthread_mutex_unlock(&vfs.lock);
+	if (err) {
+		fuse_reply_err(req, err);
+		return;
+	}
+	if (fuse_reply_open(req, fi) == -ENOENT) {
+		/* interrupted open: no release will follow */
+		struct fuse_file_info tmp = *fi;
+		espfs_release_handle(&tmp);
+	}
+}
+
+static void rj_done(struct dev_job *j)
+{
+	struct req_job *r = (struct req_job *)j;
+	fuse_req_interrupt_func(r->req, NULL, NULL);
+	if (j->rc < 0)
+		fuse_reply_err(r->req, -j->rc);
+	else if (j->kind == DEV_JOB_READ)
+		fuse_reply_buf(r->req, (const char *)j->buf, j->len);
+	else
+		fuse_reply_write(r->req, r->wsize);
+	explicit_bzero(j->pass, sizeof j->pass);
+	free(j->buf);
+	free(r);
+}
+
+static void rj_interrupt(fuse_req_t req, void *data)
+{
+	(void)req;
+	device_job_cancel(data);
+}
+
+/* Queue a job that answers req when done. */
+static void submit_req_job(esp_device *d, struct req_job *r)
+{
+	r->j.done = rj_done;
+	atomic_init(&r->j.cancel, 0);
+	fuse_req_interrupt_func(r->req, rj_interrupt, &r->j);
+	int rc = device_submit(d, &r->j);
+	if (rc < 0) {
+		fuse_req_interrupt_func(r->req, NULL, NULL);
+		fuse_reply_err(r->req, -rc);
+		explicit_bzero(r->j.pass, sizeof r->j.pass);
+		free(r->j.buf);
+		free(r);
+	}
+}
+
+static void read_text(fuse_req_t req, struct handle *h, size_t size, off_t off)
+{
+	pthread_mutex_lock(&vfs.lock);
+	if (off == 0 || !h->snap) {
+		free(h->snap);
+		h->seen_gen = device_state_gen(h->dev);
+		h->snap = attr_text(h->node, &h->snap_len);
+	}
+	size_t n = 0;
+	char *copy = NULL;
+	if (h->snap && (size_t)off < h->snap_len) {
+		n = h->snap_len - (size_t)off < size ? h->snap_len - (size_t)off : size;
+		copy = malloc(n);
+		if (copy)
+			memcpy(copy, h->snap + off, n);
+		else
+			n = 0;
+	}
+	pthread_mutex_unlock(&vfs.lock);
+	fuse_reply_buf(req, copy, n);
+	free(copy);
+}
+
+static void read_flash(fuse_req_t req, struct handle *h, size_t size, off_t off)
+{
+	uint32_t fsize = device_flash_size(h->dev);
+	if (off < 0 || (uint64_t)off >= fsize) {
+		fuse_reply_buf(req, NULL, 0);
+		return;
+	}
+	if ((uint64_t)off + size > fsize)
+		size = fsize - (size_t)off;
+	pthread_mutex_lock(&vfs.lock);
+	struct flash_writer *w = h->node->dir->writer;
+	bool busy = w && w != h->fw && fw_busy(w);
+	pthread_mutex_unlock(&vfs.lock);
+	if (busy) {
+		fuse_reply_err(req, EBUSY);
+		return;
+	}
+	uint8_t *buf = malloc(size ? size : 1);
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	if (device_head_read(h->dev, (uint32_t)off, buf, size) == 0) {
+		fuse_reply_buf(req, (const char *)buf, size);
+		free(buf);
+		return;
+	}
+	struct req_job *r = calloc(1, sizeof *r);
+	if (!r) {
+		free(buf);
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	r->req = req;
+	r->j.kind = DEV_JOB_READ;
+	r->j.offset = (uint32_t)off;
+	r->j.len = (uint32_t)size;
+	r->j.buf = buf;
+	snprintf(r->j.what, sizeof r->j.what, "flash.bin");
+	submit_req_job(h->dev, r);
+}
+
+static void read_stage(fuse_req_t req, struct handle *h, size_t size, off_t off)
+{
+	pthread_mutex_lock(&vfs.lock);
+	struct stage *s = h->node->stage;
+	size_t n = 0;
+	char *copy = NULL;
+	if (off >= 0 && (size_t)off < s->len) {
+		n = s->len - (size_t)off < size ? s->len - (size_t)off : size;
+		copy = malloc(n);
+		if (copy)
+			memcpy(copy, s->buf + off, n);
+		else
+			n = 0;
+	}
+	pthread_mutex_unlock(&vfs.lock);
+	fuse_reply_buf(req, copy, n);
+	free(copy);
+}
+
+static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		    struct fuse_file_info *fi)
+{
+	(void)ino;
+	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+	if (h->node->kind != N_STAGE && device_gone(h->dev)) {
+		fuse_reply_err(req, ENODEV);
+		return;
+	}
+	switch (h->node->kind) {
+	case N_FLASH:
+		read_flash(req, h, size, off);
+		break;
+	case N_STAGE:
+		read_stage(req, h, size, off);
+		break;
+	case N_ERASE:
+		fuse_reply_err(req, EACCES);
+		break;
+	default:
+		read_text(req, h, size, off);
+	}
+}
+
+static void write_wifi(fuse_req_t req, struct handle *h, const char *buf, size_t size, off_t off)
+{
+	char why[200];
+	struct req_job *r = calloc(1, sizeof *r);
+	if (!r) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	int rc = 0;
+	if (off != 0 || size > 4096) {
+		snprintf(why, sizeof why, "wifi: write the whole \"ssid:password\" at once (at most 4 KiB)");
+		rc = -EINVAL;
+	} else {
+		rc = parse_wifi(buf, size, r->j.ssid, sizeof r->j.ssid, r->j.pass, sizeof r->j.pass, why,
+				sizeof why);
+	}
+	if (rc < 0) {
+		device_set_error(h->dev, rc, "%s", why);
+		explicit_bzero(r->j.pass, sizeof r->j.pass);
+		free(r);
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	r->req = req;
+	r->wsize = size;
+	r->j.kind = DEV_JOB_PROVISION;
+	snprintf(r->j.what, sizeof r->j.what, "wifi");
+	submit_req_job(h->dev, r);
+}
+
+static void write_erase(fuse_req_t req, struct handle *h, const char *buf, size_t size)
+{
+	char why[200];
+	uint32_t off = 0, len = 0;
+	int rc = parse_erase(buf, size, device_flash_size(h->dev), &off, &len, why, sizeof why);
+	if (rc < 0) {
+		device_set_error(h->dev, rc, "%s", why);
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	struct req_job *r = calloc(1, sizeof *r);
+	if (!r) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	r->req = req;
+	r->wsize = size;
+	r->j.kind = DEV_JOB_ERASE;
+	r->j.offset = off;
+	r->j.len = len;
+	snprintf(r->j.what, sizeof r->j.what, len ? "region" : "whole flash");
+	submit_req_job(h->dev, r);
+}
+
+static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+		     struct fuse_file_info *fi)
+{
+	(void)ino;
+	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+	if (h->node->kind != N_STAGE && device_gone(h->dev)) {
+		fuse_reply_err(req, ENODEV);
+		return;
+	}
+	switch (h->node->kind) {
+	case N_WIFI:
+		write_wifi(req, h, buf, size, off);
+		break;
+	case N_ERASE:
+		write_erase(req, h, buf, size);
+		break;
+	case N_FLASH:
+		if (h->fw)
+			fw_write(h->fw, req, buf, size, off);
+		else
+			fuse_reply_err(req, EBADF);
+		break;
+	case N_STAGE:
+		stage_write(h->node, req, buf, size, off);
+		break;
+	default:
+		fuse_reply_err(req, EACCES);
+	}
+}
+
+static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)ino;
+	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+	if (h->node->kind == N_FLASH && h->fw)
+		fw_commit(h->fw, req);
+	else if (h->node->kind == N_STAGE)
+		stage_flush(h->node, req);
+	else
+		fuse_reply_err(req, 0);  /* wifi/erase acted in write() */
+}
+
+static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+	(void)ino;
+	(void)datasync;
+	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+	if (h->node->kind == N_FLASH && h->fw)
+		fw_commit(h->fw, req);
+	else
+		fuse_reply_err(req, 0);  /* staging: the rename decides */
+}
+
+void espfs_release_handle(struct fuse_file_info *fi)
+{
+	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+	struct flash_writer *fw = NULL;
+	pthread_mutex_lock(&vfs.lock);
+	struct node *n = h->node;
+	if (h->fw) {
+		if (n->dir && n->dir->writer == h->fw)
+			n->dir->writer = NULL;
+		fw = h->fw;
+	}
+	if (n->kind == N_STAGE && n->stage)
+		n->stage->opens--;
+	if (n->kind == N_STATE) {
+		for (struct handle **pp = &vfs.state_handles; *pp; pp = &(*pp)->next_state)
+			if (*pp == h) {
+				*pp = h->next_state;
+				break;
+			}
+		if (h->ph)
+			fuse_pollhandle_destroy(h->ph);
+	}
+	pthread_mutex_unlock(&vfs.lock);
+	if (fw)
+		fw_release(fw);
+	device_unref(h->dev);
+	free(h->snap);
+	free(h);
+}
+
+static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)ino;
+	espfs_release_handle(fi);
+	fuse_reply_err(req, 0);
+}
+
+static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+		      struct fuse_file_info *fi)
+{
+	(void)mode;
+	struct fuse_entry_param e;
+	int err = 0;
+	struct handle *h = NULL;
+	pthread_mutex_lock(&vfs.lock);
+	struct node *dir = node_get(parent);
+	if (!dir || dir->kind != N_DEVDIR || dir->removed) {
+		err = dir && dir->removed ? ENODEV : EACCES;
+		goto out;
+	}
+	if (device_gone(dir->dev)) {
+		err = ENODEV;
+		goto out;
+	}
+	if (node_child(parent, name)) {
+		err = EEXIST;
+		goto out;
+	}
+	int count = 0;
+	for (struct node *c = vfs.nodes; c; c = c->next)
+		if (c->parent == parent && c->kind == N_STAGE && !c->removed)
+			count++;
+	if (count >= MAX_STAGES_PER_DIR) {
+		err = ENOSPC;
+		goto out;
+	}
+	h = calloc(1, sizeof *h);
+	struct stage *s = calloc(1, sizeof *s);
+	struct node *n = h && s ? node_new(N_STAGE, parent, name, dir->dev) : NULL;
+	if (!n) {
+		free(h);
+		free(s);
+		h = NULL;
+		err = ENOMEM;
+		goto out;
+	}
+	n->stage = s;
+	n->dir = dir;
+	s->opens = 1;
+	n->nlookup++;
+	h->node = n;
+	h->dev = n->dev;
+	device_ref(h->dev);
+	h->flags = fi->flags;
+	fi->fh = (uint64_t)(uintptr_t)h;
+	fi->direct_io = 0;
+	fill_entry(n, &e);
+out:
+	pthread_mutex_unlock(&vfs.lock);
+	if (err) {
+		fuse_reply_err(req, err);
+		return;
+	}
+	if (fuse_reply_create(req, &e, fi) == -ENOENT)
+		espfs_release_handle(fi);
+}
+
+static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	int err = 0;
+	pthread_mutex_lock(&vfs.lock);
+	struct node *n = node_child(parent, name);
+	if (!n)
+		err = ENOENT;
+	else if (n->kind != N_STAGE)
+		err = EPERM;
+	else
+		node_remove(n);
+	pthread_mutex_unlock(&vfs.lock);
+	fuse_reply_err(req, err);
+}
+
+static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+		      const char *newname, unsigned int flags)
+{
+	if (flags) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	if (newparent != parent) {
+		fuse_reply_err(req, EXDEV);
+		return;
+	}
+	stage_rename(parent, name, req, newname);
+}
+
+static void op_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct statvfs st;
+	uint64_t size = 0;
+	memset(&st, 0, sizeof st);
+	pthread_mutex_lock(&vfs.lock);
+	struct node *n = node_get(ino);
+	if (n && n->dev)
+		size = device_flash_size(n->dev);
+	pthread_mutex_unlock(&vfs.lock);
+	if (!size)
+		size = 16u << 20;
+	/* free >= any image that fits, so file managers do not refuse a copy */
+	st.f_bsize = 4096;
+	st.f_frsize = 4096;
+	st.f_blocks = size / 4096;
+	st.f_bfree = st.f_blocks;
+	st.f_bavail = st.f_blocks;
+	st.f_files = 1024;
+	st.f_ffree = 1024;
+	st.f_namemax = 255;
+	fuse_reply_statfs(req, &st);
+}
+
+static void op_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
+		    struct fuse_pollhandle *ph)
+{
+	(void)ino;
+	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+	unsigned revents = POLLIN | POLLRDNORM;
+	if (h->node->kind == N_STATE) {
+		pthread_mutex_lock(&vfs.lock);
+		bool changed = device_state_gen(h->dev) != h->seen_gen || device_gone(h->dev);
+		revents = changed ? POLLIN | POLLRDNORM | POLLPRI : 0;
+		if (ph && !changed) {
+			if (h->ph)
+				fuse_pollhandle_destroy(h->ph);
+			h->ph = ph;
+			ph = NULL;
+		}
+		pthread_mutex_unlock(&vfs.lock);
+	} else if (h->node->kind == N_FLASH || h->node->kind == N_STAGE || h->node->kind == N_ERASE ||
+		   h->node->kind == N_WIFI) {
+		revents |= POLLOUT | POLLWRNORM;
+	}
+	if (ph)
+		fuse_pollhandle_destroy(ph);
+	fuse_reply_poll(req, revents);
+}
+
+static void op_no_xattr(fuse_req_t req)
+{
+	/* ENOSYS once and the kernel stops asking for the rest of the mount */
+	fuse_reply_err(req, ENOSYS);
+}
+
+static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+	(void)ino;
+	(void)name;
+	(void)size;
+	op_no_xattr(req);
+}
+
+static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	(void)ino;
+	(void)size;
+	op_no_xattr(req);
+}
+
+static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
+			size_t size, int flags)
+{
+	(void)ino;
+	(void)name;
+	(void)value;
+	(void)size;
+	(void)flags;
+	op_no_xattr(req);
+}
+
+static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+	(void)ino;
+	(void)name;
+	op_no_xattr(req);
+}
+
+static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+	(void)parent;
+	(void)name;
+	(void)mode;
+	fuse_reply_err(req, EPERM);
+}
+
+static void op_access(fuse_req_t req, fuse_ino_t ino, int mask)
+{
+	(void)ino;
+	(void)mask;
+	fuse_reply_err(req, 0);
+}
+
+const struct fuse_lowlevel_ops espfs_ops = {
+	.init = op_init,
+	.lookup = op_lookup,
+	.forget = op_forget,
+	.forget_multi = op_forget_multi,
+	.getattr = op_getattr,
+	.setattr = op_setattr,
+	.readlink = op_readlink,
+	.mkdir = op_mkdir,
+	.unlink = op_unlink,
+	.rename = op_rename,
+	.open = op_open,
+	.read = op_read,
+	.write = op_write,
+	.flush = op_flush,
+	.release = op_release,
+	.fsync = op_fsync,
+	.readdir = op_readdir,
+	.statfs = op_statfs,
+	.setxattr = op_setxattr,
+	.getxattr = op_getxattr,
+	.listxattr = op_listxattr,
+	.removexattr = op_removexattr,
+	.access = op_access,
+	.create = op_create,
+	.poll = op_poll,
+};

@@ -1,0 +1,251 @@
+/* espfs: mount every attached Espressif chip as a folder.
+ *
+ *   espfs [options] MOUNTPOINT
+ *
+ * Options of our own are taken out of argv first; the rest (-f, -d, -s is
+ * refused, -o ...) goes to libfuse.  Order of start-up matters: mount and
+ * daemonize before any thread exists (fork keeps only the caller), then
+ * attach devices, then serve. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "espfs/log.h"
+#include "vfs.h"
+
+#define MAX_SPECS 64
+
+struct opts {
+	const char *sims[MAX_SPECS];
+	int n_sims;
+	const char *ports[MAX_SPECS];
+	int n_ports;
+	bool no_scan;
+	bool demo;
+	bool help;
+	int verbose;
+	struct dev_options dev;
+};
+
+static void usage(const char *prog)
+{
+	printf("usage: %s [options] MOUNTPOINT\n\n"
+	       "Mounts every attached ESP chip as a folder (chip, mac, flash.bin, erase,\n"
+	       "wifi, state, info.json).  See espfs(1) and docs/files.md.\n\n"
+	       "espfs options:\n"
+	       "    --sim SPEC         add a simulated device (repeatable); SPEC is\n"
+	       "                       CHIP[,flash=FILE][,name=NAME][,app][,improv]\n"
+	       "                       [,wifi=SSID:PASS][,timing][,size=BYTES]\n"
+	       "    --port PATH        add a serial port (repeatable): pty, symlink, tty\n"
+	       "    --no-scan          do not enumerate USB serial ports\n"
+	       "    --reset none|auto  how to reset chips (none: never touch DTR/RTS)\n"
+	       "    --baud N           loader baud rate after connecting (default 115200)\n"
+	       "    --stub-dir DIR     where the stub flasher JSON files are\n"
+	       "    --no-stub          use the ROM loader only\n"
+	       "    --no-probe         do not enter the loader at attach (no identity)\n"
+	       "    --demo             mount two simulated devices and say what to try\n"
+	       "    -v, --verbose      log more (twice: debug)\n\n",
+	       prog);
+}
+
+static int take_value(int argc, char **argv, int *i, const char *opt, const char **val)
+{
+	size_t l = strlen(opt);
+	if (!strcmp(argv[*i], opt)) {
+		if (*i + 1 >= argc) {
+			fprintf(stderr, "espfs: %s needs a value\n", opt);
+			exit(2);
+		}
+		*val = argv[++*i];
+		return 1;
+	}
+	if (!strncmp(argv[*i], opt, l) && argv[*i][l] == '=') {
+		*val = argv[*i] + l + 1;
+		return 1;
+	}
+	return 0;
+}
+
+/* Remove our options from argv; returns the new argc. */
+static int parse_own(int argc, char **argv, struct opts *o)
+{
+	int out = 1;
+	for (int i = 1; i < argc; i++) {
+		const char *v;
+		if (take_value(argc, argv, &i, "--sim", &v)) {
+			if (o->n_sims < MAX_SPECS)
+				o->sims[o->n_sims++] = v;
+		} else if (take_value(argc, argv, &i, "--port", &v)) {
+			if (o->n_ports < MAX_SPECS)
+				o->ports[o->n_ports++] = v;
+		} else if (take_value(argc, argv, &i, "--reset", &v)) {
+			if (!strcmp(v, "none")) {
+				o->dev.reset = ESP_RESET_NONE;
+			} else if (!strcmp(v, "auto")) {
+				o->dev.reset = ESP_RESET_AUTO;
+			} else {
+				fprintf(stderr, "espfs: --reset none|auto\n");
+				exit(2);
+			}
+		} else if (take_value(argc, argv, &i, "--baud", &v)) {
+			o->dev.baud = (uint32_t)strtoul(v, NULL, 0);
+		} else if (take_value(argc, argv, &i, "--stub-dir", &v)) {
+			o->dev.stub_dir = v;
+		} else if (!strcmp(argv[i], "--no-scan")) {
+			o->no_scan = true;
+		} else if (!strcmp(argv[i], "--no-stub")) {
+			o->dev.no_stub = true;
+		} else if (!strcmp(argv[i], "--no-probe")) {
+			o->dev.no_probe = true;
+		} else if (!strcmp(argv[i], "--demo")) {
+			o->demo = true;
+		} else if (!strcmp(argv[i], "-v") || !strcmp(argv[i], "--verbose")) {
+			o->verbose++;
+		} else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+			o->help = true;
+			argv[out++] = argv[i];
+		} else {
+			argv[out++] = argv[i];
+		}
+	}
+	argv[out] = NULL;
+	return out;
+}
+
+static void demo_text(const char *mnt)
+{
+	fprintf(stderr,
+		"espfs demo: two simulated devices are mounted at %s\n"
+		"  sim0: an ESP32 waiting in its ROM loader (empty flash)\n"
+		"  sim1: an ESP32-S2 running an app that speaks Improv Wi-Fi\n"
+		"  (timing model on: the link behaves like 115200 baud)\n"
+		"Try:\n"
+		"  ls -l %s/sim0 %s/by-mac\n"
+		"  cat %s/sim1/chip %s/sim1/mac %s/sim1/state\n"
+		"  cat %s/sim1/info.json\n"
+		"  echo 'HomeNet:correct horse' > %s/sim1/wifi; cat %s/sim1/wifi\n"
+		"  echo 'HomeNet:wrong' > %s/sim1/wifi    # fails: Connection refused\n"
+		"  cp %s/sim1/flash.bin /tmp/s2-backup.bin\n"
+		"  cp /tmp/s2-backup.bin %s/sim1/flash.bin   # flash it back (watch state)\n"
+		"  echo '0x9000 0x5000' > %s/sim1/erase\n"
+		"Unmount with: fusermount3 -u %s\n",
+		mnt, mnt, mnt, mnt, mnt, mnt, mnt, mnt, mnt, mnt, mnt, mnt, mnt, mnt);
+}
+
+int main(int argc, char **argv)
+{
+	struct opts o;
+	memset(&o, 0, sizeof o);
+	o.dev.reset = ESP_RESET_AUTO;
+	argc = parse_own(argc, argv, &o);
+
+	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+	struct fuse_cmdline_opts copts;
+	struct fuse_session *se = NULL;
+	struct fuse_loop_config *lcfg = NULL;
+	esp_devmgr *mgr = NULL;
+	int ret = 1;
+	char err[256];
+
+	if (fuse_parse_cmdline(&args, &copts) != 0)
+		return 2;
+	if (o.help || copts.show_help) {
+		usage(argv[0]);
+		fuse_cmdline_help();
+		fuse_lowlevel_help();
+		ret = 0;
+		goto out_args;
+	}
+	if (copts.show_version) {
+		printf("espfs 0.1.0\n");
+		fuse_lowlevel_version();
+		ret = 0;
+		goto out_args;
+	}
+	if (!copts.mountpoint) {
+		usage(argv[0]);
+		fprintf(stderr, "espfs: no mountpoint given\n");
+		ret = 2;
+		goto out_args;
+	}
+	if (copts.singlethread)
+		fprintf(stderr, "espfs: -s ignored: interrupts and other devices need the "
+			"multithreaded loop\n");
+	esp_log_set_level(o.verbose >= 2 || copts.debug ? ESP_LOG_DEBUG :
+			  o.verbose ? ESP_LOG_INFO : ESP_LOG_WARN);
+	fuse_opt_add_arg(&args, "-ofsname=espfs,subtype=espfs,default_permissions");
+
+	mgr = devmgr_new(&o.dev, vfs_device_event, NULL);
+	if (!mgr)
+		goto out_args;
+	if (o.demo) {
+		static const char *demo[] = { "esp32,timing", "esp32s2,app,improv,timing,wifi=HomeNet:correct horse" };
+		for (int i = 0; i < 2; i++)
+			if (devmgr_add_sim(mgr, demo[i], err, sizeof err) < 0) {
+				fprintf(stderr, "espfs: demo: %s\n", err);
+				goto out_mgr;
+			}
+	}
+	for (int i = 0; i < o.n_sims; i++)
+		if (devmgr_add_sim(mgr, o.sims[i], err, sizeof err) < 0) {
+			fprintf(stderr, "espfs: %s\n", err);
+			goto out_mgr;
+		}
+	for (int i = 0; i < o.n_ports; i++)
+		if (devmgr_add_port(mgr, o.ports[i], err, sizeof err) < 0) {
+			fprintf(stderr, "espfs: %s\n", err);
+			goto out_mgr;
+		}
+
+	nodes_init();
+	se = fuse_session_new(&args, &espfs_ops, sizeof espfs_ops, NULL);
+	if (!se)
+		goto out_nodes;
+	if (fuse_set_signal_handlers(se) != 0)
+		goto out_session;
+	if (fuse_session_mount(se, copts.mountpoint) != 0)
+		goto out_signals;
+	fuse_daemonize(copts.foreground);
+	if (notify_start(se) < 0)
+		goto out_unmount;
+	devmgr_start(mgr, !o.no_scan && !o.demo);
+	/* Serve only once the devices known now are attached, so the first
+	 * listing is complete (requests wait in the kernel meanwhile). */
+	devmgr_wait_attached(mgr, 30000);
+	if (o.demo)
+		demo_text(copts.mountpoint);
+
+	lcfg = fuse_loop_cfg_create();
+	if (!lcfg)
+		goto out_notify;
+	fuse_loop_cfg_set_clone_fd(lcfg, copts.clone_fd);
+	fuse_loop_cfg_set_max_threads(lcfg, copts.max_threads > 16 ? copts.max_threads : 16);
+	ret = fuse_session_loop_mt(se, lcfg) ? 1 : 0;
+	fuse_loop_cfg_destroy(lcfg);
+out_notify:
+	/* workers may still answer requests: keep the session until they stop */
+	fuse_session_unmount(se);
+	devmgr_free(mgr);
+	mgr = NULL;
+	notify_stop();
+	goto out_signals;
+out_unmount:
+	fuse_session_unmount(se);
+out_signals:
+	fuse_remove_signal_handlers(se);
+out_session:
+	fuse_session_destroy(se);
+out_nodes:
+	devmgr_free(mgr);
+	mgr = NULL;
+	pthread_mutex_lock(&vfs.lock);
+	nodes_free_all();
+	pthread_mutex_unlock(&vfs.lock);
+out_mgr:
+	devmgr_free(mgr);
+out_args:
+	free(copts.mountpoint);
+	fuse_opt_free_args(&args);
+	return ret;
+}

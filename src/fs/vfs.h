@@ -1,0 +1,134 @@
+/* Private to src/fs: the inode table, open handles, and the pieces of the
+ * FUSE layer (fsops.c glue, flashwrite.c, staging.c, attrs.c, notify.c).
+ *
+ * Locking: one mutex (vfs.lock) guards the node table and handle lists;
+ * no device I/O and no FUSE reply that may block happens under it, except
+ * replies of data already in memory. */
+#ifndef ESPFS_VFS_H
+#define ESPFS_VFS_H
+#define FUSE_USE_VERSION 312
+#include <fuse_lowlevel.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+#include "espfs/device.h"
+
+enum node_kind {
+	N_ROOT, N_BYMAC, N_LINK, N_DEVDIR,
+	N_CHIP, N_MAC, N_FLASH, N_ERASE, N_WIFI, N_STATE, N_INFO,
+	N_STAGE,
+};
+
+struct stage {
+	uint8_t *buf;
+	size_t len, cap;
+	bool dirty;               /* written since the last commit */
+	bool committing;
+	bool committed;
+	int opens;
+	uint64_t committed_at_ms;
+};
+
+struct flash_writer;
+
+struct node {
+	uint64_t ino;
+	enum node_kind kind;
+	uint64_t nlookup;
+	uint64_t parent;
+	char name[256];
+	esp_device *dev;          /* referenced; NULL for root, by-mac */
+	struct node *dir;         /* the device directory of a device file */
+	bool removed;
+	char target[300];         /* N_LINK */
+	struct stage *stage;      /* N_STAGE */
+	struct flash_writer *writer; /* N_DEVDIR: the open flash.bin writer */
+	struct timespec mtime;
+	struct node *next;
+};
+
+struct handle {
+	struct node *node;
+	esp_device *dev;          /* referenced */
+	int flags;
+	char *snap;               /* text files: value as of the last read at 0 */
+	size_t snap_len;
+	unsigned seen_gen;        /* state: generation last read */
+	struct fuse_pollhandle *ph;
+	struct flash_writer *fw;
+	struct handle *next_state;
+};
+
+struct vfs {
+	pthread_mutex_t lock;
+	struct node *nodes;
+	uint64_t next_ino;
+	struct fuse_session *se;
+	esp_devmgr *mgr;
+	uid_t uid;
+	gid_t gid;
+	struct timespec start;
+	struct handle *state_handles;
+	size_t staged_bytes;      /* RAM held by staging files */
+};
+
+extern struct vfs vfs;
+extern const struct fuse_lowlevel_ops espfs_ops;
+
+#define ROOT_INO 1
+#define BYMAC_INO 2
+#define STAGING_RAM_CAP (96u << 20)
+
+/* nodes.c (callers hold vfs.lock) */
+void nodes_init(void);
+struct node *node_get(uint64_t ino);
+struct node *node_child(uint64_t parent, const char *name);
+struct node *node_new(enum node_kind kind, uint64_t parent, const char *name, esp_device *dev);
+void node_forget(struct node *n, uint64_t count);
+void node_remove(struct node *n);
+void node_fill_attr(struct node *n, struct stat *st);
+bool node_is_file(const struct node *n);
+void nodes_free_all(void);
+void vfs_device_event(void *ctx, esp_device *d, enum dev_event ev);
+
+/* notify.c: notifications from a thread of their own (never from inside a
+ * request handler, per libfuse). */
+int notify_start(struct fuse_session *se);
+void notify_stop(void);
+void notify_inval_inode(uint64_t ino);
+void notify_inval_entry(uint64_t parent, const char *name);
+void notify_delete(uint64_t parent, uint64_t child, const char *name);
+void notify_poll(struct fuse_pollhandle *ph);  /* takes ownership */
+
+/* attrs.c: the text of read-only files (malloc'd) and the parsers of the
+ * write-only ones. */
+char *attr_text(struct node *n, size_t *len);
+int parse_wifi(const char *buf, size_t len, char *ssid, size_t ssid_cap, char *pass,
+	       size_t pass_cap, char *why, size_t whylen);
+int parse_erase(const char *buf, size_t len, uint32_t flash_size, uint32_t *off, uint32_t *n,
+		char *why, size_t whylen);
+
+/* flashwrite.c: flash.bin writes, streamed to the device. */
+struct flash_writer *fw_open(esp_device *d);
+void fw_write(struct flash_writer *fw, fuse_req_t req, const char *buf, size_t size, off_t off);
+void fw_commit(struct flash_writer *fw, fuse_req_t req);
+void fw_release(struct flash_writer *fw);
+bool fw_busy(struct flash_writer *fw);
+
+/* staging.c */
+void stage_write(struct node *n, fuse_req_t req, const char *buf, size_t size, off_t off);
+int stage_truncate(struct node *n, off_t size);
+void stage_flush(struct node *n, fuse_req_t req);
+void stage_rename(uint64_t parent, const char *name, fuse_req_t req, const char *newname);
+void stage_free(struct stage *s);
+bool stage_expired(struct node *n);
+
+/* fsops.c: free an open handle (release, or an open the kernel dropped). */
+void espfs_release_handle(struct fuse_file_info *fi);
+
+/* Reply helpers for deferred requests (fsops.c): detach the interrupt
+ * callback first, so it can never run on freed job memory. */
+uint64_t now_ms(void);
+
+#endif
