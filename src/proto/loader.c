@@ -548,6 +548,8 @@ int esp_loader_read_mac(esp_loader *l, uint8_t mac[6])
 /* ---- SPI flash ---- */
 
 #define ESP32_EFUSE_RDATA3 0x3FF5A00Cu
+#define ESP32_EFUSE_WORD4 0x3FF5A010u   /* low byte: 8 MHz clock calibration */
+#define ESP32_RTC_CALI_REG 0x3FF5F06Cu  /* RTC calibration value, bits 7..31 */
 #define ESP32_EFUSE_RDATA5 0x3FF5A014u
 
 /* The ESP32 ROM attaches in-package flash only when told its pins, which
@@ -752,9 +754,24 @@ int esp_loader_change_baud(esp_loader *l, uint32_t baud)
 		esp__err(l, "the %s ROM cannot change the baud rate (load the stub first)", l->chip->name);
 		return -EOPNOTSUPP;
 	}
-	/* A14: the stub needs the old rate to compute its divider; the ROM 0 */
+	/* A14: the ESP32 ROM runs its UART from an 8 MHz clock it calibrated
+	 * itself and gets the divider slightly wrong; esptool asks it for a
+	 * rate scaled by (the ROM's crystal estimate / the true crystal) so
+	 * the line ends up at the rate we want. */
+	uint32_t ask = baud;
+	if (!l->stub && l->chip->id == ESP_CHIP_ESP32) {
+		uint32_t cali = 0, ck8m = 0;
+		if (esp_loader_read_reg(l, ESP32_RTC_CALI_REG, &cali) == 0 &&
+		    esp_loader_read_reg(l, ESP32_EFUSE_WORD4, &ck8m) == 0) {
+			uint64_t rom_hz = (uint64_t)((cali >> 7) & 0x1FFFFFF) * 15625u * (ck8m & 0xFF) / 40;
+			uint64_t xtal = rom_hz > 33000000u ? 40000000u : 26000000u;
+			if (rom_hz)
+				ask = (uint32_t)((uint64_t)baud * rom_hz / xtal);
+		}
+	}
+	/* the stub needs the old rate to compute its divider; the ROM 0 */
 	uint8_t p[8];
-	esp__put32(p, baud);
+	esp__put32(p, ask);
 	esp__put32(p + 4, l->stub ? l->t->baud : 0);
 	rc = esp_loader_command(l, ESP_CHANGE_BAUDRATE, p, 8, 0, ESP_TMO_DEFAULT_MS, NULL, NULL, 0, 0);
 	if (rc < 0) {

@@ -14,6 +14,7 @@
  * at most one such piece (the stub cannot be stopped mid-stream). */
 #define READ_CHUNK 0x10000
 #define ROM_READ_SLOW_MAX 64
+#define ROM_ADDR_LIMIT (16u << 20)
 
 uint32_t esp_esp8266_erase_size(uint32_t offset, uint32_t size)
 {
@@ -187,6 +188,11 @@ int esp_loader_write_flash(esp_loader *l, uint32_t offset, const uint8_t *data, 
 	size_t plen = (len + 3) & ~(size_t)3; /* whole words, like esptool */
 	if ((rc = check_range(l, "flash write", offset, plen)) < 0)
 		return rc;
+	if (!l->stub && (uint64_t)offset + plen > ROM_ADDR_LIMIT) {
+		/* 24-bit addresses in the ROM: they would wrap (A8) */
+		esp__err(l, "the ROM loader cannot write past 16 MB; load the stub first");
+		return -EFBIG;
+	}
 	if (len == 0)
 		return 0;
 	uint8_t *buf = malloc(plen);
@@ -220,6 +226,8 @@ int esp_loader_write_flash(esp_loader *l, uint32_t offset, const uint8_t *data, 
 		if (!l->stub && !l->chip->rom_has_md5) {
 			esp__err(l, "written but not verified: the %s ROM has neither MD5 nor read; "
 				 "load the stub to verify", l->chip->name);
+		} else if (l->secure_download) {
+			esp__err(l, "written but not verified: Secure Download Mode forbids MD5");
 		} else {
 			uint8_t want[16], got[16];
 			md5_of(buf, plen, want);

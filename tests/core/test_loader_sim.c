@@ -305,10 +305,10 @@ static void stub_fast_baud_write(void)
 	rig_close(&r);
 }
 
-static void rom_change_baud_then_md5(void)
+static void rom_change_baud_then_md5_chip(const char *chip)
 {
 	struct rig r;
-	if (rig_open(&r, "esp32s3", false) < 0) {
+	if (rig_open(&r, chip, false) < 0) {
 		CHECK_MSG(0, "sim: %s", r.why);
 		rig_close(&r);
 		return;
@@ -318,6 +318,12 @@ static void rom_change_baud_then_md5(void)
 	uint8_t m[16];
 	CHECK_RC(esp_loader_flash_md5(r.l, 0, 0x1000, m));
 	rig_close(&r);
+}
+
+static void rom_change_baud_then_md5(void)
+{
+	rom_change_baud_then_md5_chip("esp32s3");
+	rom_change_baud_then_md5_chip("esp32");   /* with the ROM clock correction */
 }
 
 /* ---- faults ---- */

@@ -522,6 +522,17 @@ static void change_baud_words(void)
 	CHECK_EQ(f->baud_set, 921600);
 	esp_loader_free(l);
 	fake_free(f);
+	/* ESP32 ROM whose calibrated clock reads 41 MHz: ask for 41/40 more */
+	f = fake_new(MAGIC_ESP32, 4);
+	fake_set_reg(f, 0x3FF5F06C, 820u << 7);
+	fake_set_reg(f, 0x3FF5A010, 128);
+	l = connected(f);
+	CHECK_EQ(esp_loader_change_baud(l, 921600), 0);
+	b = fake_sent(f, 0x0F, 0, &n);
+	CHECK(b && get32(b + 8) == 944640 && get32(b + 12) == 0);
+	CHECK_EQ(f->baud_set, 921600);
+	esp_loader_free(l);
+	fake_free(f);
 	f = fake_new(MAGIC_ESP32, 4);
 	f->stub = true;
 	l = connected(f);
