@@ -74,6 +74,11 @@ struct esp_image_info {
 	uint8_t checksum, checksum_calc;
 	bool checksum_ok;
 	bool sha_ok;              /* meaningful when hash_appended */
+	/* ESPHome builds (any chip): the version from the setup banner
+	 * "ESPHome version X compiled on %s", and whether improv_serial is
+	 * compiled in (its log tag).  "" / false otherwise. */
+	char esphome_version[24];
+	bool improv_serial;
 	/* Arduino ESP8266: image length + CRC32 stored at app+0x10 of the file
 	 * (eboot + app); the XOR checksum was computed with those 8 bytes zero. */
 	bool esp8266_crc_present, esp8266_crc_ok;
@@ -182,10 +187,20 @@ struct esp_image_class {
 /* Tell what buf is.  device_pt (may be NULL) is the table already on the
  * device: an app goes to its boot app partition (else 0x10000).  Returns 0
  * when kind is known and valid, -EINVAL otherwise (reason says why; kind
- * may still be set, e.g. an app with a bad checksum). */
+ * may still be set, e.g. an app with a bad checksum).
+ * FACTORY = anything meant for offset 0 with a bootloader at the chip's
+ * bootloader offset (ESP32/S2: 4 KiB of 0xFF first) and, for the ESP8266,
+ * Arduino's eboot + app.  Table and app may be absent (a partial
+ * merge_bin, a flash dump with an erased app partition) but what is
+ * present must be intact.  A C3/S3-style buffer with a bootloader at 0 and
+ * no table at 0x8000 is a BOOTLOADER (same offset, 0). */
 int esp_image_classify(const uint8_t *buf, size_t len,
                        const struct esp_partition_table *device_pt,
                        struct esp_image_class *out);
+
+/* One line for humans: "factory image for ESP32-C3 (project-template
+ * 2024.6.6, IDF 4.4.7), goes to 0x0" or "invalid app image for ESP32: ...". */
+void esp_image_describe(const struct esp_image_class *c, char *out, size_t cap);
 
 /* May these bytes be written to `target`'s flash at flash_offset?  buf is
  * the data from that offset on: a prefix (complete = false: the FUSE layer's

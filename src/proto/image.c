@@ -145,6 +145,26 @@ static uint8_t xor_range(uint8_t cs, const uint8_t *p, size_t n)
 	return cs;
 }
 
+/* ESPHome leaves its version in the banner format string and the
+ * component's log tag in .rodata; a strings(1)-style look finds them. */
+static void scan_esphome(const uint8_t *b, size_t n, struct esp_image_info *info)
+{
+	static const char banner[] = "ESPHome version ", tail[] = " compiled on ";
+	static const char tag[] = "\0improv_serial\0";
+	const uint8_t *p = memmem(b, n, banner, sizeof banner - 1);
+	if (p) {
+		const uint8_t *v = p + sizeof banner - 1, *end = b + n;
+		size_t k = 0;
+		while (v + k < end && k + 1 < sizeof info->esphome_version && v[k] > 0x20 && v[k] < 0x7F)
+			k++;
+		if (v + k + sizeof tail - 1 <= end && memcmp(v + k, tail, sizeof tail - 1) == 0 && k) {
+			memcpy(info->esphome_version, v, k);
+			info->esphome_version[k] = 0;
+		}
+	}
+	info->improv_serial = memmem(b, n, tag, sizeof tag - 1) != NULL;
+}
+
 int esp_image_parse(const uint8_t *buf, size_t len, esp_chip_id chip_hint,
                     struct esp_image_info *info, char *msg, size_t msglen)
 {
@@ -255,6 +275,7 @@ int esp_image_parse(const uint8_t *buf, size_t len, esp_chip_id chip_hint,
 		return -EINVAL;
 	}
 	info->complete = true;
+	scan_esphome(buf, info->image_len, info);
 	info->checksum = buf[info->data_len - 1];
 	info->checksum_calc = cs;
 	info->checksum_ok = cs == info->checksum;

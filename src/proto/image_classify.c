@@ -265,6 +265,33 @@ int esp_image_classify(const uint8_t *buf, size_t len, const struct esp_partitio
 	return -EINVAL;
 }
 
+void esp_image_describe(const struct esp_image_class *c, char *out, size_t cap)
+{
+	const struct esp_image_info *img = c->has_app ? &c->app : c->has_boot ? &c->boot : NULL;
+	char what[160] = "";
+	if (img && img->app.present && img->esphome_version[0] &&
+	    strcmp(img->esphome_version, img->app.version) != 0)
+		espimg_msg(what, sizeof what, " (%s %s, IDF %s, ESPHome %s)", img->app.project_name,
+		           img->app.version, img->app.idf_ver, img->esphome_version);
+	else if (img && img->app.present)
+		espimg_msg(what, sizeof what, " (%s %s, IDF %s)", img->app.project_name,
+		           img->app.version, img->app.idf_ver);
+	else if (img && img->esphome_version[0])
+		espimg_msg(what, sizeof what, " (ESPHome %s)", img->esphome_version);
+	const char *chip = c->chip != ESP_CHIP_UNKNOWN ? chip_name(c->chip) : NULL;
+	if (c->kind == ESP_KIND_UNKNOWN)
+		espimg_msg(out, cap, "unknown content: %s", c->reason);
+	else if (!c->valid)
+		espimg_msg(out, cap, "invalid %s image%s%s: %s", esp_image_kind_name(c->kind),
+		           chip ? " for " : "", chip ? chip : "", c->reason);
+	else
+		espimg_msg(out, cap, "%s%s%s%s%s, goes to 0x%x",
+		           c->kind == ESP_KIND_PARTITION_TABLE ? "partition table" :
+		           c->kind == ESP_KIND_OTADATA ? "otadata" : esp_image_kind_name(c->kind),
+		           c->kind == ESP_KIND_PARTITION_TABLE || c->kind == ESP_KIND_OTADATA ? "" : " image",
+		           chip ? " for " : "", chip ? chip : "", what, c->flash_offset);
+}
+
 /* ---- write checks ---- */
 
 /* Checks the image header at buf (flash address addr) against the target.

@@ -344,6 +344,9 @@ static void classify_synthetic_kinds(void)
 	CHECK_EQ(c->chip, ESP_CHIP_ESP32);
 	CHECK_EQ(c->flash_offset, ESP_APP_OFFSET);
 	CHECK(c->valid && c->has_app && !c->has_boot);
+	char line[300];
+	esp_image_describe(c, line, sizeof line);
+	CHECK_STR(line, "app image for ESP32 (synthetic-app 2026.11.0, IDF v5.3), goes to 0x10000");
 	CHECK_STR(c->app.app.project_name, "synthetic-app");
 
 	/* with a device table whose app partition is elsewhere */
@@ -662,37 +665,38 @@ struct real {
 	int boot_segs, app_segs;   /* 0 = not present */
 	uint8_t mode, size_freq;
 	const char *version, *project, *idf_prefix;
+	const char *esphome;       /* ESPHome version in the banner, NULL none */
 };
 static const struct real reals[] = {
 	{ EPT "gh-pages-fd3bfd6/project-template-esp32/project-template-esp32.factory.bin",
-	  ESP_KIND_FACTORY, ESP_CHIP_ESP32, 0, 3, 5, ESP_FLASH_DIO, 0x20, "2024.6.6", "project-template", "4.4.7" },
+	  ESP_KIND_FACTORY, ESP_CHIP_ESP32, 0, 3, 5, ESP_FLASH_DIO, 0x20, "2024.6.6", "project-template", "4.4.7", "2024.6.6" },
 	{ EPT "gh-pages-fd3bfd6/project-template-esp32/project-template-esp32.ota.bin",
-	  ESP_KIND_APP, ESP_CHIP_ESP32, 0x10000, 0, 5, ESP_FLASH_DIO, 0x20, "2024.6.6", "project-template", "4.4.7" },
+	  ESP_KIND_APP, ESP_CHIP_ESP32, 0x10000, 0, 5, ESP_FLASH_DIO, 0x20, "2024.6.6", "project-template", "4.4.7", "2024.6.6" },
 	{ EPT "gh-pages-fd3bfd6/project-template-esp32c3/project-template-esp32c3.factory.bin",
-	  ESP_KIND_FACTORY, ESP_CHIP_ESP32C3, 0, 3, 5, ESP_FLASH_QIO, 0x2F, "2024.6.6", "project-template", "4.4.7" },
+	  ESP_KIND_FACTORY, ESP_CHIP_ESP32C3, 0, 3, 5, ESP_FLASH_QIO, 0x2F, "2024.6.6", "project-template", "4.4.7", "2024.6.6" },
 	{ EPT "gh-pages-fd3bfd6/project-template-esp32c3/project-template-esp32c3.ota.bin",
-	  ESP_KIND_APP, ESP_CHIP_ESP32C3, 0x10000, 0, 5, ESP_FLASH_QIO, 0x2F, "2024.6.6", "project-template", "4.4.7" },
+	  ESP_KIND_APP, ESP_CHIP_ESP32C3, 0x10000, 0, 5, ESP_FLASH_QIO, 0x2F, "2024.6.6", "project-template", "4.4.7", "2024.6.6" },
 	{ EPT "gh-pages-fd3bfd6/project-template-esp32s3/project-template-esp32s3.factory.bin",
-	  ESP_KIND_FACTORY, ESP_CHIP_ESP32S3, 0, 3, 5, ESP_FLASH_QIO, 0x2F, "2024.6.6", "project-template", "4.4.7" },
+	  ESP_KIND_FACTORY, ESP_CHIP_ESP32S3, 0, 3, 5, ESP_FLASH_QIO, 0x2F, "2024.6.6", "project-template", "4.4.7", "2024.6.6" },
 	{ EPT "gh-pages-fd3bfd6/project-template-esp32s3/project-template-esp32s3.ota.bin",
-	  ESP_KIND_APP, ESP_CHIP_ESP32S3, 0x10000, 0, 5, ESP_FLASH_QIO, 0x2F, "2024.6.6", "project-template", "4.4.7" },
+	  ESP_KIND_APP, ESP_CHIP_ESP32S3, 0x10000, 0, 5, ESP_FLASH_QIO, 0x2F, "2024.6.6", "project-template", "4.4.7", "2024.6.6" },
 	{ EPT "gh-pages-a9c729c/project-template-esp8266/project-template-esp8266.factory.bin",
-	  ESP_KIND_FACTORY, ESP_CHIP_ESP8266, 0, 2, 5, ESP_FLASH_DOUT, 0x40, NULL, NULL, NULL },
+	  ESP_KIND_FACTORY, ESP_CHIP_ESP8266, 0, 2, 5, ESP_FLASH_DOUT, 0x40, NULL, NULL, NULL, "2024.6.4" },
 	{ EPT "gh-pages-a9c729c/project-template-esp8266/project-template-esp8266.ota.bin",
-	  ESP_KIND_FACTORY, ESP_CHIP_ESP8266, 0, 2, 5, ESP_FLASH_DOUT, 0x40, NULL, NULL, NULL },
+	  ESP_KIND_FACTORY, ESP_CHIP_ESP8266, 0, 2, 5, ESP_FLASH_DOUT, 0x40, NULL, NULL, NULL, "2024.6.4" },
 	{ EPT "gh-pages-800bdaa/project-template-esp32/bootloader_dio_40m.bin",
-	  ESP_KIND_BOOTLOADER, ESP_CHIP_ESP32, 0x1000, 4, 0, ESP_FLASH_DIO, 0x20, NULL, NULL, NULL },
+	  ESP_KIND_BOOTLOADER, ESP_CHIP_ESP32, 0x1000, 4, 0, ESP_FLASH_DIO, 0x20, NULL, NULL, NULL, NULL },
 	{ EPT "gh-pages-800bdaa/project-template-esp32/partitions.bin",
-	  ESP_KIND_PARTITION_TABLE, ESP_CHIP_UNKNOWN, 0x8000, 0, 0, 0, 0, NULL, NULL, NULL },
+	  ESP_KIND_PARTITION_TABLE, ESP_CHIP_UNKNOWN, 0x8000, 0, 0, 0, 0, NULL, NULL, NULL, NULL },
 	{ EPT "gh-pages-800bdaa/project-template-esp32/boot_app0.bin",
-	  ESP_KIND_OTADATA, ESP_CHIP_UNKNOWN, 0xE000, 0, 0, 0, 0, NULL, NULL, NULL },
+	  ESP_KIND_OTADATA, ESP_CHIP_UNKNOWN, 0xE000, 0, 0, 0, 0, NULL, NULL, NULL, NULL },
 	{ EPT "gh-pages-800bdaa/project-template-esp32/firmware.bin",
 	  ESP_KIND_APP, ESP_CHIP_ESP32, 0x10000, 0, 5, ESP_FLASH_DIO, 0x20, "9036908-dirty",
-	  "esp32-arduino-lib-builder", "v3.3.5" },
+	  "esp32-arduino-lib-builder", "v3.3.5", "2021.12.3" },
 	{ "firmware/esptool/test/images/esp_idf_blink_esp32s2.bin",
-	  ESP_KIND_APP, ESP_CHIP_ESP32S2, 0x10000, 0, 6, ESP_FLASH_DIO, 0x1F, NULL, "blink", "v5.0-beta1" },
+	  ESP_KIND_APP, ESP_CHIP_ESP32S2, 0x10000, 0, 6, ESP_FLASH_DIO, 0x1F, NULL, "blink", "v5.0-beta1", NULL },
 	{ "firmware/esptool/test/images/bootloader_esp32s2.bin",
-	  ESP_KIND_BOOTLOADER, ESP_CHIP_ESP32S2, 0x1000, 3, 0, ESP_FLASH_DIO, 0x1F, NULL, NULL, NULL },
+	  ESP_KIND_BOOTLOADER, ESP_CHIP_ESP32S2, 0x1000, 3, 0, ESP_FLASH_DIO, 0x1F, NULL, NULL, NULL, NULL },
 };
 #define N_REAL (sizeof reals / sizeof reals[0])
 
@@ -726,6 +730,9 @@ static void real_images_classified(void)
 		CHECK_MSG(c->kind == r->kind, "%s: kind %s", r->path, esp_image_kind_name(c->kind));
 		CHECK_MSG(c->chip == r->chip, "%s: chip %d", r->path, c->chip);
 		CHECK_MSG(c->flash_offset == r->offset, "%s: offset 0x%x", r->path, c->flash_offset);
+		char line[300];
+		esp_image_describe(c, line, sizeof line);
+		printf("# %s\n", line);
 		const struct esp_image_info *hdr = c->has_boot ? &c->boot : &c->app;
 		if (r->boot_segs) {
 			CHECK(c->has_boot);
@@ -742,6 +749,14 @@ static void real_images_classified(void)
 		if (r->boot_segs || r->app_segs) {
 			CHECK_EQ(hdr->flash_mode, r->mode);
 			CHECK_EQ(hdr->flash_size_freq, r->size_freq);
+		}
+		const struct esp_image_info *ai = c->has_app ? &c->app : &c->boot;
+		if (r->esphome) {
+			CHECK_STR(ai->esphome_version, r->esphome);
+			CHECK(ai->improv_serial);
+		} else {
+			CHECK_STR(ai->esphome_version, "");
+			CHECK(!ai->improv_serial);
 		}
 		if (r->project) {
 			CHECK(c->app.app.present);
