@@ -327,6 +327,7 @@ static void enter_rom(sim_device *d, int cause, uint64_t now_us)
 {
 	stop_running(d);
 	d->mode = SIM_MODE_ROM;
+	d->rom_autobaud = true;
 	usb_update(d, SIM_MODE_ROM);
 	uint64_t t = now_us * 1000;
 	if (t < d->now_ns)
@@ -567,7 +568,7 @@ void sim_host_write(sim_device *d, const uint8_t *buf, size_t n, uint64_t now_us
 	if (bt)
 		d->rx_free_ns = start + n * bt;
 	if (baud_mismatch(d)) {
-		if ((d->mode == SIM_MODE_ROM) && contains_sync(buf, n))
+		if (d->mode == SIM_MODE_ROM && d->rom_autobaud && contains_sync(buf, n))
 			d->dev_baud = d->host_baud;     /* auto-baud */
 		else
 			goto out;                       /* garbled: the UART sees noise */

@@ -732,6 +732,7 @@ static void change_baud(sim_device *d, const uint8_t *p, size_t n, uint64_t t)
 	/* after the reply: everything queued so far went out at the old rate */
 	if (!d->native_usb)
 		d->dev_baud = nb;
+	d->rom_autobaud = false;
 }
 
 void sim_loader_frame(sim_device *d, const uint8_t *f, size_t n, uint64_t t)

@@ -112,6 +112,7 @@ struct sim_device {
 
 	/* UART */
 	uint32_t host_baud, dev_baud;
+	bool rom_autobaud;            /* ROM measures the rate on SYNC until told */
 	uint64_t rx_free_ns;          /* host->device wire busy until */
 	uint64_t tx_free_ns;          /* device->host wire busy until */
 	uint64_t busy_ns;             /* device CPU busy until */
