@@ -242,7 +242,21 @@ int main(int argc, char **argv)
 	uint8_t pend[65536];
 	size_t pend_len = 0, pend_pos = 0;
 	uint32_t baud_seen = 115200;
+	bool linked = true;
 	while (!stop) {
+		if (linked && sim_get_mode(d) == SIM_MODE_OFF) {
+			/* unplugged (fault injection): the port goes away like a USB
+			 * device does, so open handles fail at once (EIO / hangup) */
+			fprintf(stderr, "espsim: device unplugged; port %s removed\n", slave_path);
+			unlink(link_path);
+			close(master);
+			close(slave);
+			linked = false;
+		}
+		if (!linked) {
+			poll(NULL, 0, 50);
+			continue;
+		}
 		uint64_t now = esp_now_us(clk);
 		if (tcgetattr(slave, &tio) == 0) {
 			uint32_t b = speed_to_baud(cfgetospeed(&tio));
@@ -279,9 +293,11 @@ int main(int argc, char **argv)
 				sim_host_write(d, in, (size_t)n, esp_now_us(clk));
 		}
 	}
-	unlink(link_path);
-	close(slave);
-	close(master);
+	if (linked) {
+		unlink(link_path);
+		close(slave);
+		close(master);
+	}
 	sim_device_free(d);
 	return 0;
 }
