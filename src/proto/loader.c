@@ -141,6 +141,7 @@ int esp__recv(esp_loader *l, uint8_t op, uint32_t timeout_ms, uint32_t *value,
 {
 	uint64_t deadline = esp_now_us(l->t->clock) + (uint64_t)timeout_ms * 1000u;
 	int strays = 0;
+	l->last_status[0] = l->last_status[1] = 0;
 	for (;;) {
 		int n = slip_read_frame(&l->rd, deadline);
 		if (n == -ETIMEDOUT) {
@@ -188,6 +189,8 @@ int esp__recv(esp_loader *l, uint8_t op, uint32_t timeout_ms, uint32_t *value,
 		}
 		if (p[st] != 0) {
 			int e = esp_status_to_errno(p[st], p[st + 1]);
+			l->last_status[0] = p[st];
+			l->last_status[1] = p[st + 1];
 			if (l->secure_download && e == -EOPNOTSUPP)
 				e = -EACCES;
 			if (p[st] == 0x01)

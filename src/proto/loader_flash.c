@@ -15,6 +15,7 @@
 #define READ_CHUNK 0x10000
 #define ROM_READ_SLOW_MAX 64
 #define ROM_ADDR_LIMIT (16u << 20)
+#define WRITE_BLOCK_ATTEMPTS 3   /* as esptool */
 
 uint32_t esp_esp8266_erase_size(uint32_t offset, uint32_t size)
 {
@@ -62,6 +63,12 @@ static int send_block(esp_loader *l, uint8_t op, uint32_t seq, const uint8_t *da
 	return esp__send(l, op, buf, 16 + padded_to, esp__checksum(buf + 16, padded_to));
 }
 
+static bool damaged_in_transit(const esp_loader *l)
+{
+	const uint8_t *s = l->last_status;
+	return (s[0] == 0x01 && s[1] == 0x07) || s[0] == 0xC1;  /* ROM / stub checksum error */
+}
+
 /* Blocks are sent and acknowledged one by one for now; esp__send and
  * esp__recv are separate so that a later version can keep one block in
  * flight while the device programs the previous one. */
@@ -79,10 +86,19 @@ static int write_blocks(esp_loader *l, uint8_t op, uint32_t offset, const uint8_
 		/* esptool: 40 s per MB of the block's uncompressed size */
 		uint64_t raw = (uint64_t)padded * raw_total / n + 1;
 		uint32_t tmo = esp__timeout_per_mb(ESP_TMO_WRITE_PER_MB_MS, raw);
-		slip_reader_flush(&l->rd);
-		rc = send_block(l, op, seq, src + pos, chunk, padded, buf);
-		if (rc == 0)
-			rc = esp__recv(l, op, tmo, NULL, NULL, 0, 0);
+		for (int attempt = 1;; attempt++) {
+			slip_reader_flush(&l->rd);
+			rc = send_block(l, op, seq, src + pos, chunk, padded, buf);
+			if (rc == 0)
+				rc = esp__recv(l, op, tmo, NULL, NULL, 0, 0);
+			/* The device refused the block as damaged on the way (bad
+			 * checksum): it did not use it, so sending it again is
+			 * safe.  Anything else (no reply, a garbled reply) leaves
+			 * open whether it was taken, so it is not retried. */
+			if (rc < 0 && attempt < WRITE_BLOCK_ATTEMPTS && damaged_in_transit(l))
+				continue;
+			break;
+		}
 		if (rc < 0) {
 			esp__err_prefix(l, "flash write failed at 0x%llx (block %u)",
 					(unsigned long long)offset + (uint64_t)pos * raw_total / n, seq);
