@@ -261,6 +261,35 @@ static void parser_survives_garbage(void)
 		struct improv_packet p[64];
 		feed_all(&ps, b, sizeof b, p, 64, 1 + round * 13);
 	}
+	/* random packets through decode and the result parser */
+	for (int i = 0; i < 20000; i++) {
+		uint8_t raw[IMPROV_MAX_WIRE];
+		size_t n = 9 + (x % 260);
+		for (size_t k = 0; k < n && k < sizeof raw; k++) {
+			x ^= x << 13; x ^= x >> 17; x ^= x << 5;
+			raw[k] = (uint8_t)x;
+		}
+		memcpy(raw, "IMPROV\x01\x04", 8);
+		if (n > sizeof raw)
+			n = sizeof raw;
+		unsigned sum = 0;
+		size_t total = 9 + raw[8] + 1;
+		if (total <= n) {
+			for (size_t k = 0; k + 1 < total; k++)
+				sum += raw[k];
+			raw[total - 1] = (uint8_t)sum;
+		}
+		struct improv_packet pk;
+		struct improv_strings st;
+		int r = improv_decode(raw, n, &pk);
+		CHECK(r == -EAGAIN || r == (int)total);
+		if (r > 0 && improv_parse_result(&pk, &st) == 0) {
+			char tmp[8];
+			for (int k = 0; k < st.n; k++)
+				improv_string_copy(&st, k, tmp, sizeof tmp);
+			CHECK(st.n <= IMPROV_MAX_STRINGS);
+		}
+	}
 	/* still in sync afterwards: a clean packet on a fresh line decodes */
 	uint8_t s[64];
 	uint8_t st = 4;
