@@ -56,7 +56,9 @@ const char *esp_loader_error(const esp_loader *l);
 esp_transport *esp_loader_transport(esp_loader *l);
 
 /* Reset (per mode) and SYNC, draining the extra replies; tells ROM from a
- * running stub.  attempts: reset+sync cycles (0 = default 4). */
+ * running stub.  attempts: reset+sync cycles (0 = default 4), each with
+ * up to 5 SYNCs of 100 ms.  A port without DTR/RTS (pty) gets SYNC only.
+ * A stub left running at another baud rate will not answer: reset it. */
 int esp_loader_connect(esp_loader *l, esp_reset_mode mode, int attempts);
 bool esp_loader_is_stub(const esp_loader *l);
 
@@ -87,14 +89,23 @@ enum {
 	ESP_WRITE_COMPRESS = 1u << 0,   /* FLASH_DEFL when the responder has it */
 	ESP_WRITE_NO_VERIFY = 1u << 1,  /* skip the final MD5 check */
 };
-/* Write len bytes at offset (offset sector-aligned for the ROM path; the
- * loader pads to the block size as needed), then verify by MD5 unless told
- * not to.  Handles ESP8266's ROM erase-size bug. */
+/* Write len bytes at offset, then verify by MD5 unless told not to.
+ * offset must be a multiple of 4096 (-EINVAL otherwise): ROM and stubs
+ * erase whole sectors, so the rest of the last sector (after len, padded
+ * to 4 bytes with 0xFF) is erased too; callers keep partial sectors by
+ * read-modify-write.  Handles the ESP8266 ROM erase-size bug as esptool
+ * does, which for an odd sector count inside one 64 KiB block still
+ * erases one sector more (no erase size avoids that; the stub is exact).
+ * A block the device refuses with a checksum error is sent again (3
+ * tries); any other failure ends the write with the offset in the error.
+ * -EFBIG past the flash end (or past 16 MB through a ROM). */
 int esp_loader_write_flash(esp_loader *l, uint32_t offset, const uint8_t *data, size_t len,
 			   unsigned flags, esp_progress_fn progress, void *ctx);
 /* MD5 of a flash region (ROM: hex reply; stub: raw). -EOPNOTSUPP on ESP8266 ROM. */
 int esp_loader_flash_md5(esp_loader *l, uint32_t offset, uint32_t len, uint8_t md5[16]);
-/* Stub READ_FLASH (acks, final MD5 checked) or ROM READ_FLASH_SLOW. */
+/* Stub READ_FLASH (acks, final MD5 checked; 64 KiB per command, so a
+ * cancel waits for at most one such piece) or ROM READ_FLASH_SLOW (ESP32
+ * only); -EOPNOTSUPP on other ROMs: load the stub. */
 int esp_loader_read_flash(esp_loader *l, uint32_t offset, uint8_t *buf, size_t len,
 			  esp_progress_fn progress, void *ctx);
 /* Stub ERASE_REGION / ERASE_FLASH; ROM: FLASH_BEGIN over the region. */
