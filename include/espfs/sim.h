@@ -29,7 +29,10 @@ typedef enum sim_mode {
 
 struct sim_config {
 	const char *chip;           /* "esp32", "esp32s2", ... (esp_chip_by_name) */
-	const char *flash_file;     /* persisted flash; NULL = in memory only */
+	/* Persisted flash; NULL = in memory only.  Created blank (0xFF) at the
+	 * flash size when absent.  Mapped shared: every write is visible to
+	 * other readers of the file at once (write-through). */
+	const char *flash_file;
 	uint32_t flash_size;        /* 0 = the profile's default (4 MB) */
 	bool app;                   /* start by booting flash (else ROM download mode) */
 	bool improv;                /* speak Improv even if the image is not ESPHome */
@@ -44,11 +47,18 @@ struct sim_config {
 	bool native_usb;
 };
 
+/* Power-on: ROM download mode (cfg->app false) or the firmware in flash.
+ * Profiles: esp8266, esp32, esp32s2, esp32s3, esp32c3, esp32c6. */
 sim_device *sim_device_new(const struct sim_config *cfg, char *err, size_t errlen);
 void sim_device_free(sim_device *d);   /* saves the flash file */
 
 /* An in-process transport to the device (bytes, baud, DTR/RTS, unplug).
- * Closing it does not affect the device. */
+ * Closing it does not affect the device.  Reads wait on cfg->clock (a fake
+ * clock advances by the wait).  After an unplug or a USB re-enumeration
+ * (ESP32-S2 USB-OTG switching between ROM and app) it returns -ENODEV:
+ * open a new one.  flags: ESP_TR_NATIVE_USB for native-USB profiles;
+ * usb_vid/usb_pid: 303a:1001 (USB-JTAG), 303a:0002 / 303a:4001 (S2 ROM /
+ * TinyUSB app), 10c4:ea60 (CP210x bridge) otherwise. */
 int sim_transport_open(sim_device *d, esp_transport **out);
 
 /* Raw device-side byte interface, used by the pty front end (espsim):
@@ -60,13 +70,20 @@ uint64_t sim_next_event_us(sim_device *d);
 void sim_set_baud(sim_device *d, uint32_t baud);
 void sim_set_lines(sim_device *d, int dtr, int rts);
 
+/* Lines: UART bridges have the two-transistor auto-reset circuit (DTR
+ * alone = IO0 low, RTS alone = EN low, straps sampled ~2 ms after EN
+ * rises); C3/S3/C6 native USB follow the USB-Serial/JTAG rules (DTR-only
+ * requests download, RTS-only holds reset, release = core reset); the
+ * S2's USB-OTG ignores the lines. */
+
 /* Test actions. */
 void sim_button_boot(sim_device *d, bool pressed);
 void sim_button_reset(sim_device *d);          /* EN pulse: boots per BOOT strap */
 void sim_unplug(sim_device *d);
 void sim_replug(sim_device *d);
 
-/* Faults (0 = off). */
+/* Faults (0 = off).  flash_program_fail: ROM answers the block with
+ * 01 08; the stub ACKs it and reports 0xC4 on the next command. */
 struct sim_faults {
 	double corrupt_rate;        /* probability a device->host byte is flipped */
 	double drop_rate;           /* probability a device->host byte is lost */

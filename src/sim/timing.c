@@ -2,9 +2,11 @@
  * of a Winbond W25Q32JV (4 MB, the flash on most ESP32 modules), datasheet
  * rev. F section 9.6 "AC Electrical Characteristics": sector erase (4 KiB)
  * tSE 45 ms, block erase (64 KiB) tBE2 150 ms, page program (256 B) tPP
- * 0.7 ms, chip erase tCE 10 s.  Reading for MD5 is modelled at 10 MB/s
- * (40 MHz dual-I/O read with the MD5 engine in software, measured ESP32
- * ROMs do ~8-12 MB/s). */
+ * 0.7 ms, chip erase tCE 10 s (scaled with the flash size).  Reading
+ * (MD5, READ_FLASH) is modelled at 10 MB/s: an assumption (40 MHz SPI
+ * reads plus MD5 in software), not a measured figure.  Link timing is in
+ * device.c: 10 bits per byte at the current baud on a UART, ~1 MB/s on
+ * native USB whatever the baud. */
 #include "sim_priv.h"
 
 #define NS_PER_MS 1000000ull
