@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include "sim_priv.h"
 #include "sim_app_glue.h"
 
@@ -468,6 +469,18 @@ sim_device *sim_device_new(const struct sim_config *cfg, char *err, size_t errle
 		return NULL;
 	}
 	uint32_t size = cfg->flash_size ? cfg->flash_size : chip->default_flash_size;
+	struct stat st;
+	if (cfg->flash_file && stat(cfg->flash_file, &st) == 0 && st.st_size > 0) {
+		/* an existing image keeps its size unless one is asked for;
+		 * never cut a bigger image short */
+		if (!cfg->flash_size)
+			size = (uint32_t)(st.st_size > (off_t)(128u << 20) ? 0 : st.st_size);
+		else if (st.st_size > (off_t)size) {
+			snprintf(err, errlen, "%s holds %lld bytes, more than the flash size %u",
+				 cfg->flash_file, (long long)st.st_size, size);
+			return NULL;
+		}
+	}
 	if (size < 256 * 1024 || size > (128u << 20) || size % SIM_BLOCK) {
 		snprintf(err, errlen, "flash size %u: want a multiple of 64 KiB, 256 KiB .. 128 MB", size);
 		return NULL;

@@ -1,5 +1,7 @@
 /* ROM download mode of every chip profile, byte by byte (PROTOCOL.md A2-A11,
  * REFCLIENTS.md "What the device side must do"). */
+#include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
 #include <md5.h>
 #include "t.h"
@@ -535,6 +537,56 @@ static void flash_end_leaves_the_loader(void)
 	st_close(&s);
 }
 
+static void flash_file_is_write_through(void)
+{
+	char path[] = "/tmp/espsim-flash-XXXXXX";
+	int fd = mkstemp(path);
+	CHECK(fd >= 0);
+	if (fd < 0)
+		return;
+	/* an existing 1 MB image keeps its size and contents */
+	static uint8_t img[1 << 20];
+	for (size_t i = 0; i < sizeof img; i++)
+		img[i] = (uint8_t)(i >> 12);
+	CHECK_EQ(write(fd, img, sizeof img), (ssize_t)sizeof img);
+	close(fd);
+	struct st s;
+	struct sim_config cfg = { .chip = "esp32", .flash_file = path };
+	if (st_open_cfg(&s, &cfg) < 0) {
+		CHECK(0);
+		unlink(path);
+		return;
+	}
+	CHECK_EQ(sim_flash_size(s.d), 1 << 20);
+	uint8_t *c = sim_flash_copy(s.d, 0x5000, 16);
+	CHECK(c && c[0] == 5);
+	free(c);
+	/* a block written through the ROM is in the file before the device
+	 * is freed */
+	prepare_rom_flash(&s, 1 << 20);
+	uint32_t b[4] = { 0x400, 1, 0x400, 0x8000 };
+	st_words(&s, 0x02, b, 4, 500);
+	uint8_t blk[0x400];
+	memset(blk, 0x42, sizeof blk);
+	st_data(&s, 0x03, 0, blk, sizeof blk, 500);
+	FILE *f = fopen(path, "rb");
+	uint8_t rd[0x400] = { 0 };
+	CHECK(f && fseek(f, 0x8000, SEEK_SET) == 0 && fread(rd, 1, sizeof rd, f) == sizeof rd);
+	if (f)
+		fclose(f);
+	CHECK_MEM(rd, blk, sizeof blk);
+	st_close(&s);
+	/* asking for less than the file holds is refused, not truncated */
+	struct sim_config small = { .chip = "esp32", .flash_file = path, .flash_size = 512 * 1024 };
+	char err[200];
+	sim_device *d = sim_device_new(&small, err, sizeof err);
+	CHECK(d == NULL);
+	sim_device_free(d);
+	struct stat stt;
+	CHECK(stat(path, &stt) == 0 && stt.st_size == 1 << 20);
+	unlink(path);
+}
+
 int main(void)
 {
 	RUN(sync_reply_is_exact_on_esp32);
@@ -553,5 +605,6 @@ int main(void)
 	RUN(esp8266_rom_lacks_esp32_commands);
 	RUN(read_flash_slow_on_esp32);
 	RUN(flash_end_leaves_the_loader);
+	RUN(flash_file_is_write_through);
 	return t_done();
 }
