@@ -60,6 +60,7 @@ enum improv_cmd { IMPROV_CMD_WIFI = 0x01, IMPROV_CMD_GET_STATE = 0x02,
 #define IMPROV_RPC_TIMEOUT_MS        30000
 #define IMPROV_PROVISION_TIMEOUT_MS  45000  /* device tries ~30 s itself */
 #define IMPROV_CANCEL_POLL_MS        100
+#define IMPROV_GAP_MS                250    /* silence that ends a partial packet */
 
 const char *improv_state_name(int state);   /* "authorized", ... */
 const char *improv_error_name(int err);     /* "unable to connect", ... */
@@ -129,6 +130,9 @@ void improv_parser_init(struct improv_parser *ps);
  * consumed without completing one. */
 int improv_parser_feed(struct improv_parser *ps, const uint8_t *in, size_t n, size_t *used,
                        struct improv_packet *pkt);
+/* No byte came for a while: a packet cut short (device reset mid-packet)
+ * is abandoned so it cannot swallow what comes next. */
+void improv_parser_gap(struct improv_parser *ps);
 /* Recent console lines, oldest first: i in [0, improv_console_count()). */
 unsigned improv_console_count(const struct improv_parser *ps);
 const char *improv_console_line(const struct improv_parser *ps, unsigned i);

@@ -67,9 +67,15 @@ static int next_packet(struct improv_client *c, uint64_t deadline, struct improv
 		uint64_t ms = (deadline - now + US_PER_MS - 1) / US_PER_MS;
 		if (c->cancel && ms > IMPROV_CANCEL_POLL_MS)
 			ms = IMPROV_CANCEL_POLL_MS;
+		bool partial = c->ps.n > 0;
+		if (partial && ms > IMPROV_GAP_MS)
+			ms = IMPROV_GAP_MS;
 		int r = esp_tr_read(c->tr, c->rx, sizeof c->rx, ms > 0xFFFFFFFFu ? 0xFFFFFFFFu : (uint32_t)ms);
-		if (r == -ETIMEDOUT)
+		if (r == -ETIMEDOUT) {
+			if (partial && ms == IMPROV_GAP_MS)
+				improv_parser_gap(&c->ps);
 			continue;
+		}
 		if (r < 0) {
 			set_msg(c, "serial port error: %s", strerror(-r));
 			return r;

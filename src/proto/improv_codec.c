@@ -197,6 +197,16 @@ static void to_text(struct improv_parser *ps, uint8_t b)
 	text_byte(ps, b);
 }
 
+void improv_parser_gap(struct improv_parser *ps)
+{
+	if (ps->n == 0)
+		return;
+	ps->n = 0;
+	ps->want = 0;
+	ps->dropped++;
+	ps->line_start = true;
+}
+
 unsigned improv_console_count(const struct improv_parser *ps)
 {
 	return ps->ring_count;

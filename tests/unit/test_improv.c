@@ -493,6 +493,34 @@ static void resends_state_request_every_second(void)
 	free(f);
 }
 
+/* resets in the middle of its first answer (a cut packet), then works */
+static void dev_cut_packet(struct fake *f, const struct rpc_seen *r)
+{
+	if (r->cmd != IMPROV_CMD_GET_STATE)
+		return;
+	if (f->counter++ == 0) {
+		say(f, 2, (const uint8_t *)"IMPROV\x01\x01\x40", 9);  /* claims 64 data bytes */
+		say_text(f, 400, "ets Jun  8 2016 00:22:57\r\n");
+		say_state(f, 450, IMPROV_STATE_AUTHORIZED);
+	} else {
+		say_state(f, 2, IMPROV_STATE_AUTHORIZED);
+	}
+}
+
+static void cut_packet_does_not_swallow_the_next(void)
+{
+	struct fake *f = fake_new(dev_cut_packet);
+	struct improv_client c;
+	improv_client_init(&c, &f->t);
+	uint64_t t0 = fnow(f);
+	CHECK_EQ(improv_get_state(&c, 0), IMPROV_STATE_AUTHORIZED);
+	CHECK_EQ(fnow(f) - t0, 450000);   /* the first answer, not the re-ask */
+	CHECK_EQ(f->nrpc, 1);
+	CHECK_EQ(c.ps.dropped, 1);
+	CHECK_STR(improv_console_line(&c.ps, 0), "ets Jun  8 2016 00:22:57");
+	free(f);
+}
+
 static void silent_device_times_out_in_time(void)
 {
 	struct fake *f = fake_new(NULL);
@@ -816,6 +844,7 @@ int main(void)
 	RUN(console_ring_keeps_recent_lines);
 	RUN(parser_survives_garbage);
 	RUN(resends_state_request_every_second);
+	RUN(cut_packet_does_not_swallow_the_next);
 	RUN(silent_device_times_out_in_time);
 	RUN(state_info_scan_flows);
 	RUN(hostname_and_device_name);
