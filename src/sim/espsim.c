@@ -104,6 +104,20 @@ static uint32_t speed_to_baud(speed_t s)
 	return 0;
 }
 
+/* The rate the client set on the port (tcsetattr on its fd changes the
+ * one termios of the pty, which our slave fd sees). */
+static void sync_baud(sim_device *d, int slave, uint32_t *seen)
+{
+	struct termios tio;
+	if (tcgetattr(slave, &tio) == 0) {
+		uint32_t b = speed_to_baud(cfgetospeed(&tio));
+		if (b && b != *seen) {
+			*seen = b;
+			sim_set_baud(d, b);
+		}
+	}
+}
+
 int main(int argc, char **argv)
 {
 	struct sim_config cfg = { 0 };
@@ -258,13 +272,7 @@ int main(int argc, char **argv)
 			continue;
 		}
 		uint64_t now = esp_now_us(clk);
-		if (tcgetattr(slave, &tio) == 0) {
-			uint32_t b = speed_to_baud(cfgetospeed(&tio));
-			if (b && b != baud_seen) {
-				baud_seen = b;
-				sim_set_baud(d, b);
-			}
-		}
+		sync_baud(d, slave, &baud_seen);
 		if (pend_pos == pend_len) {
 			pend_pos = 0;
 			pend_len = sim_host_read(d, pend, sizeof pend, now);
@@ -289,8 +297,11 @@ int main(int argc, char **argv)
 		if (r > 0 && (pfd.revents & POLLIN)) {
 			uint8_t in[4096];
 			ssize_t n = read(master, in, sizeof in);
-			if (n > 0)
+			if (n > 0) {
+				/* the client sets the rate before it writes at it */
+				sync_baud(d, slave, &baud_seen);
 				sim_host_write(d, in, (size_t)n, esp_now_us(clk));
+			}
 		}
 	}
 	if (linked) {

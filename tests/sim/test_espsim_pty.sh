@@ -70,6 +70,16 @@ try:
         c ^= b
     r = cmd(0x03, w(1024, 0, 0, 0) + blk, c)
     ok(len(r) >= 14 and r[9] == 0, "FLASH_DATA accepted")
+    # CHANGE_BAUDRATE: the answer at the old rate, then only the new rate works
+    import termios
+    r = cmd(0x0f, w(460800, 0))
+    ok(len(r) >= 14 and r[2] == 0x0f and r[9] == 0, "CHANGE_BAUDRATE answered at 115200")
+    ok(read_reg(0x40001000) != 0x00f01d83, "the old rate no longer works")
+    attr = termios.tcgetattr(fd)
+    attr[4] = attr[5] = termios.B460800
+    termios.tcsetattr(fd, termios.TCSANOW, attr)
+    read_for(0.1)
+    ok(read_reg(0x40001000) == 0x00f01d83, "the rate the client sets on the port is used")
     os.close(fd)
 finally:
     p.send_signal(signal.SIGTERM)
