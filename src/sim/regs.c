@@ -118,6 +118,8 @@ static void spi_execute(sim_device *d)
 	uint32_t a = (s->usr & SPI_USR_ADDR) ? s->addr : 0;
 	if (d->chip->id == ESP_CHIP_ESP8266 || d->chip->id == ESP_CHIP_ESP32)
 		a >>= 8;                     /* address in the top 24 bits there */
+	if (!d->ld.attached)
+		cmd = 0;                     /* no flash on the bus: MISO stays high */
 	switch (cmd) {
 	case 0x9F: /* RDID: manufacturer, memory type, capacity */
 		out[0] = d->jedec & 0xFF;

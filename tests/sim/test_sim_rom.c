@@ -214,6 +214,16 @@ static void jedec_id_through_the_spi_controller(void)
 		/* W0 is not the ID until a command ran */
 		CHECK(st_read_reg(&s, c->spi.w0) != 0x1640EF);
 		int polls;
+		/* the ROM has not attached the flash yet: nothing answers */
+		CHECK_EQ(jedec_via_registers(&s, c, &polls) & 0xFFFFFF, 0xFFFFFF);
+		if (c->id == ESP_CHIP_ESP8266) {
+			uint32_t b[4] = { 0, 0, 0x400, 0 };   /* FLASH_BEGIN attaches there */
+			st_words(&s, 0x02, b, 4, 200);
+		} else {
+			uint32_t att[2] = { 0, 0 };
+			st_words(&s, 0x0D, att, 2, 200);
+		}
+		CHECK_EQ(st_status(&s, 0), 0);
 		uint32_t id = jedec_via_registers(&s, c, &polls) & 0xFFFFFF;
 		CHECK(polls < 10);
 		CHECK_EQ(id, i == 1 ? 0x1740EF : 0x1640EF);
@@ -321,6 +331,11 @@ static void rom_error_codes(void)
 	CHECK_EQ(st_check(&s, 0x03, p, sizeof p, st_xor(blk, sizeof blk) ^ 0x01, 200), 4);
 	CHECK_EQ(st_status(&s, 0), 1);
 	CHECK_EQ(st_status2(&s, 0), 0x07);
+	/* erase without SPI_ATTACH: the ROM has no flash attached yet */
+	uint32_t begin_big[5] = { 0x2000, 8, 0x400, 0x10000, 0 };
+	CHECK_EQ(st_words(&s, 0x02, begin_big, 5, 1000), 4);
+	CHECK_EQ(st_status(&s, 0), 1);
+	CHECK_EQ(st_status2(&s, 0), 0x08);
 	/* a stub-only command to the ROM: unsupported, opcode differs */
 	st_cmd(&s, 0xD0, NULL, 0, 0);
 	int r = st_resp(&s, 200);
@@ -509,6 +524,11 @@ static void read_flash_slow_on_esp32(void)
 		pattern[i] = (uint8_t)(200 - i);
 	sim_flash_load(s.d, 0x1000, pattern, 64);
 	uint32_t rs[2] = { 0x1000, 16 };
+	/* before SPI_ATTACH the data lines read high */
+	CHECK_EQ(st_words(&s, 0x0E, rs, 2, 200), 64 + 4);
+	CHECK(s.dec.buf[8] == 0xFF && s.dec.buf[8 + 63] == 0xFF);
+	uint32_t att[2] = { 0, 0 };
+	st_words(&s, 0x0D, att, 2, 200);
 	CHECK_EQ(st_words(&s, 0x0E, rs, 2, 200), 64 + 4);
 	CHECK_MEM(s.dec.buf + 8, pattern, 64);
 	CHECK_EQ(st_status(&s, 64), 0);
