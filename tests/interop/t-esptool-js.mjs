@@ -22,16 +22,16 @@ const SIZES = { '1MB': 1 << 20, '2MB': 2 << 20, '4MB': 4 << 20, '8MB': 8 << 20, 
 const needSim = () => (espsimPath() ? null : 'espsim is not built (set ESPSIM or ESPFS_BUILD)');
 const needFactory = (chip) => () => needSim() || sharedFile(FACTORY[chip]).skip || null;
 
-async function connect(t, chip) {
+async function connect(t, chip, baudrate = 115200) {
 	const flash = path.join(t.dir, 'flash.bin');
 	const sim = await startSim(t, { chip, flash, extra: macArgs(chip) });
 	const port = openPort(t, sim.link);
 	const { ESPLoader, Transport } = await esptoolJs();
 	const transport = new Transport(port, false);
 	const loader = new ESPLoader({
-		transport, baudrate: 115200, romBaudrate: 115200, terminal: t.log,
+		transport, baudrate, romBaudrate: 115200, terminal: t.log,
 	});
-	return { sim, flash, loader, transport };
+	return { sim, flash, loader, transport, port };
 }
 
 const writeOpts = (fileArray, compress) => ({
@@ -129,6 +129,25 @@ await runCases([
 			sameBytes(file.subarray(0x20000), a, 'flash file holds the ROM write byte for byte');
 		},
 	})),
+	{
+		name: 'esptool-js stub, esp32, CHANGE_BAUDRATE to 921600 (port re-opened), synthetic data',
+		skip: needSim,
+		timeout: 60000,
+		async run(t) {
+			const { sim, flash, loader, transport, port } = await connect(t, 'esp32', 921600);
+			await loader.main('no_reset');
+			// without setBaudRate() on the port, esptool-js closes and re-opens
+			// it at the new rate; it falls back to 115200 if the stub is silent
+			const fellBack = t.log.lines.some((l) => /Continuing at 115200/.test(l));
+			ok(!fellBack && port.baudRate === 921600 && transport.baudrate === 921600,
+				`after CHANGE_BAUDRATE the port runs at ${port.baudRate} and the stub still answers`);
+			const a = prngBytes(300000, 61);
+			await loader.writeFlash(writeOpts([{ data: a, address: 0x100000 }], true));
+			await transport.disconnect();
+			await sim.stop();
+			sameBytes(readFile(flash).subarray(0x100000), a, 'a write at 921600 lands byte for byte');
+		},
+	},
 	// the other chip profiles through their own stubs (esptool-js ships one per chip)
 	...['esp8266', 'esp32s2', 'esp32s3', 'esp32c3', 'esp32c6'].map((chip, i) => ({
 		name: `esptool-js stub, ${chip}, synthetic data (no shared/ needed)`,
