@@ -54,6 +54,8 @@ struct fake {
 
 static inline void fake_push(struct fake *f, const uint8_t *b, size_t n)
 {
+	if (n == 0)
+		return;
 	if (f->rx_len + n > f->rx_cap) {
 		f->rx_cap = (f->rx_len + n) * 2;
 		f->rx = realloc(f->rx, f->rx_cap);

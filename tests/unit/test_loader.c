@@ -663,6 +663,64 @@ static void gsi_size_field_is_not_trusted(void)
 	fake_free(f);
 }
 
+
+static uint32_t fuzz_seed;
+static uint32_t fuzz_rand(void)
+{
+	fuzz_seed = fuzz_seed * 1103515245u + 12345u;
+	return fuzz_seed >> 8;
+}
+/* Answers every command with random frames: random lengths, sometimes a
+ * header that matches the command with random status and data. */
+static void fuzz_script(struct fake *f, const uint8_t *p, size_t n)
+{
+	int frames = (int)(fuzz_rand() % 4);
+	for (int i = 0; i < frames; i++) {
+		uint8_t b[96];
+		size_t len = fuzz_rand() % sizeof b;
+		for (size_t k = 0; k < len; k++)
+			b[k] = (uint8_t)fuzz_rand();
+		if (len >= 2 && n >= 2 && fuzz_rand() % 2) {
+			b[0] = 1;
+			b[1] = p[1];
+		}
+		if (fuzz_rand() % 3 == 0)
+			fake_push(f, b, len);        /* unframed */
+		else
+			fake_push_frame(f, b, len);
+	}
+}
+
+static void random_replies_never_hang_or_crash(void)
+{
+	for (uint32_t seed = 1; seed <= 150; seed++) {
+		fuzz_seed = seed;
+		struct fake *f = fake_new(MAGIC_ESP32, 4);
+		f->respond = fuzz_script;
+		f->stub = seed % 2;
+		esp_loader *l = esp_loader_new(&f->t);
+		uint64_t t0 = esp_now_us(f->t.clock);
+		esp_loader_connect(l, ESP_RESET_NONE, 1);
+		esp_loader_detect_chip(l, NULL);
+		uint8_t mac[6], md[16], buf[300];
+		esp_loader_read_mac(l, mac);
+		uint32_t id, size;
+		esp_loader_flash_id(l, &id, &size);
+		esp_loader_write_flash(l, 0x1000, buf, sizeof buf, seed % 3 ? ESP_WRITE_COMPRESS : 0, NULL, NULL);
+		esp_loader_flash_md5(l, 0, 0x1000, md);
+		esp_loader_read_flash(l, 0, buf, sizeof buf, NULL, NULL);
+		esp_loader_erase_region(l, 0x2000, 0x1000);
+		esp_loader_change_baud(l, 230400);
+		/* every call ends by its deadline: a few seconds each, ~10 calls
+		 * plus their internal commands, on the fake clock */
+		uint64_t took = esp_now_us(f->t.clock) - t0;
+		CHECK_MSG(took < 120000000ull, "seed %u took %llu us", seed, (unsigned long long)took);
+		CHECK(strlen(esp_loader_error(l)) < 256);
+		esp_loader_free(l);
+		fake_free(f);
+	}
+}
+
 static void status_mapping(void)
 {
 	CHECK_EQ(esp_status_to_errno(0, 0), 0);
@@ -793,6 +851,7 @@ int main(void)
 	RUN(change_baud_words);
 	RUN(malformed_replies);
 	RUN(gsi_size_field_is_not_trusted);
+	RUN(random_replies_never_hang_or_crash);
 	RUN(status_mapping);
 	RUN(base64_vectors);
 	RUN(stub_json_and_upload);
