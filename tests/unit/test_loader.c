@@ -827,6 +827,19 @@ static void stub_files_from_esptool_js(void)
 		esp_stub_free(&s);
 	}
 	CHECK_EQ(esp_stub_find(esp_chip_get(ESP_CHIP_ESP32), "/nonexistent", path, sizeof path), -ENOENT);
+	/* esp-web-flasher's legacy stubs use the same keys */
+	snprintf(dir, sizeof dir, "%s/tests/interop/node_modules/esp-web-flasher/dist/stubs", src);
+	if (access(dir, R_OK) != 0)
+		return;
+	for (size_t i = 0; i < 5; i++) {
+		const struct esp_chip_info *c = esp_chip_get(ids[i]);
+		CHECK_EQ(esp_stub_find(c, dir, path, sizeof path), 0);
+		esp_stub s;
+		char err[256];
+		CHECK_MSG(esp_stub_load_file(path, &s, err, sizeof err) == 0, "%s", err);
+		CHECK(s.entry != 0 && s.text_len > 1000);
+		esp_stub_free(&s);
+	}
 }
 
 int main(void)
