@@ -11,6 +11,7 @@ import { PtySerialPort } from './webserial-shim.mjs';
 
 export const HERE = path.dirname(fileURLToPath(import.meta.url));
 const live = new Set();           // child processes to kill on any exit
+const liveDirs = new Set();       // temp dirs to remove on any exit
 
 // TAP owns stdout; the clients' own console chatter goes to stderr.
 const tapOut = (line) => process.stdout.write(`${line}\n`);
@@ -19,6 +20,7 @@ for (const k of ['log', 'info', 'debug', 'warn', 'error', 'trace'])
 
 process.on('exit', () => {
 	for (const p of live) try { p.kill('SIGKILL'); } catch { /* gone */ }
+	for (const d of liveDirs) try { fs.rmSync(d, { recursive: true, force: true }); } catch { /* ok */ }
 });
 for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'])
 	process.on(sig, () => process.exit(1));
@@ -187,6 +189,11 @@ export function makeLog() {
 /** Run cases in order.  A case: { name, timeout (ms), skip(): reason|null,
  * run: async (t) => {...} }.  t has dir (temp), sims, ports, log. */
 export async function runCases(cases) {
+	// meson kills us at 120 s; leave first, through the exit hooks above
+	setTimeout(() => {
+		tapOut('Bail out! interop test file exceeded 110 s');
+		process.exit(1);
+	}, 110000).unref();
 	const nm = nodeModulesMissing();
 	if (nm) { tapOut(`1..0 # SKIP ${nm}`); process.exit(0); }
 	for (const c of cases) {
@@ -196,6 +203,7 @@ export async function runCases(cases) {
 			dir: fs.mkdtempSync(path.join(os.tmpdir(), 'espfs-interop-')),
 			sims: [], ports: [], log: makeLog(),
 		};
+		liveDirs.add(t.dir);
 		const started = Date.now();
 		let timer;
 		try {
@@ -215,6 +223,7 @@ export async function runCases(cases) {
 			for (const p of t.ports) await p.forceClose().catch(() => {});
 			for (const s of t.sims) await s.stop();
 			fs.rmSync(t.dir, { recursive: true, force: true });
+			liveDirs.delete(t.dir);
 		}
 	}
 	tapOut(`1..${n}`);
