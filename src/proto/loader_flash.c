@@ -6,6 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
+#ifdef ESPFS_HAVE_LIBDEFLATE
+#include <libdeflate.h>
+#endif
 #include "loader_priv.h"
 
 #define READ_PACKET 0x1000
@@ -16,6 +19,8 @@
 #define ROM_READ_SLOW_MAX 64
 #define ROM_ADDR_LIMIT (16u << 20)
 #define WRITE_BLOCK_ATTEMPTS 3   /* as esptool */
+
+static uint8_t *zlib_pack(const uint8_t *in, size_t n, size_t *out_len);
 
 uint32_t esp_esp8266_erase_size(uint32_t offset, uint32_t size)
 {
@@ -218,20 +223,11 @@ int esp_loader_write_flash(esp_loader *l, uint32_t offset, const uint8_t *data, 
 	memset(buf + len, 0xFF, plen - len);
 
 	uint8_t *z = NULL;
-	uLongf zlen = 0;
-	if ((flags & ESP_WRITE_COMPRESS) && (l->stub || l->chip->rom_has_defl)) {
-		zlen = compressBound((uLong)plen);
-		z = malloc(zlen);
-		if (!z) {
-			free(buf);
-			return -ENOMEM;
-		}
-		/* zlib framing (RFC 1950), not raw deflate or gzip (A10) */
-		if (compress2(z, &zlen, buf, (uLong)plen, 9) != Z_OK || zlen >= plen) {
-			free(z);
-			z = NULL; /* incompressible: plain is shorter */
-		}
-	}
+	size_t zlen = 0;
+	/* zlib framing, not raw deflate or gzip (A10); plain when that is
+	 * shorter, as esptool does */
+	if ((flags & ESP_WRITE_COMPRESS) && (l->stub || l->chip->rom_has_defl))
+		z = zlib_pack(buf, plen, &zlen);
 	if (z)
 		rc = write_defl(l, offset, buf, plen, z, zlen, progress, ctx);
 	else
@@ -264,6 +260,39 @@ int esp_loader_write_flash(esp_loader *l, uint32_t offset, const uint8_t *data, 
 	}
 	free(buf);
 	return rc;
+}
+
+/* A zlib stream (RFC 1950) of in; NULL when it would not be smaller.
+ * libdeflate at its top level packs ~2% tighter than zlib -9, which is 2%
+ * less time on the wire; zlib is the fallback. */
+static uint8_t *zlib_pack(const uint8_t *in, size_t n, size_t *out_len)
+{
+#ifdef ESPFS_HAVE_LIBDEFLATE
+	struct libdeflate_compressor *c = libdeflate_alloc_compressor(12);
+	if (c) {
+		size_t cap = libdeflate_zlib_compress_bound(c, n);
+		uint8_t *z = malloc(cap);
+		size_t k = z ? libdeflate_zlib_compress(c, in, n, z, cap) : 0;
+		libdeflate_free_compressor(c);
+		if (k && k < n) {
+			*out_len = k;
+			return z;
+		}
+		free(z);
+		if (k)
+			return NULL;
+	}
+#endif
+	uLongf zlen = compressBound((uLong)n);
+	uint8_t *z = malloc(zlen);
+	if (!z)
+		return NULL;
+	if (compress2(z, &zlen, in, (uLong)n, 9) != Z_OK || zlen >= n) {
+		free(z);
+		return NULL;
+	}
+	*out_len = zlen;
+	return z;
 }
 
 static int unhex(char c)
