@@ -10,7 +10,8 @@ import { improvSerial } from './load-clients.mjs';
 import { esp32EsphomeFactory } from './synth-image.mjs';
 
 const FACTORY = 'firmware/esphome-project-template/gh-pages-fd3bfd6/project-template-esp32/project-template-esp32.factory.bin';
-const FLASH_SIZE = 4 << 20;   // the ESP32 image header says 4MB
+const FACTORY_8266 = 'firmware/esphome-project-template/gh-pages-a9c729c/project-template-esp8266/project-template-esp8266.factory.bin';
+const FLASH_SIZE = 4 << 20;   // the image headers say 4MB
 const UNABLE_TO_CONNECT = 3;  // Improv error code
 const PROVISIONED = 4;
 const READY = 2;
@@ -21,11 +22,11 @@ const READY = 2;
 // reports the project's name and version instead when the YAML declares a
 // project.  The factory image is 2024.6.6 with a project, the synthetic one
 // claims 2099.1.0 with a project, so both branches are exercised.
-async function improvSession(t, image, want) {
+async function improvSession(t, image, want, chip = 'esp32') {
 	const flash = path.join(t.dir, 'flash.bin');
 	makeFlashFile(flash, FLASH_SIZE, image, 0);
 	const sim = await startSim(t, {
-		chip: 'esp32', flash, app: true, wifi: ['Net:pass', 'Neighbours:secret9'],
+		chip, flash, app: true, wifi: ['Net:pass', 'Neighbours:secret9'],
 	});
 	const port = openPort(t, sim.link);
 	const rx = [];
@@ -39,7 +40,7 @@ async function improvSession(t, image, want) {
 	comment(`device info: ${JSON.stringify(info)} after ${Date.now() - t0} ms`);
 	ok(info.firmware === want.firmware, `initialize(): firmware "${info.firmware}" (the image says ${want.firmware})`);
 	ok(info.version === want.version, `initialize(): version "${info.version}" (the image says ${want.version})`);
-	ok(info.chipFamily === 'ESP32', `initialize(): chip family "${info.chipFamily}"`);
+	ok(info.chipFamily === chip.toUpperCase(), `initialize(): chip family "${info.chipFamily}"`);
 	ok(info.name === want.name, `initialize(): device name "${info.name}" (the image says ${want.name})`);
 	ok(improv.state === READY, `state is READY/authorized (${improv.state}) before provisioning`);
 
@@ -94,6 +95,16 @@ await runCases([
 		async run(t) {
 			// shared/firmware/MANIFEST.md: app_desc project-template, ESPHome 2024.6.6
 			await improvSession(t, readFile(sharedFile(FACTORY).path), { firmware: 'ESPHome', version: '2024.6.6', name: 'project-template' });
+		},
+	},
+	{
+		name: 'improv-wifi-serial-sdk, esp8266 running the ESPHome factory image',
+		skip: () => needSim() || sharedFile(FACTORY_8266).skip || null,
+		timeout: 60000,
+		async run(t) {
+			// strings in the image: ESPHome 2024.6.4, project-template.local
+			await improvSession(t, readFile(sharedFile(FACTORY_8266).path),
+				{ firmware: 'ESPHome', version: '2024.6.4', name: 'project-template' }, 'esp8266');
 		},
 	},
 ]);
