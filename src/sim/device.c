@@ -248,11 +248,6 @@ static uint64_t out_next_ns(sim_device *d)
 
 /* ---- USB identity ---- */
 
-static bool is_s2_otg(const sim_device *d)
-{
-	return d->native_usb && !d->chip->has_usb_jtag_serial && d->chip->usb_otg_rom_pid;
-}
-
 static uint16_t pid_for_mode(const sim_device *d, sim_mode m)
 {
 	if (!d->native_usb)
@@ -534,9 +529,11 @@ sim_device *sim_device_new(const struct sim_config *cfg, char *err, size_t errle
 	if (cfg->app) {
 		sim_boot_app(d, now, CAUSE_POWERON);
 	} else {
-		/* held in download mode since power-on; over USB-OTG that can
-		 * only have been BOOT held (TinyUSB apps ignore DTR/RTS) */
-		d->latched_download = is_s2_otg(d);
+		/* In download mode since power-on: on a UART board and over
+		 * USB-OTG that means BOOT was held (straps latched low, a core
+		 * reset comes back here); USB-JTAG chips are taken to have got
+		 * here through the USB-JTAG reset, which latches nothing. */
+		d->latched_download = !(d->native_usb && d->chip->has_usb_jtag_serial);
 		enter_rom(d, CAUSE_POWERON, now);
 	}
 	return d;

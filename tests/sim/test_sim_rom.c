@@ -555,6 +555,24 @@ static void flash_end_leaves_the_loader(void)
 	st_cmd(&s, 0x08, st_sync_data, sizeof st_sync_data, 0);
 	CHECK_EQ(st_resp(&s, 100), -ETIMEDOUT);
 	st_close(&s);
+
+	/* FLASH_END(0) reboots without re-sampling the straps: back in the
+	 * loader (esp-serial-flasher's observation, PROTOCOL.md A3) */
+	if (st_open(&s, "esp32") < 0) {
+		CHECK(0);
+		return;
+	}
+	st_words(&s, 0x02, begin, 4, 200);
+	end[0] = 0;
+	CHECK_EQ(st_words(&s, 0x04, end, 1, 200), 4);
+	esp_sleep_ms(&s.fc.clock, 5);
+	CHECK(sim_get_mode(s.d) == SIM_MODE_ROM);
+	uint8_t buf[512];
+	size_t n = st_drain_raw(&s, buf, sizeof buf - 1, 20);
+	buf[n] = 0;
+	CHECK(strstr((char *)buf, "waiting for download") != NULL);
+	CHECK_EQ(st_sync(&s, NULL), 0);
+	st_close(&s);
 }
 
 static void flash_file_is_write_through(void)
