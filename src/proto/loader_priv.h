@@ -58,6 +58,18 @@ int esp__send(esp_loader *l, uint8_t op, const uint8_t *data, size_t len, uint32
 int esp__recv(esp_loader *l, uint8_t op, uint32_t timeout_ms, uint32_t *value,
 	      uint8_t *resp_data, size_t resp_cap, size_t expect_len);
 
+#define ESP_ESPRESSIF_VID 0x303A
+#define ESP_USB_JTAG_SERIAL_PID 0x1001
+#define ESP32_EFUSE_WORD4 0x3FF5A010u   /* low byte: 8 MHz clock calibration */
+#define ESP32_RTC_CALI_REG 0x3FF5F06Cu  /* RTC calibration value, bits 7..31 */
+
+const char *esp__who(const esp_loader *l);     /* "ROM" or "stub", for messages */
+bool esp__is_usb_jtag(const esp_transport *t);
+/* Detect the chip unless known. */
+int esp__need_chip(esp_loader *l);
+/* WRITE_REG of a whole word, no delay. */
+int esp__wreg(esp_loader *l, uint32_t addr, uint32_t val);
+
 /* Attach SPI flash, learn its size and tell the ROM/stub (once). */
 int esp__flash_ready(esp_loader *l);
 /* Block size for flash writes and RAM uploads on this link. */
