@@ -805,6 +805,31 @@ static void stub_json_and_upload(void)
 	CHECK(esp_stub_load_file("/nonexistent/x.json", &s, err, sizeof err) < 0);
 }
 
+
+static void stub_search_order(void)
+{
+	char dir[] = "/tmp/espfs-stubs-XXXXXX";
+	CHECK(mkdtemp(dir) != NULL);
+	char a[300], b[300], path[400];
+	snprintf(a, sizeof a, "%s/esp32s3.json", dir);
+	snprintf(b, sizeof b, "%s/stub_flasher_32c3.json", dir); /* esptool-js 0.6 name */
+	FILE *f = fopen(a, "w");
+	if (f) { fputs("{}", f); fclose(f); }
+	f = fopen(b, "w");
+	if (f) { fputs("{}", f); fclose(f); }
+	setenv("ESPFS_STUB_DIR", dir, 1);
+	CHECK_EQ(esp_stub_find(esp_chip_get(ESP_CHIP_ESP32S3), NULL, path, sizeof path), 0);
+	CHECK_STR(path, a);
+	CHECK_EQ(esp_stub_find(esp_chip_get(ESP_CHIP_ESP32C3), NULL, path, sizeof path), 0);
+	CHECK_STR(path, b);
+	/* an explicit dir is the only place looked at */
+	CHECK_EQ(esp_stub_find(esp_chip_get(ESP_CHIP_ESP32S3), "/nonexistent", path, sizeof path), -ENOENT);
+	unsetenv("ESPFS_STUB_DIR");
+	unlink(a);
+	unlink(b);
+	rmdir(dir);
+}
+
 static void stub_files_from_esptool_js(void)
 {
 	const char *src = getenv("ESPFS_SOURCE");
@@ -868,6 +893,7 @@ int main(void)
 	RUN(status_mapping);
 	RUN(base64_vectors);
 	RUN(stub_json_and_upload);
+	RUN(stub_search_order);
 	RUN(stub_files_from_esptool_js);
 	return t_done();
 }
