@@ -95,7 +95,8 @@ struct sim_faults {
 };
 void sim_set_faults(sim_device *d, const struct sim_faults *f);
 
-/* Inspection. */
+/* Inspection.  While held in reset (EN low) the mode is the one the chip
+ * had before; it changes when the chip boots again. */
 sim_mode sim_get_mode(sim_device *d);
 const struct esp_chip_info *sim_chip(sim_device *d);
 void sim_get_mac(sim_device *d, uint8_t mac[6]);
@@ -104,7 +105,9 @@ uint32_t sim_flash_size(sim_device *d);
 uint8_t *sim_flash_copy(sim_device *d, uint32_t offset, uint32_t len);
 /* Write flash directly (test setup: put an image in place). */
 int sim_flash_load(sim_device *d, uint32_t offset, const uint8_t *data, size_t len);
-uint16_t sim_usb_pid(sim_device *d);          /* current USB PID, 0 = not USB */
+/* USB identity of the port now: the bridge's for UART boards (10c4:ea60),
+ * 303a:xxxx for native USB; PID 0 while unplugged. */
+uint16_t sim_usb_pid(sim_device *d);
 uint16_t sim_usb_vid(sim_device *d);          /* 0x303A native USB, else the bridge's */
 /* Changes every time the device re-enumerates (USB-OTG ROM <-> app). */
 unsigned sim_port_generation(sim_device *d);
