@@ -2,8 +2,11 @@
  * validate, classify ("what is this buffer, which chip is it for, where
  * does it go") and check a write against a target chip and flash offset.
  *
- * Pure functions: no I/O, no allocation, no global state; every function
- * is safe on arbitrary bytes (never reads outside [buf, buf+len)).
+ * Pure functions: no I/O, no global state, no allocation (but one
+ * temporary in esp_image_check_write); every function is safe on
+ * arbitrary bytes (never reads outside [buf, buf+len)).  The structs are
+ * a few KiB (esp_image_class ~4.6 KiB): allocate them, or keep them off
+ * small stacks.
  * Messages are short English sentences fit for the `state` file. */
 #ifndef ESPFS_IMAGE_H
 #define ESPFS_IMAGE_H
