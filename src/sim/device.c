@@ -263,7 +263,10 @@ static uint16_t pid_for_mode(const sim_device *d, sim_mode m)
 static void usb_update(sim_device *d, sim_mode m)
 {
 	uint16_t pid = pid_for_mode(d, m);
-	if (pid != d->usb_pid_now) {
+	/* USB-OTG is driven by the chip's own software: any chip reset drops
+	 * off the bus and comes back (USB-Serial/JTAG and bridges stay) */
+	bool otg = d->native_usb && !d->chip->has_usb_jtag_serial;
+	if (pid != d->usb_pid_now || (otg && d->usb_pid_now)) {
 		d->usb_pid_now = pid;
 		d->generation++;
 		out_clear(d);
@@ -697,6 +700,7 @@ void sim_set_lines(sim_device *d, int dtr, int rts)
 	pthread_mutex_lock(&d->lock);
 	uint64_t now = now_us_of(d);
 	advance(d, now);
+	int rts_was = d->rts;
 	if (dtr >= 0)
 		d->dtr = dtr ? 1 : 0;
 	if (rts >= 0)
@@ -706,7 +710,10 @@ void sim_set_lines(sim_device *d, int dtr, int rts)
 			usb_jtag_lines(d, now);
 		else if (!d->native_usb)
 			classic_lines(d, now);
-		/* USB-OTG (S2): the TinyUSB app and the ROM ignore the lines */
+		else if (d->mode == SIM_MODE_STUB && rts_was && !d->rts)
+			/* USB-OTG: the ROM and TinyUSB apps ignore the lines; the
+			 * stub (esp-flasher-stub) resets the chip when RTS toggles */
+			sim_chip_reset(d, false, CAUSE_SW, now);
 	}
 	pthread_mutex_unlock(&d->lock);
 }

@@ -227,6 +227,24 @@ static void s2_usb_otg_reenumerates(void)
 	CHECK_EQ(esp_tr_read(s.t, b, sizeof b, 10), -ENODEV);
 	CHECK_EQ(st_reopen(&s), 0);
 	CHECK(answers_sync(&s));
+	/* a stub on USB-OTG resets the chip when RTS toggles: the chip drops
+	 * off the bus and its ROM (BOOT was held at reset) comes back */
+	uint8_t text[32] = { 0 };
+	uint32_t mb[4] = { sizeof text, 1, 0x800, 0x40028000 };
+	st_words(&s, 0x05, mb, 4, 200);
+	st_data(&s, 0x07, 0, text, sizeof text, 200);
+	uint32_t me[2] = { 0, 0x40028000 };
+	st_words(&s, 0x06, me, 2, 200);
+	CHECK_EQ(st_frame(&s, 500), 4);
+	CHECK(sim_get_mode(s.d) == SIM_MODE_STUB);
+	gen = sim_port_generation(s.d);
+	esp_tr_set_lines(s.t, 0, 1);
+	esp_tr_set_lines(s.t, 0, 0);
+	CHECK(sim_get_mode(s.d) == SIM_MODE_ROM);
+	CHECK_EQ(sim_port_generation(s.d), gen + 1);
+	CHECK_EQ(st_reopen(&s), 0);
+	uint32_t v = 0;
+	CHECK(st_sync(&s, &v) == 0 && v == 0x20120707);
 	st_close(&s);
 }
 
