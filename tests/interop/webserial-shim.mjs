@@ -44,6 +44,7 @@ export class PtySerialPort {
 		this.baudRate = 0;
 		this.eagainRetries = 0;   // for the shim's own test
 		this.onRx = null;         // a test's tap on everything the device sends
+		this.lostAt = 0;          // when the device went away (Date.now())
 	}
 
 	getInfo() { return {}; }
@@ -90,6 +91,7 @@ export class PtySerialPort {
 	_fail() {
 		if (this._lost) return;
 		this._lost = true;
+		this.lostAt = Date.now();
 		if (this._ctl) {
 			try { this._ctl.error(lostError()); } catch { /* already closed */ }
 			this._ctl = null;
