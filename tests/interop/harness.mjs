@@ -1,6 +1,6 @@
 // The interop harness: TAP output, one temp dir and one espsim per case, and
 // cleanup that happens whatever the client does (throws, hangs, leaves
-// handles open).  Every test file is `runCases(title, [cases])`.
+// handles open).  Every test file is `await runCases([cases])`.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
