@@ -227,6 +227,7 @@ static const char *errno_name(int e)
 	case EACCES: return "EACCES";
 	case EOPNOTSUPP: return "EOPNOTSUPP";
 	case EINTR: return "EINTR";
+	case ECONNREFUSED: return "ECONNREFUSED";
 	case ENOMEM: return "ENOMEM";
 	default: return "error";
 	}

@@ -28,7 +28,8 @@ struct flash_writer {
 	size_t pend_len, pend_cap;
 	uint32_t pend_off;
 	uint64_t dirty;            /* bytes written since the last commit */
-	uint64_t sent;             /* bytes handed to the device, this upload */
+	uint64_t sent;             /* bytes written and verified, this upload */
+	uint64_t handed;           /* bytes handed to the device, this upload */
 	uint32_t first_off;
 	uint64_t next_contig;      /* end of the last dispatch */
 	bool have_next;
@@ -95,7 +96,7 @@ static void reply_detached(fuse_req_t req, int err, size_t wsize)
 
 static void mark_incomplete(struct flash_writer *fw, int err, const char *why)
 {
-	if (fw->sent)
+	if (fw->handed)
 		device_set_error(fw->dev, err,
 				 "flash.bin incomplete: %s after %llu bytes written from 0x%x; "
 				 "the flash holds a partial image, write it again",
@@ -126,8 +127,9 @@ static int dispatch(struct flash_writer *fw, size_t n)
 	fj->j.done = job_done;
 	snprintf(fj->j.what, sizeof fj->j.what, "flash.bin");
 	atomic_init(&fj->j.cancel, 0);
-	if (!fw->sent)
+	if (!fw->handed)
 		fw->first_off = fw->pend_off;
+	fw->handed += n;
 	fw->next_contig = (uint64_t)fw->pend_off + n;
 	fw->have_next = true;
 	memmove(fw->pend, fw->pend + n, fw->pend_len - n);
@@ -193,6 +195,7 @@ static void job_done(struct dev_job *j)
 		fw->sticky = 0;
 		fw->dirty = 0;
 		fw->sent = 0;
+		fw->handed = 0;
 		fw->have_next = false;
 		atomic_store(&fw->cancel, 0);
 	}
@@ -316,6 +319,7 @@ void fw_commit(struct flash_writer *fw, fuse_req_t req)
 			mark_incomplete(fw, EINTR, "interrupted");
 			fw->dirty = 0;
 			fw->sent = 0;
+			fw->handed = 0;
 			fw->sticky = 0;
 			err = EINTR;
 			goto out;
@@ -330,6 +334,7 @@ void fw_commit(struct flash_writer *fw, fuse_req_t req)
 			if (!fw->inflight) {
 				fw->dirty = 0;
 				fw->sent = 0;
+				fw->handed = 0;
 				err = -rc;
 				goto out;
 			}
@@ -341,6 +346,7 @@ void fw_commit(struct flash_writer *fw, fuse_req_t req)
 		fw->sticky = 0;
 		fw->dirty = 0;
 		fw->sent = 0;
+		fw->handed = 0;
 		fw->have_next = false;
 		goto out;
 	}

@@ -248,7 +248,7 @@ static void device_removed(esp_device *d)
 	notify_inval_inode(ROOT_INO);
 }
 
-static void device_state(esp_device *d)
+void nodes_device_state(esp_device *d)
 {
 	pthread_mutex_lock(&vfs.lock);
 	for (struct node *n = vfs.nodes; n; n = n->next)
@@ -274,7 +274,7 @@ void vfs_device_event(void *ctx, esp_device *d, enum dev_event ev)
 		device_removed(d);
 		break;
 	case DEV_EV_STATE:
-		device_state(d);
+		notify_device_state(d);
 		break;
 	}
 }

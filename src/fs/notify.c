@@ -9,13 +9,14 @@
 #include "espfs/log.h"
 #include "vfs.h"
 
-enum nkind { NK_INODE, NK_ENTRY, NK_DELETE, NK_POLL };
+enum nkind { NK_INODE, NK_ENTRY, NK_DELETE, NK_POLL, NK_DEVSTATE };
 
 struct nitem {
 	enum nkind kind;
 	uint64_t parent, ino;
 	char name[256];
 	struct fuse_pollhandle *ph;
+	esp_device *dev;
 	struct nitem *next;
 };
 
@@ -35,6 +36,8 @@ static void push(struct nitem *it)
 		pthread_mutex_unlock(&nq.lock);
 		if (it->ph)
 			fuse_pollhandle_destroy(it->ph);
+		if (it->dev)
+			device_unref(it->dev);
 		free(it);
 		return;
 	}
@@ -65,6 +68,10 @@ static void send_one(struct nitem *it)
 	case NK_POLL:
 		rc = fuse_lowlevel_notify_poll(it->ph);
 		fuse_pollhandle_destroy(it->ph);
+		break;
+	case NK_DEVSTATE:
+		nodes_device_state(it->dev);
+		device_unref(it->dev);
 		break;
 	}
 	if (rc < 0 && rc != -ENOENT && rc != -EBADF && rc != -ENODEV)
@@ -119,6 +126,8 @@ void notify_stop(void)
 		struct nitem *next = it->next;
 		if (it->ph)
 			fuse_pollhandle_destroy(it->ph);
+		if (it->dev)
+			device_unref(it->dev);
 		free(it);
 		it = next;
 	}
@@ -170,5 +179,15 @@ void notify_poll(struct fuse_pollhandle *ph)
 		return;
 	}
 	it->ph = ph;
+	push(it);
+}
+
+void notify_device_state(esp_device *d)
+{
+	struct nitem *it = item(NK_DEVSTATE);
+	if (!it)
+		return;
+	device_ref(d);
+	it->dev = d;
 	push(it);
 }

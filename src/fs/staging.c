@@ -35,8 +35,9 @@ void stage_free(struct stage *s)
 bool stage_expired(struct node *n)
 {
 	struct stage *s = n->stage;
-	return s && s->committed && !s->dirty && !s->committing && s->opens == 0 &&
-	       now_ms() - s->committed_at_ms > LINGER_MS;
+	/* refused files go too: the reason is in state, the source is intact */
+	return s && ((s->committed && !s->dirty) || s->failed) && !s->committing &&
+	       s->opens == 0 && now_ms() - s->committed_at_ms > LINGER_MS;
 }
 
 static int grow(struct stage *s, size_t want, uint32_t limit)
@@ -120,6 +121,8 @@ static void commit_done(struct dev_job *j)
 	uint64_t dir = n ? n->parent : 0;
 	if (n && n->stage) {
 		n->stage->committing = false;
+		n->stage->failed = j->rc != 0;
+		n->stage->committed_at_ms = now_ms();
 		if (j->rc == 0) {
 			n->stage->dirty = false;
 			n->stage->committed = true;
@@ -209,6 +212,10 @@ void stage_flush(struct node *n, fuse_req_t req)
 		} else {
 			rc = commit(n, req, false);
 			deferred = rc == 0;
+		}
+		if (rc < 0) {
+			s->failed = true;
+			s->committed_at_ms = now_ms();
 		}
 	}
 	pthread_mutex_unlock(&vfs.lock);

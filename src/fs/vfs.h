@@ -26,6 +26,7 @@ struct stage {
 	bool dirty;               /* written since the last commit */
 	bool committing;
 	bool committed;
+	bool failed;              /* last commit refused or failed */
 	int opens;
 	uint64_t committed_at_ms;
 };
@@ -100,6 +101,12 @@ void notify_inval_inode(uint64_t ino);
 void notify_inval_entry(uint64_t parent, const char *name);
 void notify_delete(uint64_t parent, uint64_t child, const char *name);
 void notify_poll(struct fuse_pollhandle *ph);  /* takes ownership */
+/* A device's state changed: invalidate its volatile files and wake
+ * pollers, later, from the notifier thread.  Device events may come from
+ * code that holds our locks (a refusal decided in write()), so the work
+ * that takes vfs.lock never runs in the caller. */
+void notify_device_state(esp_device *d);
+void nodes_device_state(esp_device *d);  /* nodes.c; takes vfs.lock */
 
 /* attrs.c: the text of read-only files (malloc'd) and the parsers of the
  * write-only ones. */

@@ -1,1 +1,59 @@
-echo "1..0 # SKIP not written yet"; exit 77
+#!/bin/bash
+# The tree and its metadata: one folder per device, by-mac links, one value
+# per file, info.json; listing, stat and the 16 KiB a file manager sniffs
+# never reset a chip that runs its app.
+source "$(dirname "$0")/lib.sh" "$@"
+need_fuse
+
+start_espfs --sim "esp32,app,improv,name=app32,flash=$T/app.flash" --sim "esp32c3,flash=$T/c3.flash" ||
+	{ echo "Bail out! espfs did not mount"; exit 1; }
+A=$MNT/app32
+
+check "folders for both devices" [ -d "$A" -a -d "$MNT/sim1" ]
+check "device files present" bash -c "cd '$A' && ls chip mac flash.bin erase wifi state info.json >/dev/null"
+check "chip is one line" [ "$(cat "$A/chip")" = ESP32 ]
+check "mac looks like a MAC" grep -qE '^([0-9a-f]{2}:){5}[0-9a-f]{2}$' "$A/mac"
+check "st_size of chip is its length" [ "$(stat -c %s "$A/chip")" = "$(cat "$A/chip" | wc -c)" ]
+mac=$(cat "$A/mac")
+check "by-mac/<mac> points at the folder" [ "$(readlink "$MNT/by-mac/$mac")" = ../app32 ]
+check "by-mac/<mac>/chip readable" [ "$(cat "$MNT/by-mac/$mac/chip")" = ESP32 ]
+check "info.json is valid JSON" python3 -c "import json,sys; json.load(open(sys.argv[1]))" "$A/info.json"
+check "info.json has the MAC" [ "$(json_get "$A/info.json" mac)" = "$mac" ]
+check "info.json lists the partition table" python3 -c 'import json,sys; sys.exit(0 if any(p["label"] == "factory" for p in json.load(open(sys.argv[1]))["partitions"]) else 1)' "$A/info.json"
+check "state is one line" [ "$(wc -l <"$A/state")" = 1 ]
+
+# a file manager's visit must not reset a running app
+r0=$(json_get "$A/info.json" resets)
+m0=$(json_get "$A/info.json" sim.mode)
+echo "# before: resets=$r0 sim mode=$m0"
+for i in 1 2 3; do
+	ls -la "$A" "$MNT" "$MNT/by-mac" >/dev/null
+	stat "$A"/* >/dev/null
+	for f in chip mac flash.bin state info.json wifi; do head -c 16384 "$A/$f" >/dev/null; done
+done
+check "head -c 16384 of flash.bin equals the flash" cmp <(head -c 16384 "$A/flash.bin") <(head -c 16384 "$T/app.flash")
+r1=$(json_get "$A/info.json" resets)
+m1=$(json_get "$A/info.json" sim.mode)
+echo "# after: resets=$r1 sim mode=$m1"
+check "ls/stat/head never reset the chip" [ "$r0" = "$r1" ]
+check "the app is still running" [ "$m1" = app ]
+
+# read-only files refuse writes; unknown names do not exist
+if bash -c "echo x >'$A/chip'" 2>/dev/null; then nok "chip is read-only"; else ok "chip is read-only"; fi
+if rm "$A/flash.bin" 2>/dev/null; then nok "flash.bin cannot be removed"; else ok "flash.bin cannot be removed"; fi
+check "chmod/touch on flash.bin are harmless" bash -c "chmod 600 '$A/flash.bin' && touch '$A/flash.bin'"
+
+# poll(2) on state wakes when it changes
+python3 - "$A/state" "$A/erase" <<'PY' && ok "poll on state wakes on a change" || nok "poll on state wakes on a change"
+import os, select, sys, threading, time
+fd = os.open(sys.argv[1], os.O_RDONLY)
+os.read(fd, 4096)
+p = select.poll(); p.register(fd, select.POLLPRI | select.POLLIN)
+def poke():
+    time.sleep(0.3)
+    with open(sys.argv[2], 'w') as f: f.write('0x3f0000 0x1000\n')
+threading.Thread(target=poke).start()
+t = time.time(); ev = p.poll(5000)
+sys.exit(0 if ev and time.time() - t < 5 else 1)
+PY
+done_testing

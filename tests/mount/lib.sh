@@ -33,7 +33,28 @@ nok() { n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - $1"; }
 # check NAME CMD...: one TAP line from a command's status
 check() { local name=$1; shift; if "$@"; then ok "$name"; else nok "$name"; fi; }
 skip_all() { echo "1..0 # SKIP $1"; exit 77; }
+# Unmount, let espfs exit, and check it left no sanitizer report.
+stop_espfs() {
+	[ -n "$ESPFS_PID" ] || return 0
+	fusermount3 -u "$MNT" 2>/dev/null
+	local rc=0
+	for _ in $(seq 100); do kill -0 "$ESPFS_PID" 2>/dev/null || break; sleep 0.1; done
+	if kill -0 "$ESPFS_PID" 2>/dev/null; then
+		nok "espfs exits after unmount"
+		return
+	fi
+	wait "$ESPFS_PID"; rc=$?
+	ESPFS_PID=
+	if [ $rc = 0 ] && ! grep -qE "Sanitizer|runtime error" "$LOG"; then
+		ok "espfs exited cleanly after unmount (no sanitizer reports)"
+	else
+		nok "espfs exited cleanly after unmount (rc $rc)"
+		grep -A20 -E "Sanitizer|runtime error" "$LOG" | head -40 | sed 's/^/# /'
+	fi
+}
+
 done_testing() {
+	stop_espfs
 	echo "1..$n"
 	if [ "$failed" -gt 0 ]; then
 		echo "# espfs log (tail):"; tail -n 30 "$LOG" | sed 's/^/# /'
