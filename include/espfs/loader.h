@@ -88,6 +88,12 @@ int esp_loader_change_baud(esp_loader *l, uint32_t baud);
 enum {
 	ESP_WRITE_COMPRESS = 1u << 0,   /* FLASH_DEFL when the responder has it */
 	ESP_WRITE_NO_VERIFY = 1u << 1,  /* skip the final MD5 check */
+	/* Compare the device's MD5 with ours first (whole range, then per
+	 * 64 KiB block, then per 4 KiB sector where that pays) and send only
+	 * what differs; blocks that should be all 0xFF are erased, not sent,
+	 * or left alone when already blank.  Needs MD5 (stub or ESP32+ ROM);
+	 * otherwise ignored.  An identical image costs one MD5 round trip. */
+	ESP_WRITE_SKIP_SAME = 1u << 2,
 };
 /* Write len bytes at offset, then verify by MD5 unless told not to.
  * offset must be a multiple of 4096 (-EINVAL otherwise): ROM and stubs

@@ -176,7 +176,7 @@ static int write_defl(esp_loader *l, uint32_t offset, const uint8_t *data, size_
 	return finish(l, ESP_FLASH_DEFL_END);
 }
 
-static void md5_of(const uint8_t *data, size_t len, uint8_t out[16])
+void esp__md5(const uint8_t *data, size_t len, uint8_t out[16])
 {
 	MD5_CTX c;
 	MD5Init(&c);
@@ -188,6 +188,31 @@ static void hex16(const uint8_t m[16], char out[33])
 {
 	for (int i = 0; i < 16; i++)
 		snprintf(out + 2 * i, 3, "%02x", m[i]);
+}
+
+/* Compressed when asked and possible (plain when that is shorter, as
+ * esptool does), no verification: buf holds plen bytes, a multiple of 4. */
+int esp__write_range(esp_loader *l, uint32_t offset, const uint8_t *buf, size_t plen, unsigned flags,
+		     esp_progress_fn progress, void *ctx)
+{
+	uint8_t *z = NULL;
+	size_t zlen = 0;
+	int rc;
+	/* zlib framing, not raw deflate or gzip (A10) */
+	if ((flags & ESP_WRITE_COMPRESS) && (l->stub || l->chip->rom_has_defl))
+		z = zlib_pack(buf, plen, &zlen);
+	if (z)
+		rc = write_defl(l, offset, buf, plen, z, zlen, progress, ctx);
+	else
+		rc = write_plain(l, offset, buf, plen, progress, ctx);
+	free(z);
+	return rc;
+}
+
+/* Can this responder hash flash regions for us? */
+bool esp__can_md5(const esp_loader *l)
+{
+	return (l->stub || l->chip->rom_has_md5) && !l->secure_download;
 }
 
 int esp_loader_write_flash(esp_loader *l, uint32_t offset, const uint8_t *data, size_t len,
@@ -216,25 +241,26 @@ int esp_loader_write_flash(esp_loader *l, uint32_t offset, const uint8_t *data, 
 	}
 	if (len == 0)
 		return 0;
-	uint8_t *buf = malloc(plen);
+	/* room for the 0xFF tail up to the sector end: the skip-same
+	 * comparison covers whole sectors (a write erases them whole) */
+	size_t cap = (plen + ESP_SECTOR - 1) & ~(size_t)(ESP_SECTOR - 1);
+	uint8_t *buf = malloc(cap);
 	if (!buf)
 		return -ENOMEM;
 	memcpy(buf, data, len);
-	memset(buf + len, 0xFF, plen - len);
+	memset(buf + len, 0xFF, cap - len);
 
-	uint8_t *z = NULL;
-	size_t zlen = 0;
-	/* zlib framing, not raw deflate or gzip (A10); plain when that is
-	 * shorter, as esptool does */
-	if ((flags & ESP_WRITE_COMPRESS) && (l->stub || l->chip->rom_has_defl))
-		z = zlib_pack(buf, plen, &zlen);
-	if (z)
-		rc = write_defl(l, offset, buf, plen, z, zlen, progress, ctx);
+	bool same = false;
+	if ((flags & ESP_WRITE_SKIP_SAME) && esp__can_md5(l))
+		rc = esp__write_skip_same(l, offset, buf, plen, flags, progress, ctx, &same);
 	else
-		rc = write_plain(l, offset, buf, plen, progress, ctx);
-	free(z);
+		rc = esp__write_range(l, offset, buf, plen, flags, progress, ctx);
 
-	if (rc == 0 && !(flags & ESP_WRITE_NO_VERIFY)) {
+	if (rc == 0 && same) {
+		/* the device's MD5 of the whole range matched ours: that is the
+		 * verification */
+		l->last_verified = true;
+	} else if (rc == 0 && !(flags & ESP_WRITE_NO_VERIFY)) {
 		if (!l->stub && !l->chip->rom_has_md5) {
 			esp__err(l, "written but not verified: the %s ROM has neither MD5 nor read; "
 				 "load the stub to verify", l->chip->name);
@@ -242,7 +268,7 @@ int esp_loader_write_flash(esp_loader *l, uint32_t offset, const uint8_t *data, 
 			esp__err(l, "written but not verified: Secure Download Mode forbids MD5");
 		} else {
 			uint8_t want[16], got[16];
-			md5_of(buf, plen, want);
+			esp__md5(buf, plen, want);
 			rc = esp_loader_flash_md5(l, offset, (uint32_t)plen, got);
 			if (rc == 0 && memcmp(want, got, 16) != 0) {
 				char w[33], g[33];

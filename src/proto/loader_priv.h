@@ -80,4 +80,15 @@ uint32_t esp__ram_block(const esp_loader *l);
 int esp__flash_begin(esp_loader *l, uint8_t op, uint32_t size_word, uint32_t blocks,
 		     uint32_t block_size, uint32_t offset, uint32_t timeout_ms);
 
+/* Write plen bytes (a multiple of 4) at a sector-aligned offset: deflate
+ * when flags ask and the responder has it, else plain; no verification. */
+int esp__write_range(esp_loader *l, uint32_t offset, const uint8_t *buf, size_t plen, unsigned flags,
+		     esp_progress_fn progress, void *ctx);
+/* ESP_WRITE_SKIP_SAME (loader_skip.c).  buf holds plen bytes and 0xFF up
+ * to the next sector boundary.  *same: the whole range already matched. */
+int esp__write_skip_same(esp_loader *l, uint32_t offset, const uint8_t *buf, size_t plen, unsigned flags,
+			 esp_progress_fn progress, void *ctx, bool *same);
+bool esp__can_md5(const esp_loader *l);
+void esp__md5(const uint8_t *data, size_t len, uint8_t out[16]);
+
 #endif

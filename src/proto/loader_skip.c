@@ -1,0 +1,192 @@
+/* ESP_WRITE_SKIP_SAME: ask the device for MD5s of what it already holds
+ * and send only what differs (PROTOCOL.md A11 for SPI_FLASH_MD5).
+ *
+ * Cost model.  One MD5 command costs a round trip (~50 bytes on the wire)
+ * plus the device reading and hashing the region; sending a region costs
+ * its compressed bytes on the wire plus erase and program time.  Hence:
+ *  1. one MD5 of the whole range: an identical image costs just that;
+ *  2. otherwise one MD5 per 64 KiB block (the unit a stub erases in one
+ *     go, 150 ms against 16 x 45 ms for sectors on a typical NOR chip);
+ *  3. in a block that differs (and is not blank, where we know what it
+ *     holds without asking), sectors are probed one by one only until
+ *     a second one differs: a lone changed sector (a config record, a
+ *     byte written through the mount) is sent alone, anything more sends
+ *     the whole block, which then costs two extra small MD5s at most.
+ * A block that should hold only 0xFF is never sent: it is left alone
+ * when its MD5 says it is blank already, else erased (stub ERASE_REGION,
+ * ROM FLASH_BEGIN), which is cheaper than programming 0xFF pages.
+ * Neighbouring pieces of the same kind are merged into one write (one
+ * compressed stream keeps the stub's programming overlapped with the
+ * wire) or one erase. */
+#include <errno.h>
+#include <md5.h>
+#include <stdlib.h>
+#include <string.h>
+#include "loader_priv.h"
+
+#define SKIP_BLOCK 0x10000u
+
+enum piece_kind { P_SAME, P_WRITE, P_ERASE };
+
+struct piece {
+	uint32_t off, len;         /* device address, bytes */
+	enum piece_kind kind;
+};
+
+static bool all_ff(const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p[i] != 0xFF)
+			return false;
+	return true;
+}
+
+/* Does the device hold exactly local[0..n) at off?  1 yes, 0 no, <0
+ * error.  blank (may be NULL): whether it holds only 0xFF there. */
+static int device_same(esp_loader *l, uint32_t off, const uint8_t *local, uint32_t n, bool *blank)
+{
+	uint8_t want[16], got[16];
+	esp__md5(local, n, want);
+	int rc = esp_loader_flash_md5(l, off, n, got);
+	if (rc < 0)
+		return rc;
+	if (blank) {
+		uint8_t ff[256], dig[16];
+		MD5_CTX c;
+		memset(ff, 0xFF, sizeof ff);
+		MD5Init(&c);
+		for (uint32_t k = 0; k < n; k += sizeof ff)
+			MD5Update(&c, ff, n - k < sizeof ff ? n - k : sizeof ff);
+		MD5Final(dig, &c);
+		*blank = memcmp(dig, got, 16) == 0;
+	}
+	return memcmp(want, got, 16) == 0;
+}
+
+/* Progress of one piece reported as part of the whole range. */
+struct sub_progress {
+	esp_progress_fn fn;
+	void *ctx;
+	uint64_t base, total;
+};
+
+static int sub_report(void *ctx, uint64_t done, uint64_t total)
+{
+	struct sub_progress *s = ctx;
+	(void)total;
+	return s->fn ? s->fn(s->ctx, s->base + done, s->total) : 0;
+}
+
+static int add_piece(struct piece **v, size_t *n, size_t *cap, uint32_t off, uint32_t len, enum piece_kind k)
+{
+	if (*n && (*v)[*n - 1].kind == k && (*v)[*n - 1].off + (*v)[*n - 1].len == off) {
+		(*v)[*n - 1].len += len;
+		return 0;
+	}
+	if (*n == *cap) {
+		size_t c = *cap ? *cap * 2 : 16;
+		struct piece *p = realloc(*v, c * sizeof *p);
+		if (!p)
+			return -ENOMEM;
+		*v = p;
+		*cap = c;
+	}
+	(*v)[(*n)++] = (struct piece){ off, len, k };
+	return 0;
+}
+
+/* Plan one 64 KiB block (or the partial one at either end) that differs. */
+static int plan_block(esp_loader *l, uint32_t off, const uint8_t *local, uint32_t n, bool blank,
+		      struct piece **v, size_t *nv, size_t *cap)
+{
+	if (all_ff(local, n))
+		return add_piece(v, nv, cap, off, n, P_ERASE);
+	/* Blank: nothing to learn by probing sectors.  Its leading 0xFF
+	 * sectors are not trimmed off: a write that starts on a 64 KiB
+	 * boundary lets the stub erase whole blocks (150 ms) instead of
+	 * sectors (45 ms each). */
+	if (blank)
+		return add_piece(v, nv, cap, off, n, P_WRITE);
+	if (n <= ESP_SECTOR)
+		return add_piece(v, nv, cap, off, n, P_WRITE);
+	uint32_t lone = UINT32_MAX;
+	int diffs = 0;
+	for (uint32_t s = 0; s < n && diffs < 2; s += ESP_SECTOR) {
+		uint32_t k = n - s < ESP_SECTOR ? n - s : ESP_SECTOR;
+		int same = device_same(l, off + s, local + s, k, NULL);
+		if (same < 0)
+			return same;
+		if (!same) {
+			diffs++;
+			lone = s;
+		}
+	}
+	if (diffs >= 2 || diffs == 0)
+		/* 0: the block changed under us between the MD5s; send it */
+		return add_piece(v, nv, cap, off, n, P_WRITE);
+	uint32_t k = n - lone < ESP_SECTOR ? n - lone : ESP_SECTOR;
+	int rc = add_piece(v, nv, cap, off, lone, P_SAME);
+	if (rc == 0)
+		rc = add_piece(v, nv, cap, off + lone, k, all_ff(local + lone, k) ? P_ERASE : P_WRITE);
+	if (rc == 0 && lone + k < n)
+		rc = add_piece(v, nv, cap, off + lone + k, n - lone - k, P_SAME);
+	return rc;
+}
+
+int esp__write_skip_same(esp_loader *l, uint32_t offset, const uint8_t *buf, size_t plen, unsigned flags,
+			 esp_progress_fn progress, void *ctx, bool *same)
+{
+	*same = false;
+	/* compare whole sectors: a write would erase the rest of the last
+	 * one, so "same" must include that tail being blank */
+	uint32_t cmp_len = (uint32_t)((plen + ESP_SECTOR - 1) & ~(size_t)(ESP_SECTOR - 1));
+	if ((uint64_t)offset + cmp_len > esp_loader_flash_size(l))
+		cmp_len = (uint32_t)plen;
+	uint32_t end = offset + cmp_len;
+	bool one_block = offset / SKIP_BLOCK == (end - 1) / SKIP_BLOCK;
+	int rc = 0;
+	if (!one_block) {
+		rc = device_same(l, offset, buf, cmp_len, NULL);
+		if (rc < 0)
+			return rc;
+		if (rc == 1) {
+			*same = true;
+			return progress && progress(ctx, plen, plen) ? -EINTR : 0;
+		}
+	}
+	struct piece *v = NULL;
+	size_t nv = 0, cap = 0;
+	for (uint32_t a = offset; a < end && rc >= 0;) {
+		uint32_t b = (a / SKIP_BLOCK + 1) * SKIP_BLOCK;
+		if (b > end || b < a)
+			b = end;
+		const uint8_t *local = buf + (a - offset);
+		bool blank = false;
+		rc = device_same(l, a, local, b - a, &blank);
+		if (rc == 1)
+			rc = add_piece(&v, &nv, &cap, a, b - a, P_SAME);
+		else if (rc == 0)
+			rc = plan_block(l, a, local, b - a, blank, &v, &nv, &cap);
+		a = b;
+	}
+	if (rc >= 0 && nv == 1 && v[0].kind == P_SAME)
+		*same = true;
+	for (size_t i = 0; i < nv && rc >= 0; i++) {
+		struct piece *p = &v[i];
+		uint64_t at = p->off - offset;
+		/* never past the caller's padded length: the device erases the
+		 * rest of the sector itself */
+		uint32_t len = at + p->len > plen ? (uint32_t)(plen - at) : p->len;
+		struct sub_progress sp = { progress, ctx, at, plen };
+		if (p->kind == P_WRITE)
+			rc = esp__write_range(l, p->off, buf + at, len, flags, progress ? sub_report : NULL, &sp);
+		else if (p->kind == P_ERASE)
+			rc = esp_loader_erase_region(l, p->off, p->len);
+		if (rc >= 0 && progress && progress(ctx, at + len, plen)) {
+			esp__err(l, "flash write cancelled at 0x%llx", (unsigned long long)(p->off + len));
+			rc = -EINTR;
+		}
+	}
+	free(v);
+	return rc < 0 ? rc : 0;
+}
