@@ -147,7 +147,10 @@ struct sim_device {
 	uint64_t app_t_ns;             /* time stamp for app output */
 };
 
-/* device.c */
+/* reset causes (ROM boot line, app reset cause) */
+enum { CAUSE_POWERON = 0, CAUSE_EN = 1, CAUSE_LINES = 2, CAUSE_WDT = 3, CAUSE_SW = 4, CAUSE_USB = 5 };
+
+/* timeline.c */
 uint64_t sim_rand(sim_device *d);
 double sim_rand01(sim_device *d);
 /* Queue device output; first byte goes on the wire not before t_ns. */
@@ -158,10 +161,24 @@ void sim_reply(sim_device *d, uint8_t op, uint32_t value, const uint8_t *data, s
 /* A raw SLIP frame (stub OHAI, READ_FLASH data and MD5). */
 void sim_raw_frame(sim_device *d, const uint8_t *buf, size_t n, uint64_t t_ns);
 void sim_emit_text(sim_device *d, const char *s, uint64_t t_ns);
+uint64_t sim_host_byte_ns(const sim_device *d);
+bool sim_baud_mismatch(const sim_device *d);
+void sim_out_clear(sim_device *d);
+/* Drop output not yet on the wire (the UART stops on reset). */
+void sim_out_cut_undue(sim_device *d);
+size_t sim_out_take(sim_device *d, uint8_t *buf, size_t cap, uint64_t now_ns);
+uint64_t sim_out_next_ns(sim_device *d);
+
+/* reset.c */
 /* Chip resets.  system: re-samples the BOOT strap (EN, power, watchdog). */
 void sim_chip_reset(sim_device *d, bool system, int cause, uint64_t now_us);
 void sim_boot_app(sim_device *d, uint64_t now_us, int cause);
+void sim_enter_rom(sim_device *d, int cause, uint64_t now_us);
 void sim_do_unplug(sim_device *d);
+/* Let device time run up to now: strap sampling, watchdog, app output. */
+void sim_advance(sim_device *d, uint64_t now_us);
+void sim_usb_jtag_lines(sim_device *d, uint64_t now_us);
+void sim_classic_lines(sim_device *d, uint64_t now_us);
 uint64_t sim_byte_ns(const sim_device *d);
 
 /* loader.c */
