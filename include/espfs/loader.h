@@ -84,6 +84,16 @@ int esp_loader_run_stub(esp_loader *l, const esp_stub *stub);
 
 /* CHANGE_BAUDRATE, then switch the transport. */
 int esp_loader_change_baud(esp_loader *l, uint32_t baud);
+/* The fastest rate up to wanted (0: 921600) that the link carries: wanted,
+ * then the standard rates below it (2M, 1.5M, 921600, 460800, 230400),
+ * each checked by a few READ_REG round trips after the change; a rate the
+ * port refuses is skipped before the device hears of it, a rate that
+ * garbles is left again (CHANGE_BAUDRATE sent at it) and remembered as
+ * this port's cap.  Never goes below the current rate; native USB links
+ * and the ESP8266 ROM keep their rate.  Returns the rate in use (> 0), or
+ * a negative errno when the device could not be reached again (-EPROTO:
+ * reset it and connect again). */
+int esp_loader_negotiate_baud(esp_loader *l, uint32_t wanted);
 
 enum {
 	ESP_WRITE_COMPRESS = 1u << 0,   /* FLASH_DEFL when the responder has it */

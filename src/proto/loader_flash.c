@@ -11,8 +11,15 @@
 #endif
 #include "loader_priv.h"
 
+/* Stub READ_FLASH (A12): packets of 4096, the most either stub accepts.
+ * The in-flight limit is in bytes: the legacy stub sends while fewer
+ * than that are unacknowledged, so two packets' worth keeps one packet
+ * on the wire while the ack of the previous one travels back and the
+ * stub reads the next from flash (esptool's 64 means one packet at a
+ * time: the link idles for a round trip per packet).  esp-flasher-stub
+ * ignores the value and sends one packet per ack; we accept either. */
 #define READ_PACKET 0x1000
-#define READ_IN_FLIGHT 64
+#define READ_IN_FLIGHT (2 * READ_PACKET)
 /* One READ_FLASH command covers at most this much, so a cancel waits for
  * at most one such piece (the stub cannot be stopped mid-stream). */
 #define READ_CHUNK 0x10000

@@ -10,6 +10,7 @@
 static void forget_session(esp_loader *l)
 {
 	l->stub = l->synced = l->attached = l->params_set = false;
+	l->rom_clk_num = l->rom_clk_den = 0;
 }
 
 /* Drive DTR/RTS; -ENOTTY when the port has none. */
@@ -159,6 +160,29 @@ int esp_loader_connect(esp_loader *l, esp_reset_mode mode, int attempts)
 
 /* ---- baud rate ---- */
 
+uint32_t esp__baud_word(esp_loader *l, uint32_t baud)
+{
+	/* A14: the ESP32 ROM runs its UART from an 8 MHz clock it calibrated
+	 * itself and gets the divider slightly wrong; esptool asks it for a
+	 * rate scaled by (the ROM's crystal estimate / the true crystal) so
+	 * the line ends up at the rate we want.  The factor is read once, at
+	 * a rate that works, and kept for changes made on a doubtful link. */
+	if (l->stub || !l->chip || l->chip->id != ESP_CHIP_ESP32)
+		return baud;
+	if (!l->rom_clk_den) {
+		uint32_t cali = 0, ck8m = 0;
+		if (esp_loader_read_reg(l, ESP32_RTC_CALI_REG, &cali) == 0 &&
+		    esp_loader_read_reg(l, ESP32_EFUSE_WORD4, &ck8m) == 0) {
+			uint64_t rom_hz = (uint64_t)((cali >> 7) & 0x1FFFFFF) * 15625u * (ck8m & 0xFF) / 40;
+			l->rom_clk_num = rom_hz ? rom_hz : 1;
+			l->rom_clk_den = rom_hz ? (rom_hz > 33000000u ? 40000000u : 26000000u) : 1;
+		}
+	}
+	if (!l->rom_clk_den)
+		return baud;
+	return (uint32_t)((uint64_t)baud * l->rom_clk_num / l->rom_clk_den);
+}
+
 int esp_loader_change_baud(esp_loader *l, uint32_t baud)
 {
 	int rc = esp__need_chip(l);
@@ -168,21 +192,7 @@ int esp_loader_change_baud(esp_loader *l, uint32_t baud)
 		esp__err(l, "the %s ROM cannot change the baud rate (load the stub first)", l->chip->name);
 		return -EOPNOTSUPP;
 	}
-	/* A14: the ESP32 ROM runs its UART from an 8 MHz clock it calibrated
-	 * itself and gets the divider slightly wrong; esptool asks it for a
-	 * rate scaled by (the ROM's crystal estimate / the true crystal) so
-	 * the line ends up at the rate we want. */
-	uint32_t ask = baud;
-	if (!l->stub && l->chip->id == ESP_CHIP_ESP32) {
-		uint32_t cali = 0, ck8m = 0;
-		if (esp_loader_read_reg(l, ESP32_RTC_CALI_REG, &cali) == 0 &&
-		    esp_loader_read_reg(l, ESP32_EFUSE_WORD4, &ck8m) == 0) {
-			uint64_t rom_hz = (uint64_t)((cali >> 7) & 0x1FFFFFF) * 15625u * (ck8m & 0xFF) / 40;
-			uint64_t xtal = rom_hz > 33000000u ? 40000000u : 26000000u;
-			if (rom_hz)
-				ask = (uint32_t)((uint64_t)baud * rom_hz / xtal);
-		}
-	}
+	uint32_t ask = esp__baud_word(l, baud);
 	/* the stub needs the old rate to compute its divider; the ROM 0 */
 	uint8_t p[8];
 	esp__put32(p, ask);

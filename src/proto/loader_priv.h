@@ -32,6 +32,8 @@ struct esp_loader {
 	uint8_t last_status[2];   /* status bytes of the last failure reply; 0 0 else */
 	uint32_t flash_size;      /* 0 until known */
 	uint32_t jedec;
+	uint64_t rom_clk_num, rom_clk_den; /* ESP32 ROM baud correction (A14); 0 unknown */
+	uint32_t baud_cap;        /* highest rate known to fail on this port + 1; 0 none */
 	char err[256];
 };
 
@@ -75,6 +77,9 @@ int esp__flash_ready(esp_loader *l);
 /* Block size for flash writes and RAM uploads on this link. */
 uint32_t esp__write_block(const esp_loader *l);
 uint32_t esp__ram_block(const esp_loader *l);
+
+/* CHANGE_BAUDRATE's first word for a wanted rate (ESP32 ROM clock fix). */
+uint32_t esp__baud_word(esp_loader *l, uint32_t baud);
 
 /* FLASH_BEGIN / FLASH_DEFL_BEGIN with the 16- vs 20-byte rule (A3). */
 int esp__flash_begin(esp_loader *l, uint8_t op, uint32_t size_word, uint32_t blocks,
