@@ -81,19 +81,28 @@ static bool damaged_in_transit(const esp_loader *l)
 	return (s[0] == 0x01 && s[1] == 0x07) || s[0] == 0xC1;  /* ROM / stub checksum error */
 }
 
-/* Blocks are sent and acknowledged one by one for now; esp__send and
- * esp__recv are separate so that a later version can keep one block in
- * flight while the device programs the previous one. */
+/* Blocks are sent and acknowledged one by one, and that is already a
+ * pipeline: a stub ACKs a block as soon as it has it and programs it while
+ * the next one is on the wire.  Sending a further block before that ACK
+ * would be a third block at the device, which has two buffers (the legacy
+ * stub's UART interrupt fills one while the main loop writes from the
+ * other, and switches on every complete frame): the third would land in
+ * the buffer still being written.  What is left to win is the idling when
+ * a block's flash work outlasts the next block's transfer: see
+ * loader_blocks.c. */
 static int write_blocks(esp_loader *l, uint8_t op, uint32_t offset, const uint8_t *src, size_t n,
-			uint32_t bs, bool pad_last, uint64_t raw_total, esp_progress_fn progress, void *ctx)
+			uint32_t bs, const uint32_t *sizes, bool pad_last, uint64_t raw_total,
+			esp_progress_fn progress, void *ctx)
 {
 	uint8_t *buf = malloc(16 + bs);
 	if (!buf)
 		return -ENOMEM;
 	int rc = 0;
 	uint32_t seq = 0;
-	for (size_t pos = 0; pos < n; pos += bs, seq++) {
-		size_t chunk = n - pos < bs ? n - pos : bs;
+	for (size_t pos = 0, chunk; pos < n; pos += chunk, seq++) {
+		/* sizes: a plan of shorter blocks (loader_blocks.c), else bs */
+		size_t want = sizes ? sizes[seq] : bs;
+		chunk = n - pos < want ? n - pos : want;
 		size_t padded = pad_last ? bs : chunk;
 		/* esptool: 40 s per MB of the block's uncompressed size */
 		uint64_t raw = (uint64_t)padded * raw_total / n + 1;
@@ -157,7 +166,7 @@ static int write_plain(esp_loader *l, uint32_t offset, const uint8_t *data, size
 	}
 	/* The ROM wants whole blocks (last one padded with 0xFF, A9); a stub
 	 * takes a short last block, which keeps it inside the declared size. */
-	rc = write_blocks(l, ESP_FLASH_DATA, offset, data, len, bs, !l->stub, len, progress, ctx);
+	rc = write_blocks(l, ESP_FLASH_DATA, offset, data, len, bs, NULL, !l->stub, len, progress, ctx);
 	if (rc < 0)
 		return rc;
 	return finish(l, ESP_FLASH_END);
@@ -167,7 +176,9 @@ static int write_defl(esp_loader *l, uint32_t offset, const uint8_t *data, size_
 		      const uint8_t *z, size_t zlen, esp_progress_fn progress, void *ctx)
 {
 	uint32_t bs = esp__write_block(l);
-	uint32_t blocks = (uint32_t)((zlen + bs - 1) / bs);
+	size_t planned = 0;
+	uint32_t *sizes = esp__plan_defl_blocks(l, offset, z, zlen, len, bs, &planned);
+	uint32_t blocks = sizes ? (uint32_t)planned : (uint32_t)((zlen + bs - 1) / bs);
 	/* A10: the stub wants the exact size, the ROM whole blocks' worth */
 	uint32_t size_word = l->stub ? (uint32_t)len : (uint32_t)((len + bs - 1) / bs * bs);
 	uint32_t tmo = l->stub ? ESP_TMO_DEFAULT_MS : esp__timeout_per_mb(ESP_TMO_ERASE_PER_MB_MS, size_word);
@@ -175,9 +186,11 @@ static int write_defl(esp_loader *l, uint32_t offset, const uint8_t *data, size_
 	int rc = esp__flash_begin(l, ESP_FLASH_DEFL_BEGIN, size_word, blocks, bs, offset, tmo);
 	if (rc < 0) {
 		esp__err_prefix(l, "starting compressed flash write at 0x%x", offset);
+		free(sizes);
 		return rc;
 	}
-	rc = write_blocks(l, ESP_FLASH_DEFL_DATA, offset, z, zlen, bs, false, len, progress, ctx);
+	rc = write_blocks(l, ESP_FLASH_DEFL_DATA, offset, z, zlen, bs, sizes, false, len, progress, ctx);
+	free(sizes);
 	if (rc < 0)
 		return rc;
 	return finish(l, ESP_FLASH_DEFL_END);

@@ -94,6 +94,10 @@ int esp__write_range(esp_loader *l, uint32_t offset, const uint8_t *buf, size_t 
 int esp__write_skip_same(esp_loader *l, uint32_t offset, const uint8_t *buf, size_t plen, unsigned flags,
 			 esp_progress_fn progress, void *ctx, bool *same);
 bool esp__can_md5(const esp_loader *l);
+/* Compressed block sizes for a stub write that keep the link busy while
+ * the flash erases (loader_blocks.c); NULL: fixed blocks of bs. */
+uint32_t *esp__plan_defl_blocks(const esp_loader *l, uint32_t offset, const uint8_t *z, size_t zlen,
+				size_t raw_len, uint32_t bs, size_t *nblocks);
 void esp__md5(const uint8_t *data, size_t len, uint8_t out[16]);
 
 #endif
