@@ -111,6 +111,9 @@ void device_set_error(esp_device *d, int err, const char *fmt, ...)
 size_t device_wifi_text(esp_device *d, char *buf, size_t cap);
 /* info.json contents (malloc'd, '\n'-terminated). */
 char *device_info_json(esp_device *d);
+/* Test hook for simulated devices: pull the cable (-EOPNOTSUPP otherwise).
+ * The device goes away like an unplugged USB port. */
+int device_sim_unplug(esp_device *d);
 /* Times the chip was reset (into the loader or back into the app). */
 unsigned device_reset_count(esp_device *d);
 

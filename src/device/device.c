@@ -300,3 +300,14 @@ size_t device_wifi_text(esp_device *d, char *buf, size_t cap)
 		n = 0;
 	return (size_t)n < cap ? (size_t)n : cap ? cap - 1 : 0;
 }
+
+int device_sim_unplug(esp_device *d)
+{
+	if (!d->sim)
+		return -EOPNOTSUPP;
+	sim_unplug(d->sim);
+	pthread_mutex_lock(&d->lock);
+	pthread_cond_broadcast(&d->cond);
+	pthread_mutex_unlock(&d->lock);
+	return 0;
+}

@@ -80,6 +80,7 @@ int dev_leave_loader(esp_device *d);
 
 /* identity.c */
 int dev_attach(esp_device *d);
+bool dev_has_bootloader(esp_device *d);
 void dev_parse_partitions(const uint8_t *tbl, size_t len, struct dev_identity *id);
 
 /* registry.c */

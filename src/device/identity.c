@@ -102,6 +102,18 @@ static int probe(esp_device *d, char *err, size_t errlen)
 	return 0;
 }
 
+bool dev_has_bootloader(esp_device *d)
+{
+	uint8_t magic = 0;
+	struct dev_identity id;
+	device_identity(d, &id);
+	if (!id.chip)
+		return false;
+	if (device_head_read(d, id.chip->bootloader_offset, &magic, 1) < 0)
+		return true;  /* unknown: assume there is something to run */
+	return magic == 0xE9;
+}
+
 int dev_attach(esp_device *d)
 {
 	char err[240] = "";
@@ -118,6 +130,11 @@ int dev_attach(esp_device *d)
 	}
 	if (d->opt.no_probe) {
 		dev_set_mode(d, "unknown");
+		return 0;
+	}
+	if (!dev_has_bootloader(d)) {
+		/* nothing to boot: stay in the loader rather than boot-loop */
+		LOGI("%s: no bootloader in flash; staying in the loader", d->name);
 		return 0;
 	}
 	dev_leave_loader(d);

@@ -294,7 +294,19 @@ int dev_run_job(esp_device *d, struct dev_job *j)
 		rc = job_provision(d, j);
 		break;
 	case DEV_JOB_RESET:
-		rc = d->in_loader ? dev_leave_loader(d) : 0;
+		if (d->opt.reset == ESP_RESET_NONE) {
+			snprintf(j->err, sizeof j->err, "--reset none: press RESET on the board");
+			rc = -EOPNOTSUPP;
+			break;
+		}
+		if (d->in_loader) {
+			rc = dev_leave_loader(d);
+		} else {
+			rc = esp_loader_hard_reset(d->ld);
+			pthread_mutex_lock(&d->lock);
+			d->resets++;
+			pthread_mutex_unlock(&d->lock);
+		}
 		if (rc < 0)
 			set_reason(d, j->err, sizeof j->err, "reset", rc);
 		break;

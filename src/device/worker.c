@@ -68,6 +68,17 @@ void *dev_worker_main(void *arg)
 					dev_leave_loader(d);
 					pthread_mutex_lock(&d->lock);
 				}
+			} else if (d->sim) {
+				/* a simulated device "unplugs" without a port to vanish:
+				 * look at it the way hotplug polling looks at USB */
+				struct timespec ts;
+				deadline_in(&ts, 300);
+				pthread_cond_timedwait(&d->cond, &d->lock, &ts);
+				if (sim_get_mode(d->sim) == SIM_MODE_OFF) {
+					pthread_mutex_unlock(&d->lock);
+					dev_mark_gone(d);
+					pthread_mutex_lock(&d->lock);
+				}
 			} else {
 				pthread_cond_wait(&d->cond, &d->lock);
 			}
@@ -96,8 +107,10 @@ void *dev_worker_main(void *arg)
 
 		pthread_mutex_lock(&d->lock);
 		d->current = NULL;
-		if (d->in_loader && d->opt.reset != ESP_RESET_NONE)
-			d->reset_pending = true;
+		pthread_mutex_unlock(&d->lock);
+		bool boot = d->in_loader && d->opt.reset != ESP_RESET_NONE && dev_has_bootloader(d);
+		pthread_mutex_lock(&d->lock);
+		d->reset_pending = boot;
 		pthread_mutex_unlock(&d->lock);
 		if (rc == -ENODEV)
 			dev_mark_gone(d);

@@ -222,7 +222,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		goto out;
 	}
 	switch (n->kind) {
-	case N_CHIP: case N_MAC: case N_INFO: case N_STATE:
+	case N_CHIP: case N_MAC: case N_INFO:
 		if (acc != O_RDONLY)
 			err = EACCES;
 		break;
@@ -486,6 +486,40 @@ static void write_erase(fuse_req_t req, struct handle *h, const char *buf, size_
 	submit_req_job(h->dev, r);
 }
 
+/* state accepts commands, sysfs-style: "reset" restarts the application;
+ * simulated devices also take "unplug" (a test hook). */
+static void write_state(fuse_req_t req, struct handle *h, const char *buf, size_t size)
+{
+	char cmd[32];
+	size_t n = size < sizeof cmd - 1 ? size : sizeof cmd - 1;
+	memcpy(cmd, buf, n);
+	cmd[n] = 0;
+	cmd[strcspn(cmd, "\r\n")] = 0;
+	if (!strcmp(cmd, "unplug")) {
+		int rc = device_sim_unplug(h->dev);
+		if (rc < 0)
+			fuse_reply_err(req, -rc);
+		else
+			fuse_reply_write(req, size);
+		return;
+	}
+	if (strcmp(cmd, "reset")) {
+		device_set_error(h->dev, EINVAL, "state: unknown command \"%.20s\" (try \"reset\")", cmd);
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	struct req_job *r = calloc(1, sizeof *r);
+	if (!r) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	r->req = req;
+	r->wsize = size;
+	r->j.kind = DEV_JOB_RESET;
+	snprintf(r->j.what, sizeof r->j.what, "chip");
+	submit_req_job(h->dev, r);
+}
+
 static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
 		     struct fuse_file_info *fi)
 {
@@ -501,6 +535,9 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 		break;
 	case N_ERASE:
 		write_erase(req, h, buf, size);
+		break;
+	case N_STATE:
+		write_state(req, h, buf, size);
 		break;
 	case N_FLASH:
 		if (h->fw)

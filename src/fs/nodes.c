@@ -162,7 +162,7 @@ void node_fill_attr(struct node *n, struct stat *st)
 	case N_INFO: {
 		char *t = attr_text(n, &len);
 		free(t);
-		st->st_mode = S_IFREG | (n->kind == N_WIFI ? 0600 : 0444);
+		st->st_mode = S_IFREG | (n->kind == N_WIFI ? 0600 : n->kind == N_STATE ? 0644 : 0444);
 		st->st_size = (off_t)len;
 		break;
 	}

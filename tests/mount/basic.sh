@@ -56,4 +56,20 @@ threading.Thread(target=poke).start()
 t = time.time(); ev = p.poll(5000)
 sys.exit(0 if ev and time.time() - t < 5 else 1)
 PY
+# "reset" restarts the app (one more reset, the app runs again)
+r0=$(json_get "$A/info.json" resets)
+check "echo reset > state" bash -c "echo reset > '$A/state'"
+check "the reset was counted" [ "$(json_get "$A/info.json" resets)" -gt "$r0" ]
+
+# unplug: the folder disappears, open handles get ENODEV
+C=$MNT/sim1
+exec 3<"$C/state"
+check "echo unplug > state (simulator hook)" bash -c "echo unplug > '$C/state'"
+for _ in $(seq 30); do [ -e "$C" ] || break; sleep 0.1; done
+check "the unplugged device's folder is gone" [ ! -e "$C" ]
+check "its by-mac link is gone" [ -z "$(find "$MNT/by-mac" -lname '../sim1')" ]
+if cat <&3 >/dev/null 2>"$T/err"; then nok "an open handle gets ENODEV"; else
+	check "an open handle gets ENODEV" grep -q "No such device" "$T/err"; fi
+exec 3<&-
+check "the other device is still there" [ "$(cat "$A/chip")" = ESP32 ]
 done_testing
