@@ -11,8 +11,11 @@
  *     holds without asking), sectors are probed one by one only until
  *     a second one differs: a lone changed sector (a config record, a
  *     byte written through the mount) is sent alone, anything more sends
- *     the whole block, which then costs two extra small MD5s at most.
- * A block that should hold only 0xFF is never sent: it is left alone
+ *     the whole block, which then costs two extra small MD5s at most;
+ *     once most blocks turn out to differ (another image altogether),
+ *     differing blocks are sent without probing.
+ * When the whole range reads as blank (an erased chip), steps 2 and 3 are
+ * answered locally.  A block that should hold only 0xFF is never sent: it is left alone
  * when its MD5 says it is blank already, else erased (stub ERASE_REGION,
  * ROM FLASH_BEGIN), which is cheaper than programming 0xFF pages.
  * Neighbouring pieces of the same kind are merged into one write (one
@@ -97,7 +100,7 @@ static int add_piece(struct piece **v, size_t *n, size_t *cap, uint32_t off, uin
 
 /* Plan one 64 KiB block (or the partial one at either end) that differs. */
 static int plan_block(esp_loader *l, uint32_t off, const uint8_t *local, uint32_t n, bool blank,
-		      struct piece **v, size_t *nv, size_t *cap)
+		      bool probe, struct piece **v, size_t *nv, size_t *cap)
 {
 	if (all_ff(local, n))
 		return add_piece(v, nv, cap, off, n, P_ERASE);
@@ -107,7 +110,7 @@ static int plan_block(esp_loader *l, uint32_t off, const uint8_t *local, uint32_
 	 * sectors (45 ms each). */
 	if (blank)
 		return add_piece(v, nv, cap, off, n, P_WRITE);
-	if (n <= ESP_SECTOR)
+	if (n <= ESP_SECTOR || !probe)
 		return add_piece(v, nv, cap, off, n, P_WRITE);
 	uint32_t lone = UINT32_MAX;
 	int diffs = 0;
@@ -145,8 +148,9 @@ int esp__write_skip_same(esp_loader *l, uint32_t offset, const uint8_t *buf, siz
 	uint32_t end = offset + cmp_len;
 	bool one_block = offset / SKIP_BLOCK == (end - 1) / SKIP_BLOCK;
 	int rc = 0;
+	bool all_blank = false;
 	if (!one_block) {
-		rc = device_same(l, offset, buf, cmp_len, NULL);
+		rc = device_same(l, offset, buf, cmp_len, &all_blank);
 		if (rc < 0)
 			return rc;
 		if (rc == 1) {
@@ -156,17 +160,26 @@ int esp__write_skip_same(esp_loader *l, uint32_t offset, const uint8_t *buf, siz
 	}
 	struct piece *v = NULL;
 	size_t nv = 0, cap = 0;
+	unsigned seen = 0, differ = 0;
 	for (uint32_t a = offset; a < end && rc >= 0;) {
 		uint32_t b = (a / SKIP_BLOCK + 1) * SKIP_BLOCK;
 		if (b > end || b < a)
 			b = end;
 		const uint8_t *local = buf + (a - offset);
-		bool blank = false;
-		rc = device_same(l, a, local, b - a, &blank);
-		if (rc == 1)
+		bool blank = all_blank;
+		/* a blank range (an erased chip) needs no more questions: a
+		 * block is right exactly when it should be all 0xFF */
+		rc = all_blank ? all_ff(local, b - a) : device_same(l, a, local, b - a, &blank);
+		seen++;
+		if (rc == 1) {
 			rc = add_piece(&v, &nv, &cap, a, b - a, P_SAME);
-		else if (rc == 0)
-			rc = plan_block(l, a, local, b - a, blank, &v, &nv, &cap);
+		} else if (rc == 0) {
+			/* probing sectors pays for sparse edits; once most blocks
+			 * differ (a different image) it is only round trips */
+			bool probe = !(differ >= 4 && differ * 2 > seen);
+			differ++;
+			rc = plan_block(l, a, local, b - a, blank, probe, &v, &nv, &cap);
+		}
 		a = b;
 	}
 	if (rc >= 0 && nv == 1 && v[0].kind == P_SAME)

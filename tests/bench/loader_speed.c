@@ -168,6 +168,41 @@ static void bench_baud(uint32_t baud, const uint8_t *img, size_t len, const esp_
 	}
 	rig_close(&r);
 
+	/* over other firmware (random bytes where the image goes) */
+	for (int skip = 0; skip < 2; skip++) {
+		if (rig_open(&r, baud, stub) == 0) {
+			uint8_t *junk = malloc(len);
+			uint32_t s = 99;
+			for (size_t i = 0; i < len; i++) {
+				s = s * 1664525u + 1013904223u;
+				junk[i] = (uint8_t)(s >> 24);
+			}
+			sim_flash_load(r.d, 0, junk, len);
+			free(junk);
+			double t = timed_write(&r, img, len, ESP_WRITE_COMPRESS | (skip ? ESP_WRITE_SKIP_SAME : 0), &tx);
+			printf("over other data%s %8.2f s  (%llu B sent)\n", skip ? ", skip" : "      ", t,
+			       (unsigned long long)tx);
+		}
+		rig_close(&r);
+	}
+
+	/* as the mount streams it: 256 KiB jobs, each its own write */
+	if (rig_open(&r, baud, stub) == 0) {
+		double t0 = now_s(&r);
+		uint64_t b0 = r.ct.tx;
+		int rc = 0;
+		for (size_t at = 0; at < len && rc == 0; at += 0x40000) {
+			size_t n = len - at < 0x40000 ? len - at : 0x40000;
+			rc = esp_loader_write_flash(r.l, (uint32_t)at, img + at, n, ESP_WRITE_COMPRESS, NULL, NULL);
+		}
+		if (rc < 0)
+			fprintf(stderr, "chunked write: %s\n", esp_loader_error(r.l));
+		else
+			printf("in 256 KiB writes     %8.2f s  (%llu B sent)\n", now_s(&r) - t0,
+			       (unsigned long long)(r.ct.tx - b0));
+	}
+	rig_close(&r);
+
 	if (rig_open(&r, baud, stub) == 0) {
 		double t = timed_write(&r, img, len, ESP_WRITE_COMPRESS | ESP_WRITE_SKIP_SAME, &tx);
 		printf("fresh flash skip-same %8.2f s  (%llu B sent)\n", t, (unsigned long long)tx);

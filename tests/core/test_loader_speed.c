@@ -313,8 +313,8 @@ static void skip_same_fresh_blank(void)
 	printf("# fresh: %llu data bytes with skip-same (%u MD5), %llu without\n", (unsigned long long)with,
 	       md5s, (unsigned long long)r.w.data_bytes);
 	CHECK(with <= r.w.data_bytes);
-	/* whole range, 9 blocks, final verify: no sector probes on a blank chip */
-	CHECK_EQ(md5s, 1u + 9u + 1u);
+	/* the whole range (blank: nothing more to ask) and the final verify */
+	CHECK_EQ(md5s, 2u);
 	free(a);
 	rig_close(&r);
 }
