@@ -91,6 +91,9 @@ struct sim_faults {
 	int unplug_at_percent;      /* unplug when a flash write reaches N% (1..100) */
 	bool flash_program_fail;    /* FLASH_DATA fails like a bad chip */
 	bool garbage;               /* device answers random bytes */
+	/* A marginal link (UART only): above this rate 1 byte in 5 is
+	 * damaged in each direction; short frames still get through. */
+	uint32_t max_baud;
 	uint32_t seed;
 };
 void sim_set_faults(sim_device *d, const struct sim_faults *f);

@@ -180,6 +180,7 @@ static bool contains_sync(const uint8_t *b, size_t n)
 
 void sim_host_write(sim_device *d, const uint8_t *buf, size_t n, uint64_t now_us)
 {
+	uint8_t *damaged = NULL;     /* a marginal link's copy of buf */
 	pthread_mutex_lock(&d->lock);
 	sim_advance(d, now_us);
 	if (!d->plugged || d->en_low || d->strap_pending || d->mode == SIM_MODE_OFF || n == 0)
@@ -193,6 +194,13 @@ void sim_host_write(sim_device *d, const uint8_t *buf, size_t n, uint64_t now_us
 			d->dev_baud = d->host_baud;     /* auto-baud */
 		else
 			goto out;                       /* garbled: the UART sees noise */
+	}
+	if (sim_link_marginal(d, d->host_baud) && (damaged = malloc(n))) {
+		memcpy(damaged, buf, n);
+		for (size_t i = 0; i < n; i++)
+			if (sim_rand(d) % 5 == 0)
+				damaged[i] ^= (uint8_t)(1u << (sim_rand(d) % 8));
+		buf = damaged;
 	}
 	if (d->mode == SIM_MODE_APP || d->mode == SIM_MODE_BOOT_LOOP) {
 		if (d->app)
@@ -215,6 +223,7 @@ void sim_host_write(sim_device *d, const uint8_t *buf, size_t n, uint64_t now_us
 			break;
 	}
 out:
+	free(damaged);
 	pthread_mutex_unlock(&d->lock);
 }
 

@@ -34,7 +34,7 @@ static void usage(FILE *f)
 		"  --mac XX:XX:XX:XX:XX:XX\n"
 		"  --name NAME        derives a stable MAC when --mac is absent\n"
 		"  --native-usb       native USB identity (S2 USB-OTG, C3/S3/C6 USB-JTAG)\n"
-		"  --fault corrupt=RATE|drop=RATE|stall|garbage|unplug=PERCENT|flashfail\n"
+		"  --fault corrupt=RATE|drop=RATE|stall|garbage|unplug=PERCENT|flashfail|maxbaud=N\n"
 		"  --seed N           seed of the fault generator\n");
 }
 
@@ -84,6 +84,8 @@ static int parse_fault(const char *s, struct sim_faults *f)
 		f->unplug_at_percent = atoi(v);
 	else if (kl == 9 && !strncmp(s, "flashfail", 9))
 		f->flash_program_fail = true;
+	else if (kl == 7 && !strncmp(s, "maxbaud", 7) && v)
+		f->max_baud = (uint32_t)strtoul(v, NULL, 0);
 	else
 		return -1;
 	return 0;

@@ -110,20 +110,24 @@ static int program(sim_device *d, uint32_t addr, const uint8_t *data, uint32_t l
 	if (!range_ok(limit, addr, len))
 		return l->stub ? STUB_SPI_FAIL : ROM_FLASH_WRITE_ERR;
 	if (l->stub) {
-		/* erase just in time, 64 KiB blocks where aligned */
+		/* erase just in time: sector by sector up to the next 64 KiB
+		 * boundary, then 64 KiB blocks while the declared size covers
+		 * them (legacy stub start_next_erase; esp-flasher-stub alike) */
 		uint64_t end = ((uint64_t)addr + len + SIM_SECTOR - 1) & ~(uint64_t)(SIM_SECTOR - 1);
+		uint64_t declared_end = (uint64_t)l->op_offset + l->op_size;
+		uint64_t a = l->op_erased_to > (addr & ~(SIM_SECTOR - 1)) ? l->op_erased_to : (addr & ~(SIM_SECTOR - 1));
 		if (end > d->flash_size)
 			end = d->flash_size;
-		if (l->op_erased_to < end) {
-			uint32_t from = l->op_erased_to > (addr & ~(SIM_SECTOR - 1)) ? l->op_erased_to : (addr & ~(SIM_SECTOR - 1));
-			uint64_t to = end;
-			uint64_t declared_end = (uint64_t)l->op_offset + l->op_size;
-			if (from % SIM_BLOCK == 0 && declared_end >= (uint64_t)from + SIM_BLOCK && from + SIM_BLOCK <= d->flash_size)
-				to = to > from + SIM_BLOCK ? to : from + SIM_BLOCK;
-			sim_flash_erase(&d->flash, from, (uint32_t)(to - from));
-			*work += sim_t_erase(d, from, (uint32_t)(to - from));
-			l->op_erased_to = (uint32_t)to;
+		while (a < end) {
+			uint32_t unit = SIM_SECTOR;
+			if (a % SIM_BLOCK == 0 && a + SIM_BLOCK <= declared_end && a + SIM_BLOCK <= d->flash_size)
+				unit = SIM_BLOCK;
+			sim_flash_erase(&d->flash, (uint32_t)a, unit);
+			*work += sim_t_erase(d, (uint32_t)a, unit);
+			a += unit;
 		}
+		if (a > l->op_erased_to)
+			l->op_erased_to = (uint32_t)a;
 	}
 	if (d->faults.flash_program_fail)
 		return l->stub ? STUB_SPI_FAIL : ROM_FLASH_WRITE_ERR;

@@ -163,6 +163,8 @@ void sim_raw_frame(sim_device *d, const uint8_t *buf, size_t n, uint64_t t_ns);
 void sim_emit_text(sim_device *d, const char *s, uint64_t t_ns);
 uint64_t sim_host_byte_ns(const sim_device *d);
 bool sim_baud_mismatch(const sim_device *d);
+/* faults.max_baud: the link above that rate damages bytes */
+bool sim_link_marginal(const sim_device *d, uint32_t baud);
 void sim_out_clear(sim_device *d);
 /* Drop output not yet on the wire (the UART stops on reset). */
 void sim_out_cut_undue(sim_device *d);

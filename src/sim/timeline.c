@@ -38,6 +38,11 @@ uint64_t sim_host_byte_ns(const sim_device *d)
 	return 10000000000ull / (d->host_baud ? d->host_baud : 115200);
 }
 
+bool sim_link_marginal(const sim_device *d, uint32_t baud)
+{
+	return d->faults.max_baud && !d->native_usb && baud > d->faults.max_baud;
+}
+
 bool sim_baud_mismatch(const sim_device *d)
 {
 	return !d->native_usb && d->host_baud != d->dev_baud;
@@ -91,10 +96,13 @@ void sim_emit_at(sim_device *d, const uint8_t *buf, size_t n, uint64_t t_ns)
 	uint8_t *dst = d->out + d->out_head + d->out_len;
 	size_t k = 0;
 	bool garble = sim_baud_mismatch(d);
+	bool marginal = sim_link_marginal(d, d->dev_baud);
 	for (size_t i = 0; i < n; i++) {
 		uint8_t b = buf[i];
 		if (d->faults.garbage || garble)
 			b = (uint8_t)sim_rand(d);
+		if (marginal && sim_rand(d) % 5 == 0)
+			b ^= (uint8_t)(1u << (sim_rand(d) % 8));
 		if (d->faults.drop_rate > 0 && sim_rand01(d) < d->faults.drop_rate)
 			continue;
 		if (d->faults.corrupt_rate > 0 && sim_rand01(d) < d->faults.corrupt_rate)

@@ -196,6 +196,38 @@ static void flash_program_failure(void)
 	st_close(&s);
 }
 
+static int good_read_regs(struct st *s, int n)
+{
+	int good = 0;
+	for (int i = 0; i < n; i++) {
+		st_flush(s);
+		uint8_t a[4] = { 0x00, 0x10, 0x00, 0x40 };
+		st_cmd(s, 0x0A, a, 4, 0);
+		int r = st_resp(s, 20);
+		if (r == 12 && s->dec.buf[1] == 0x0A && st_le32(s->dec.buf + 4) == 0x00F01D83)
+			good++;
+	}
+	return good;
+}
+
+static void marginal_link_above_max_baud(void)
+{
+	struct st s;
+	if (open_quiet(&s, "esp32") < 0) {
+		CHECK(0);
+		return;
+	}
+	struct sim_faults f = { .max_baud = 230400, .seed = 5 };
+	sim_set_faults(s.d, &f);
+	CHECK_EQ(good_read_regs(&s, 20), 20);         /* 115200: clean */
+	uint32_t cb[2] = { 921600, 0 };
+	CHECK_EQ(st_words(&s, 0x0F, cb, 2, 200), 4);
+	esp_tr_set_baud(s.t, 921600);
+	int good = good_read_regs(&s, 20);
+	CHECK_MSG(good < 5, "%d of 20 exchanges survived at 921600", good);
+	st_close(&s);
+}
+
 int main(void)
 {
 	RUN(corrupt_bytes);
@@ -204,5 +236,6 @@ int main(void)
 	RUN(garbage);
 	RUN(unplug_at_percent);
 	RUN(flash_program_failure);
+	RUN(marginal_link_above_max_baud);
 	return t_done();
 }

@@ -395,6 +395,38 @@ static void ack_pipelining(void)
 	}
 }
 
+/* The stub erases sector by sector up to the next 64 KiB boundary, then
+ * in 64 KiB blocks while the declared size covers them: a write of
+ * 0x20000 bytes at 0x1000 costs 15 sectors + 1 block + 1 sector. */
+static void stub_erase_realigns_to_blocks(void)
+{
+	struct st s;
+	CHECK_EQ(open_stub(&s, "esp32c3", true, true), 0);
+	uint32_t att = 0;
+	st_words(&s, 0x0D, &att, 1, 500);
+	enum { BS = 0x4000, SIZE = 0x20000, OFF = 0x1000 };
+	static uint8_t zeros[0x40000];
+	sim_flash_load(s.d, 0, zeros, sizeof zeros);
+	static uint8_t blk[BS];
+	memset(blk, 0x3C, sizeof blk);
+	uint64_t t0 = esp_now_us(&s.fc.clock);
+	uint32_t b[5] = { SIZE, SIZE / BS, BS, OFF, 0 };
+	st_words(&s, 0x02, b, 5, 5000);
+	for (uint32_t k = 0; k < SIZE / BS; k++)
+		st_data(&s, 0x03, k, blk, BS, 5000);
+	uint32_t end = 1;
+	st_words(&s, 0x04, &end, 1, 5000);
+	CHECK_EQ(st_status(&s, 0), 0);
+	uint64_t dt = esp_now_us(&s.fc.clock) - t0;
+	uint64_t flash_work = (15 * 45000 + 150000 + 45000) + (SIZE / 256) * 700;
+	CHECK_MSG(dt >= flash_work && dt <= flash_work + 60000, "write took %llu us, flash work %llu us",
+		  (unsigned long long)dt, (unsigned long long)flash_work);
+	uint8_t *c = sim_flash_copy(s.d, 0, 0x40000);
+	CHECK(c && c[OFF - 1] == 0 && c[OFF] == 0x3C && c[OFF + SIZE - 1] == 0x3C && c[OFF + SIZE] == 0);
+	free(c);
+	st_close(&s);
+}
+
 int main(void)
 {
 	RUN(synthetic_stub_says_ohai);
@@ -405,5 +437,6 @@ int main(void)
 	RUN(read_flash_flow);
 	RUN(stub_error_codes);
 	RUN(ack_pipelining);
+	RUN(stub_erase_realigns_to_blocks);
 	return t_done();
 }
