@@ -5,7 +5,7 @@
  * image (with and without skipping), and a full dump of the 4 MB flash; each
  * next to the lower bound the model implies.
  *
- *   loader_speed [image.bin] [baud...]
+ *   loader_speed [image.bin] [baud...]      (baud 0: ESP32-S3 on native USB)
  *
  * Image: argument, else the ESP32 factory image under $ESPFS_SHARED, else a
  * synthetic 1.3 MB one.  The stub JSON comes from $ESPFS_STUB_DIR or the
@@ -68,7 +68,7 @@ struct rig {
 	esp_loader *l;
 };
 
-static const char *stub_path(char *path, size_t cap)
+static const char *stub_path(const char *chip, char *path, size_t cap)
 {
 	char dir[1024];
 	const char *src = getenv("ESPFS_SOURCE");
@@ -78,7 +78,7 @@ static const char *stub_path(char *path, size_t cap)
 	else
 		snprintf(dir, sizeof dir, "%s/tests/interop/node_modules/esptool-js/lib/targets/stub_flasher",
 			 src ? src : ".");
-	if (esp_stub_find(esp_chip_by_name("esp32"), dir, path, cap) < 0)
+	if (esp_stub_find(esp_chip_by_name(chip), dir, path, cap) < 0)
 		return NULL;
 	return path;
 }
@@ -93,12 +93,20 @@ static void rig_close(struct rig *r)
 	memset(r, 0, sizeof *r);
 }
 
-static int rig_open(struct rig *r, uint32_t baud, const esp_stub *stub)
+/* baud 0: an ESP32-S3 on its USB-Serial/JTAG port instead */
+static int rig_open(struct rig *r, uint32_t baud)
 {
-	char why[256];
+	char why[256], path[1200];
 	memset(r, 0, sizeof *r);
 	esp_fake_clock_init(&r->fc, 1000000);
-	struct sim_config cfg = { .chip = "esp32", .name = "bench", .timing = true, .clock = &r->fc.clock };
+	const char *chip = baud ? "esp32" : "esp32s3";
+	struct sim_config cfg = { .chip = chip, .name = "bench", .timing = true, .clock = &r->fc.clock,
+				  .native_usb = baud == 0 };
+	esp_stub stub;
+	if (!stub_path(chip, path, sizeof path) || esp_stub_load_file(path, &stub, why, sizeof why) < 0) {
+		fprintf(stderr, "no stub for %s\n", chip);
+		return -1;
+	}
 	r->d = sim_device_new(&cfg, why, sizeof why);
 	if (!r->d || sim_transport_open(r->d, &r->st) < 0) {
 		fprintf(stderr, "sim: %s\n", why);
@@ -112,8 +120,9 @@ static int rig_open(struct rig *r, uint32_t baud, const esp_stub *stub)
 	if (rc == 0)
 		rc = esp_loader_detect_chip(r->l, NULL);
 	if (rc == 0)
-		rc = esp_loader_run_stub(r->l, stub);
-	if (rc == 0 && baud != 115200)
+		rc = esp_loader_run_stub(r->l, &stub);
+	esp_stub_free(&stub);
+	if (rc == 0 && baud && baud != 115200)
 		rc = esp_loader_change_baud(r->l, baud);
 	if (rc == 0)
 		rc = esp_loader_flash_id(r->l, NULL, NULL);
@@ -147,14 +156,18 @@ static double flash_work_s(size_t len)
 	return (double)((len + 0xFFFF) / 0x10000) * T_BLOCK_ERASE_S + (double)((len + 255) / 256) * T_PAGE_S;
 }
 
-static void bench_baud(uint32_t baud, const uint8_t *img, size_t len, const esp_stub *stub)
+static void bench_baud(uint32_t baud, const uint8_t *img, size_t len)
 {
 	struct rig r;
-	double rate = baud / 10.0;    /* bytes per second, 10 bits a byte */
+	/* bytes per second: 10 bits a byte on a UART, ~1 MB/s native USB */
+	double rate = baud ? baud / 10.0 : 1e6;
 	uint64_t tx = 0;
-	printf("== %u baud (%.0f B/s)\n", baud, rate);
+	if (baud)
+		printf("== %u baud (%.0f B/s)\n", baud, rate);
+	else
+		printf("== ESP32-S3 native USB (%.0f B/s)\n", rate);
 
-	if (rig_open(&r, baud, stub) == 0) {
+	if (rig_open(&r, baud) == 0) {
 		double t = timed_write(&r, img, len, ESP_WRITE_COMPRESS, &tx);
 		double wire = (double)tx / rate, fw = flash_work_s(len);
 		double lb = wire > fw ? wire : fw;
@@ -170,7 +183,7 @@ static void bench_baud(uint32_t baud, const uint8_t *img, size_t len, const esp_
 
 	/* over other firmware (random bytes where the image goes) */
 	for (int skip = 0; skip < 2; skip++) {
-		if (rig_open(&r, baud, stub) == 0) {
+		if (rig_open(&r, baud) == 0) {
 			uint8_t *junk = malloc(len);
 			uint32_t s = 99;
 			for (size_t i = 0; i < len; i++) {
@@ -186,24 +199,26 @@ static void bench_baud(uint32_t baud, const uint8_t *img, size_t len, const esp_
 		rig_close(&r);
 	}
 
-	/* as the mount streams it: 256 KiB jobs, each its own write */
-	if (rig_open(&r, baud, stub) == 0) {
-		double t0 = now_s(&r);
-		uint64_t b0 = r.ct.tx;
-		int rc = 0;
-		for (size_t at = 0; at < len && rc == 0; at += 0x40000) {
-			size_t n = len - at < 0x40000 ? len - at : 0x40000;
-			rc = esp_loader_write_flash(r.l, (uint32_t)at, img + at, n, ESP_WRITE_COMPRESS, NULL, NULL);
+	/* as the mount streams it: one write per job (256 KiB there) */
+	for (size_t job = 0x10000; job <= 0x40000; job *= 4) {
+		if (rig_open(&r, baud) == 0) {
+			double t0 = now_s(&r);
+			uint64_t b0 = r.ct.tx;
+			int rc = 0;
+			for (size_t at = 0; at < len && rc == 0; at += job) {
+				size_t n = len - at < job ? len - at : job;
+				rc = esp_loader_write_flash(r.l, (uint32_t)at, img + at, n, ESP_WRITE_COMPRESS, NULL, NULL);
+			}
+			if (rc < 0)
+				fprintf(stderr, "chunked write: %s\n", esp_loader_error(r.l));
+			else
+				printf("in %3zu KiB writes     %8.2f s  (%llu B sent)\n", job >> 10, now_s(&r) - t0,
+				       (unsigned long long)(r.ct.tx - b0));
 		}
-		if (rc < 0)
-			fprintf(stderr, "chunked write: %s\n", esp_loader_error(r.l));
-		else
-			printf("in 256 KiB writes     %8.2f s  (%llu B sent)\n", now_s(&r) - t0,
-			       (unsigned long long)(r.ct.tx - b0));
+		rig_close(&r);
 	}
-	rig_close(&r);
 
-	if (rig_open(&r, baud, stub) == 0) {
+	if (rig_open(&r, baud) == 0) {
 		double t = timed_write(&r, img, len, ESP_WRITE_COMPRESS | ESP_WRITE_SKIP_SAME, &tx);
 		printf("fresh flash skip-same %8.2f s  (%llu B sent)\n", t, (unsigned long long)tx);
 		uint32_t fsz = esp_loader_flash_size(r.l);
@@ -224,7 +239,7 @@ static void bench_baud(uint32_t baud, const uint8_t *img, size_t len, const esp_
 
 int main(int argc, char **argv)
 {
-	char path[1200], spath[1200], err[256];
+	char path[1200];
 	const char *img_path = NULL;
 	int argi = 1;
 	if (argc > 1 && strspn(argv[1], "0123456789") != strlen(argv[1])) {
@@ -262,28 +277,16 @@ int main(int argc, char **argv)
 		}
 		img_path = "(synthetic)";
 	}
-	if (!stub_path(spath, sizeof spath)) {
-		fprintf(stderr, "no stub JSON found (set ESPFS_STUB_DIR or ESPFS_SOURCE)\n");
-		free(img);
-		return 77;
-	}
-	esp_stub stub;
-	if (esp_stub_load_file(spath, &stub, err, sizeof err) < 0) {
-		fprintf(stderr, "%s\n", err);
-		free(img);
-		return 1;
-	}
-	printf("image %s, %zu B; stub %s\n", img_path, len, spath);
-	uint32_t bauds[8] = { 115200, 921600, 2000000 };
-	int nb = 3;
+	printf("image %s, %zu B\n", img_path, len);
+	uint32_t bauds[8] = { 115200, 921600, 2000000, 0 };
+	int nb = 4;
 	if (argi < argc) {
 		nb = 0;
 		for (; argi < argc && nb < 8; argi++)
 			bauds[nb++] = (uint32_t)strtoul(argv[argi], NULL, 10);
 	}
 	for (int i = 0; i < nb; i++)
-		bench_baud(bauds[i], img, len, &stub);
-	esp_stub_free(&stub);
+		bench_baud(bauds[i], img, len);
 	free(img);
 	return 0;
 }
