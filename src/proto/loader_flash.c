@@ -290,6 +290,11 @@ int esp_loader_write_flash(esp_loader *l, uint32_t offset, const uint8_t *data, 
 			uint8_t want[16], got[16];
 			esp__md5(buf, plen, want);
 			rc = esp_loader_flash_md5(l, offset, (uint32_t)plen, got);
+			/* the digest travels without a checksum: a flipped bit on
+			 * the way back looks like bad flash, so ask once more
+			 * before calling it that */
+			if (rc == 0 && memcmp(want, got, 16) != 0)
+				rc = esp_loader_flash_md5(l, offset, (uint32_t)plen, got);
 			if (rc == 0 && memcmp(want, got, 16) != 0) {
 				char w[33], g[33];
 				hex16(want, w);

@@ -26,6 +26,8 @@ struct wrap {
 	uint8_t frame[0x4100];
 	unsigned ops[256];          /* commands seen, by opcode */
 	uint64_t data_bytes;        /* payload of FLASH_DATA / FLASH_DEFL_DATA */
+	uint32_t max_block, min_block;  /* of those payloads (min: all but the last) */
+	uint32_t last_block;
 	uint32_t begin_off[64], begin_size[64];
 	int n_begin;
 	uint32_t refuse_above;      /* set_baud fails above this (0: never) */
@@ -57,8 +59,15 @@ static int w_write(esp_transport *t, const uint8_t *b, size_t n)
 			const uint8_t *f = w->dec.buf;
 			if (w->dec.len >= 8 && f[0] == 0) {
 				w->ops[f[1]]++;
-				if ((f[1] == ESP_FLASH_DATA || f[1] == ESP_FLASH_DEFL_DATA) && w->dec.len >= 24)
-					w->data_bytes += w->dec.len - 24;
+				if ((f[1] == ESP_FLASH_DATA || f[1] == ESP_FLASH_DEFL_DATA) && w->dec.len >= 24) {
+					uint32_t k = (uint32_t)w->dec.len - 24;
+					w->data_bytes += k;
+					if (k > w->max_block)
+						w->max_block = k;
+					if (w->last_block && (!w->min_block || w->last_block < w->min_block))
+						w->min_block = w->last_block;
+					w->last_block = k;
+				}
 				if ((f[1] == ESP_FLASH_BEGIN || f[1] == ESP_FLASH_DEFL_BEGIN) && w->dec.len >= 24 &&
 				    w->n_begin < 64) {
 					w->begin_size[w->n_begin] = (uint32_t)f[8] | (uint32_t)f[9] << 8 |
@@ -95,6 +104,7 @@ static void w_reset_counts(struct wrap *w)
 	memset(w->ops, 0, sizeof w->ops);
 	w->data_bytes = 0;
 	w->n_begin = 0;
+	w->max_block = w->min_block = w->last_block = 0;
 }
 
 /* ---- rig ---- */
@@ -418,6 +428,66 @@ static void writes_exact_under_noise(void)
 	}
 }
 
+/* ---- block plan ---- */
+
+/* At 2 Mbaud a 16 KiB block is on the wire for ~82 ms, less than a 64 KiB
+ * erase: blocks that start a new flash block are cut short.  The result
+ * must be byte-exact, every block within what the stub accepts, and the
+ * stub must take the declared count. */
+static void planned_blocks_exact(void)
+{
+	struct rig r;
+	OPEN_OR_RETURN(&r, "esp32", false, true);
+	CHECK_RC(esp_loader_change_baud(r.l, 2000000));
+	uint8_t *a = image(0x60000, 12);
+	w_reset_counts(&r.w);
+	CHECK_RC(esp_loader_write_flash(r.l, 0x40000, a, 0x60000, ESP_WRITE_COMPRESS, NULL, NULL));
+	CHECK(esp_loader_last_write_verified(r.l));
+	CHECK(flash_is(&r, 0x40000, a, 0x60000));
+	unsigned blocks = data_cmds(&r.w);
+	printf("# 2M: %u blocks for %llu compressed bytes, %u..%u each\n", blocks,
+	       (unsigned long long)r.w.data_bytes, r.w.min_block, r.w.max_block);
+	CHECK(r.w.max_block <= ESP_STUB_WRITE_BLOCK);
+	CHECK(blocks > (r.w.data_bytes + ESP_STUB_WRITE_BLOCK - 1) / ESP_STUB_WRITE_BLOCK);   /* some were cut */
+	CHECK(r.w.min_block >= 2048);
+	/* at 115200 nothing needs cutting: full blocks */
+	CHECK_RC(esp_loader_change_baud(r.l, 115200));
+	w_reset_counts(&r.w);
+	a[5] ^= 1;
+	CHECK_RC(esp_loader_write_flash(r.l, 0x40000, a, 0x60000, ESP_WRITE_COMPRESS, NULL, NULL));
+	CHECK(flash_is(&r, 0x40000, a, 0x60000));
+	CHECK_EQ(data_cmds(&r.w), (unsigned)((r.w.data_bytes + ESP_STUB_WRITE_BLOCK - 1) / ESP_STUB_WRITE_BLOCK));
+	free(a);
+	rig_close(&r);
+}
+
+/* The same at 2 Mbaud with a noisy line back: an error by the deadline
+ * or a byte-exact result. */
+static void planned_blocks_under_noise(void)
+{
+	for (int run = 0; run < 3; run++) {
+		struct rig r;
+		OPEN_OR_RETURN(&r, "esp32", false, true);
+		CHECK_RC(esp_loader_change_baud(r.l, 2000000));
+		uint8_t *a = image(0x40000, 13 + (uint32_t)run);
+		struct sim_faults f = { .corrupt_rate = run ? 0.02 : 0.001, .drop_rate = run == 2 ? 0.02 : 0,
+					.seed = 7 + (uint32_t)run };
+		sim_set_faults(r.d, &f);
+		uint64_t t0 = esp_now_us(&r.fc.clock);
+		int rc = esp_loader_write_flash(r.l, 0x80000, a, 0x40000, ESP_WRITE_COMPRESS, NULL, NULL);
+		uint64_t ms = (esp_now_us(&r.fc.clock) - t0) / 1000;
+		printf("# 2M noise run %d: rc %d after %llu ms: %s\n", run, rc, (unsigned long long)ms,
+		       rc ? esp_loader_error(r.l) : "ok");
+		CHECK(ms < 15000);
+		if (rc == 0)
+			CHECK(flash_is(&r, 0x80000, a, 0x40000));
+		else
+			CHECK(rc == -ETIMEDOUT || rc == -EPROTO || rc == -EIO);
+		free(a);
+		rig_close(&r);
+	}
+}
+
 /* ---- reads ---- */
 
 static void read_two_in_flight_exact(void)
@@ -541,6 +611,8 @@ int main(void)
 	RUN(skip_same_progress_and_cancel);
 	RUN(skip_same_faults_surface);
 	RUN(writes_exact_under_noise);
+	RUN(planned_blocks_exact);
+	RUN(planned_blocks_under_noise);
 	RUN(read_two_in_flight_exact);
 	RUN(baud_plain);
 	RUN(baud_port_refuses);
