@@ -114,6 +114,8 @@ char *device_info_json(esp_device *d);
 /* Test hook for simulated devices: pull the cable (-EOPNOTSUPP otherwise).
  * The device goes away like an unplugged USB port. */
 int device_sim_unplug(esp_device *d);
+/* Test hook: hold BOOT, press RESET, release BOOT (ROM download mode). */
+int device_sim_download(esp_device *d);
 /* Times the chip was reset (into the loader or back into the app). */
 unsigned device_reset_count(esp_device *d);
 

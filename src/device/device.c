@@ -311,3 +311,13 @@ int device_sim_unplug(esp_device *d)
 	pthread_mutex_unlock(&d->lock);
 	return 0;
 }
+
+int device_sim_download(esp_device *d)
+{
+	if (!d->sim)
+		return -EOPNOTSUPP;
+	sim_button_boot(d->sim, true);
+	sim_button_reset(d->sim);
+	sim_button_boot(d->sim, false);
+	return 0;
+}

@@ -55,6 +55,9 @@ struct esp_device {
 	bool in_loader;
 	bool flash_attached;
 	bool reset_pending;
+	bool waiting_download;         /* attach failed: polling for the ROM loader */
+	bool manual_download;          /* only the buttons get it into the loader:
+					* never reset it out again by ourselves */
 	uint64_t loader_idle_since;
 };
 
@@ -81,6 +84,9 @@ int dev_leave_loader(esp_device *d);
 /* identity.c */
 int dev_attach(esp_device *d);
 bool dev_has_bootloader(esp_device *d);
+/* Attach failed: try again (sync only).  0 once identified. */
+int dev_reprobe(esp_device *d);
+int dev_reopen(esp_device *d);
 void dev_parse_partitions(const uint8_t *tbl, size_t len, struct dev_identity *id);
 
 /* registry.c */

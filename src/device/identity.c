@@ -61,6 +61,34 @@ static int open_port(esp_device *d, char *err, size_t errlen)
 	return 0;
 }
 
+/* The port went away under us: a native-USB chip re-enumerates when it
+ * switches between its app and the ROM loader (DESIGN.md section 3).  The
+ * device keeps its folder and handles; only the port is opened again,
+ * once it is back.  -ENODEV when it does not come back. */
+int dev_reopen(esp_device *d)
+{
+	char err[240];
+	if (d->sim && sim_get_mode(d->sim) == SIM_MODE_OFF)
+		return -ENODEV;
+	if (d->ld)
+		esp_loader_free(d->ld);
+	d->ld = NULL;
+	esp_tr_close(d->tr);
+	d->tr = NULL;
+	d->in_loader = false;
+	for (int i = 0; i < 30; i++) {  /* a USB re-enumeration takes ~1-2 s */
+		if (open_port(d, err, sizeof err) == 0) {
+			LOGI("%s: port reopened", d->name);
+			return 0;
+		}
+		if (d->sim)
+			break;
+		esp_sleep_ms(esp_clock_real(), 100);
+	}
+	LOGD("%s: reopen failed: %s", d->name, err);
+	return -ENODEV;
+}
+
 static int probe(esp_device *d, char *err, size_t errlen)
 {
 	int rc = dev_enter_loader(d, err, errlen);
@@ -114,6 +142,8 @@ bool dev_has_bootloader(esp_device *d)
 	return magic == 0xE9;
 }
 
+static int finish_attach(esp_device *d);
+
 int dev_attach(esp_device *d)
 {
 	char err[240] = "";
@@ -123,15 +153,47 @@ int dev_attach(esp_device *d)
 	if (rc < 0) {
 		LOGW("%s: attach failed: %s", d->name, err);
 		dev_set_mode(d, "unknown");
-		device_set_error(d, rc, "attach: %s", err);
-		if (d->in_loader)
-			dev_leave_loader(d);
+		if (d->ld && rc != -ENODEV) {
+			/* e.g. a native-USB chip whose app ignores the reset lines */
+			d->waiting_download = true;
+			device_set_error(d, rc, "waiting for download mode: hold BOOT and press RESET "
+					 "(attach: %s)", err);
+		} else {
+			device_set_error(d, rc, "attach: %s", err);
+		}
 		return rc;
 	}
+	return finish_attach(d);
+}
+
+int dev_reprobe(esp_device *d)
+{
+	char err[240] = "";
+	d->in_loader = false;
+	int rc = probe(d, err, sizeof err);
+	if (rc == -ENODEV && dev_reopen(d) == 0)
+		rc = probe(d, err, sizeof err);
+	if (rc < 0) {
+		LOGD("%s: still no loader: %s", d->name, err);
+		return rc;
+	}
+	d->waiting_download = false;
+	d->manual_download = true;
+	LOGI("%s: found in download mode; it stays in the loader", d->name);
+	dev_clear_error(d);
+	rc = finish_attach(d);
+	dev_state_changed(d);
+	return rc;
+}
+
+static int finish_attach(esp_device *d)
+{
 	if (d->opt.no_probe) {
 		dev_set_mode(d, "unknown");
 		return 0;
 	}
+	if (d->manual_download)
+		return 0;
 	if (!dev_has_bootloader(d)) {
 		/* nothing to boot: stay in the loader rather than boot-loop */
 		LOGI("%s: no bootloader in flash; staying in the loader", d->name);

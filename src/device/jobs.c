@@ -56,8 +56,11 @@ int dev_enter_loader(esp_device *d, char *err, size_t errlen)
 		snprintf(err, errlen, "port is not open");
 		return -ENODEV;
 	}
-	rc = esp_loader_connect(d->ld, d->opt.reset, 0);
-	if (d->opt.reset != ESP_RESET_NONE) {
+	/* Waiting for the user to put the chip into download mode: sync
+	 * only, never reset again (that would undo the button press). */
+	bool waiting = d->waiting_download;
+	rc = esp_loader_connect(d->ld, waiting ? ESP_RESET_NONE : d->opt.reset, waiting ? 1 : 0);
+	if (!waiting && d->opt.reset != ESP_RESET_NONE) {
 		pthread_mutex_lock(&d->lock);
 		d->resets++;
 		pthread_mutex_unlock(&d->lock);
@@ -280,6 +283,14 @@ static int job_provision(esp_device *d, struct dev_job *j)
 int dev_run_job(esp_device *d, struct dev_job *j)
 {
 	int rc;
+	struct dev_identity id;
+	device_identity(d, &id);
+	if (!id.known && !d->opt.no_probe &&
+	    (j->kind == DEV_JOB_READ || j->kind == DEV_JOB_WRITE || j->kind == DEV_JOB_ERASE)) {
+		snprintf(j->err, sizeof j->err, "the chip is not identified yet: waiting for "
+			 "download mode (hold BOOT and press RESET)");
+		return -ETIMEDOUT;
+	}
 	switch (j->kind) {
 	case DEV_JOB_READ:
 		rc = job_read(d, j);

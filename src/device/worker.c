@@ -68,6 +68,19 @@ void *dev_worker_main(void *arg)
 					dev_leave_loader(d);
 					pthread_mutex_lock(&d->lock);
 				}
+			} else if (d->waiting_download) {
+				struct timespec ts;
+				deadline_in(&ts, 1000);
+				if (pthread_cond_timedwait(&d->cond, &d->lock, &ts) == ETIMEDOUT &&
+				    !d->qhead && !d->stop && !d->gone) {
+					pthread_mutex_unlock(&d->lock);
+					int rr = dev_reprobe(d);
+					if (rr == 0)
+						dev_event(d, DEV_EV_ADDED);  /* identity: by-mac link */
+					else if (rr == -ENODEV && d->sim && sim_get_mode(d->sim) == SIM_MODE_OFF)
+						dev_mark_gone(d);
+					pthread_mutex_lock(&d->lock);
+				}
 			} else if (d->sim) {
 				/* a simulated device "unplugs" without a port to vanish:
 				 * look at it the way hotplug polling looks at USB */
@@ -102,13 +115,20 @@ void *dev_worker_main(void *arg)
 			snprintf(j->err, sizeof j->err, "cancelled");
 		} else {
 			rc = dev_run_job(d, j);
+			/* the port re-enumerated (native USB switching modes): once
+			 * more on the new port; jobs are idempotent */
+			if (rc == -ENODEV && dev_reopen(d) == 0) {
+				j->err[0] = 0;
+				rc = dev_run_job(d, j);
+			}
 		}
 		j->rc = rc;
 
 		pthread_mutex_lock(&d->lock);
 		d->current = NULL;
 		pthread_mutex_unlock(&d->lock);
-		bool boot = d->in_loader && d->opt.reset != ESP_RESET_NONE && dev_has_bootloader(d);
+		bool boot = d->in_loader && d->opt.reset != ESP_RESET_NONE && !d->manual_download &&
+			    dev_has_bootloader(d);
 		pthread_mutex_lock(&d->lock);
 		d->reset_pending = boot;
 		pthread_mutex_unlock(&d->lock);

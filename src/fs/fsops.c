@@ -487,7 +487,8 @@ static void write_erase(fuse_req_t req, struct handle *h, const char *buf, size_
 }
 
 /* state accepts commands, sysfs-style: "reset" restarts the application;
- * simulated devices also take "unplug" (a test hook). */
+ * simulated devices also take "unplug" and "buttons" (hold BOOT, press
+ * RESET): test hooks. */
 static void write_state(fuse_req_t req, struct handle *h, const char *buf, size_t size)
 {
 	char cmd[32];
@@ -495,8 +496,8 @@ static void write_state(fuse_req_t req, struct handle *h, const char *buf, size_
 	memcpy(cmd, buf, n);
 	cmd[n] = 0;
 	cmd[strcspn(cmd, "\r\n")] = 0;
-	if (!strcmp(cmd, "unplug")) {
-		int rc = device_sim_unplug(h->dev);
+	if (!strcmp(cmd, "unplug") || !strcmp(cmd, "buttons")) {
+		int rc = cmd[0] == 'u' ? device_sim_unplug(h->dev) : device_sim_download(h->dev);
 		if (rc < 0)
 			fuse_reply_err(req, -rc);
 		else

@@ -191,12 +191,15 @@ static void device_added(esp_device *d)
 	char mac[20];
 	mac_name(d, mac, sizeof mac);
 	pthread_mutex_lock(&vfs.lock);
-	if (node_child(ROOT_INO, device_name(d))) {
+	struct node *dir = node_child(ROOT_INO, device_name(d));
+	bool fresh = !dir;
+	if (dir && dir->dev != d) {
 		pthread_mutex_unlock(&vfs.lock);
 		return;
 	}
-	struct node *dir = node_new(N_DEVDIR, ROOT_INO, device_name(d), d);
-	if (dir)
+	if (!dir)
+		dir = node_new(N_DEVDIR, ROOT_INO, device_name(d), d);
+	if (dir && fresh)
 		for (size_t i = 0; i < sizeof dev_files / sizeof dev_files[0]; i++) {
 			struct node *f = node_new(dev_files[i].kind, dir->ino, dev_files[i].name, d);
 			if (f)
