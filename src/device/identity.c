@@ -38,12 +38,16 @@ void dev_parse_partitions(const uint8_t *tbl, size_t len, struct dev_identity *i
 static int open_port(esp_device *d, char *err, size_t errlen)
 {
 	int rc;
+	char path[256];
+	pthread_mutex_lock(&d->lock);  /* the registry may move it (re-enumeration) */
+	snprintf(path, sizeof path, "%s", d->path);
+	pthread_mutex_unlock(&d->lock);
 	if (d->sim)
 		rc = sim_transport_open(d->sim, &d->tr);
 	else
-		rc = esp_serial_open(d->path, 115200, esp_clock_real(), &d->tr);
+		rc = esp_serial_open(path, 115200, esp_clock_real(), &d->tr);
 	if (rc < 0) {
-		snprintf(err, errlen, "cannot open %.180s: %s", d->sim ? "simulator" : d->path,
+		snprintf(err, errlen, "cannot open %.180s: %s", d->sim ? "simulator" : path,
 			 strerror(-rc));
 		return rc;
 	}

@@ -263,8 +263,26 @@ static void scan_once(esp_devmgr *m)
 		    sp_get_port_usb_vid_pid(p, &vid, &pid) != SP_OK || !wanted_vid(vid))
 			continue;
 		const char *path = sp_get_port_name(p);
+		const char *serial = sp_get_port_usb_serial(p);
 		pthread_mutex_lock(&m->lock);
 		bool known = known_path(m, path);
+		/* A chip that re-enumerated under another name (native USB
+		 * switching between app and ROM) keeps its folder: same USB
+		 * serial number and vendor, old port missing. */
+		for (size_t k = 0; !known && serial && *serial && k < m->n; k++) {
+			esp_device *o = m->v[k].dev;
+			if (m->v[k].removed || !m->v[k].scanned || m->v[k].misses == 0 ||
+			    o->id.usb_vid != vid || strcmp(o->id.usb_serial, serial))
+				continue;
+			pthread_mutex_lock(&o->lock);
+			snprintf(o->path, sizeof o->path, "%s", path);
+			snprintf(o->id.port, sizeof o->id.port, "%s", path);
+			o->id.usb_pid = (uint16_t)pid;
+			pthread_mutex_unlock(&o->lock);
+			m->v[k].misses = 0;
+			known = true;
+			LOGI("%s: now at %s", o->name, path);
+		}
 		pthread_mutex_unlock(&m->lock);
 		if (known)
 			continue;
@@ -274,7 +292,7 @@ static void scan_once(esp_devmgr *m)
 		d->id.usb_vid = (uint16_t)vid;
 		d->id.usb_pid = (uint16_t)pid;
 		const char *s;
-		if ((s = sp_get_port_usb_serial(p)))
+		if ((s = serial))
 			snprintf(d->id.usb_serial, sizeof d->id.usb_serial, "%s", s);
 		if ((s = sp_get_port_usb_product(p)))
 			snprintf(d->id.usb_product, sizeof d->id.usb_product, "%s", s);
