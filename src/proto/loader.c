@@ -61,6 +61,9 @@ esp_loader *esp_loader_new(esp_transport *t)
 
 void esp_loader_free(esp_loader *l)
 {
+	if (!l)
+		return;
+	esp_stub_free(&l->kept_stub);
 	free(l);
 }
 

@@ -1,13 +1,18 @@
 /* Baud negotiation: the fastest rate the link sustains (PROTOCOL.md A14).
  *
  * A rate can fail in two ways: the host port refuses it (a USB-UART bridge
- * without that divider: set_baud fails, we find out before telling the
+ * without that divider: set_baud fails, so we find out before telling the
  * device), or the line garbles at it (cable, level shifter, a bridge that
  * accepts the setting but cannot keep up).  The second is found by a probe
- * after the change; the device is then at the bad rate, so the way down is
- * to send it CHANGE_BAUDRATE at that rate (short frames often get through
- * a marginal link; a device at another rate ignores them) and probe again
- * at the lower one, a few times, from every rate it may be at. */
+ * after the change, with the device already at the bad rate.  Getting it
+ * back: send it CHANGE_BAUDRATE at that rate (a short frame sometimes
+ * gets through a marginal link; a device at another rate ignores it) and
+ * probe at the lower one, a few times.  When that fails and the port has
+ * DTR/RTS, reset the chip into its ROM at the rate we started from, start
+ * the stub again from the loader's copy, and change to the lower rate from
+ * a link that works.  Commands are never queued ahead: one CHANGE_BAUDRATE
+ * at a time, since a legacy stub computes its new divider from the one it
+ * has, and a second copy processed after the first switch would be off. */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -15,22 +20,27 @@
 
 #define PROBE_READS 4
 #define PROBE_TMO_MS 200u
-#define STEP_DOWN_TRIES 3
+#define QUICK_TMO_MS 60u
+#define STEP_DOWN_TRIES 4
 
 static const uint32_t ladder[] = { 3000000, 2000000, 1500000, 921600, 460800, 230400, 115200 };
 #define N_LADDER (sizeof ladder / sizeof ladder[0])
+
+static bool read_magic(esp_loader *l, uint32_t want, uint32_t tmo_ms)
+{
+	uint32_t v = 0;
+	uint8_t p[4];
+	esp__put32(p, ESP_CHIP_DETECT_MAGIC_REG);
+	return esp_loader_command(l, ESP_READ_REG, p, 4, 0, tmo_ms, &v, NULL, 0, 0) == 0 && v == want;
+}
 
 /* Several round trips that must all come back intact: one garbled byte
  * in any of them fails the rate. */
 static bool probe(esp_loader *l, uint32_t want)
 {
-	for (int i = 0; i < PROBE_READS; i++) {
-		uint32_t v = 0;
-		uint8_t p[4];
-		esp__put32(p, ESP_CHIP_DETECT_MAGIC_REG);
-		if (esp_loader_command(l, ESP_READ_REG, p, 4, 0, PROBE_TMO_MS, &v, NULL, 0, 0) < 0 || v != want)
+	for (int i = 0; i < PROBE_READS; i++)
+		if (!read_magic(l, want, PROBE_TMO_MS))
 			return false;
-	}
 	return true;
 }
 
@@ -38,7 +48,7 @@ static bool probe(esp_loader *l, uint32_t want)
 static bool step_down(esp_loader *l, const uint32_t *from, int n, uint32_t to, uint32_t magic)
 {
 	for (int t = 0; t < STEP_DOWN_TRIES; t++) {
-		for (int i = 0; i < n; i++) {
+		for (int i = n - 1; i >= 0; i--) {
 			uint8_t p[8];
 			esp__put32(p, esp__baud_word(l, to));
 			esp__put32(p + 4, l->stub ? from[i] : 0);
@@ -51,14 +61,31 @@ static bool step_down(esp_loader *l, const uint32_t *from, int n, uint32_t to, u
 			esp_sleep_ms(l->t->clock, 20);
 			if (esp_tr_set_baud(l->t, to) < 0)
 				return false;
-			esp_sleep_ms(l->t->clock, 50);
+			esp_sleep_ms(l->t->clock, 30);
 			esp_tr_flush_input(l->t);
 			slip_reader_flush(&l->rd);
-			if (probe(l, magic))
+			/* one quick look first: most tries fail here */
+			if (read_magic(l, magic, QUICK_TMO_MS) && probe(l, magic))
 				return true;
 		}
 	}
 	return false;
+}
+
+/* Last resort: reset the chip (ROM at the rate we started from), start
+ * the stub again if one was running, then change to rate to. */
+static bool relink(esp_loader *l, uint32_t start, uint32_t to, uint32_t magic)
+{
+	bool had_stub = l->stub;
+	if ((l->t->flags & ESP_TR_NO_LINES) || (had_stub && !l->kept_stub.text))
+		return false;
+	if (esp_tr_set_baud(l->t, start) < 0 || esp_loader_connect(l, ESP_RESET_AUTO, 0) < 0)
+		return false;
+	if (had_stub && !l->stub && esp_loader_run_stub(l, &l->kept_stub) < 0)
+		return false;
+	if (to != start && esp_loader_change_baud(l, to) < 0)
+		return false;
+	return probe(l, magic);
 }
 
 int esp_loader_negotiate_baud(esp_loader *l, uint32_t wanted)
@@ -75,13 +102,12 @@ int esp_loader_negotiate_baud(esp_loader *l, uint32_t wanted)
 	if (!wanted)
 		wanted = 921600;
 	if (l->baud_cap && wanted >= l->baud_cap) {
-		/* failed before on this port: stay below that */
-		wanted = 0;
-		for (size_t i = 0; i < N_LADDER; i++)
-			if (ladder[i] < l->baud_cap) {
-				wanted = ladder[i];
-				break;
-			}
+		/* garbled before on this port: stay below that */
+		uint32_t w = 0;
+		for (size_t i = 0; i < N_LADDER && !w; i++)
+			if (ladder[i] < l->baud_cap)
+				w = ladder[i];
+		wanted = w;
 	}
 	if (wanted <= cur)
 		return (int)cur;
@@ -97,7 +123,8 @@ int esp_loader_negotiate_baud(esp_loader *l, uint32_t wanted)
 	for (size_t i = 0; i < N_LADDER; i++)
 		if (ladder[i] < wanted && ladder[i] > cur)
 			cand[nc++] = ladder[i];
-	/* rates the device may be at after a failed change (all garbled) */
+	/* rates the device may be at after a failed change (all garbled);
+	 * empty: it is at cur and the link works */
 	uint32_t tried[N_LADDER + 1];
 	int nt = 0;
 	for (int i = 0; i < nc; i++) {
@@ -106,7 +133,6 @@ int esp_loader_negotiate_baud(esp_loader *l, uint32_t wanted)
 		if (esp_tr_set_baud(l->t, c) < 0)
 			continue;
 		if (nt == 0) {
-			/* the link works at cur: an ordinary change */
 			if ((rc = esp_tr_set_baud(l->t, cur)) < 0) {
 				esp__err(l, "port cannot go back to %u baud: %s", cur, strerror(-rc));
 				return rc;
@@ -115,7 +141,7 @@ int esp_loader_negotiate_baud(esp_loader *l, uint32_t wanted)
 				return rc;   /* no answer at a rate that worked: not a rate problem */
 			if (probe(l, magic))
 				return (int)c;
-		} else if (step_down(l, tried, nt, c, magic)) {
+		} else if (step_down(l, tried, nt, c, magic) || relink(l, cur, c, magic)) {
 			return (int)c;
 		}
 		/* garbled at c: never try it or anything above on this port */
@@ -128,7 +154,7 @@ int esp_loader_negotiate_baud(esp_loader *l, uint32_t wanted)
 			return rc;
 		return (int)cur;
 	}
-	if (step_down(l, tried, nt, cur, magic))
+	if (step_down(l, tried, nt, cur, magic) || relink(l, cur, cur, magic))
 		return (int)cur;
 	esp__err(l, "lost the link while trying faster baud rates (down to %u); "
 		 "reset the chip and connect again", tried[nt - 1]);

@@ -33,7 +33,8 @@ struct esp_loader {
 	uint32_t flash_size;      /* 0 until known */
 	uint32_t jedec;
 	uint64_t rom_clk_num, rom_clk_den; /* ESP32 ROM baud correction (A14); 0 unknown */
-	uint32_t baud_cap;        /* highest rate known to fail on this port + 1; 0 none */
+	uint32_t baud_cap;        /* lowest rate known to garble on this port; 0 none */
+	esp_stub kept_stub;       /* copy of the last stub started; text NULL: none */
 	char err[256];
 };
 
@@ -94,6 +95,7 @@ int esp__write_range(esp_loader *l, uint32_t offset, const uint8_t *buf, size_t 
 int esp__write_skip_same(esp_loader *l, uint32_t offset, const uint8_t *buf, size_t plen, unsigned flags,
 			 esp_progress_fn progress, void *ctx, bool *same);
 bool esp__can_md5(const esp_loader *l);
+void esp__keep_stub(esp_loader *l, const esp_stub *stub);
 /* Compressed block sizes for a stub write that keep the link busy while
  * the flash erases (loader_blocks.c); NULL: fixed blocks of bs. */
 uint32_t *esp__plan_defl_blocks(const esp_loader *l, uint32_t offset, const uint8_t *z, size_t zlen,

@@ -158,6 +158,29 @@ int esp_stub_load_file(const char *path, esp_stub *stub, char *err, size_t errle
 	return 0;
 }
 
+/* A copy of the running stub, so that baud negotiation can reset a chip
+ * it lost at a bad rate and bring the stub back (loader_baud.c). */
+void esp__keep_stub(esp_loader *l, const esp_stub *stub)
+{
+	if (stub == &l->kept_stub)
+		return;
+	esp_stub_free(&l->kept_stub);
+	esp_stub c = *stub;
+	c.text = stub->text_len ? malloc(stub->text_len) : NULL;
+	c.data = stub->data_len ? malloc(stub->data_len) : NULL;
+	if ((stub->text_len && !c.text) || (stub->data_len && !c.data)) {
+		free(c.text);
+		free(c.data);
+		memset(&l->kept_stub, 0, sizeof l->kept_stub);
+		return;
+	}
+	if (c.text)
+		memcpy(c.text, stub->text, stub->text_len);
+	if (c.data)
+		memcpy(c.data, stub->data, stub->data_len);
+	l->kept_stub = c;
+}
+
 void esp_stub_free(esp_stub *stub)
 {
 	if (!stub)
@@ -296,6 +319,7 @@ int esp_loader_run_stub(esp_loader *l, const esp_stub *stub)
 		if (n == 4 && memcmp(f, "OHAI", 4) == 0) {
 			l->stub = true;
 			l->params_set = false; /* tell the stub the flash size too */
+			esp__keep_stub(l, stub);
 			return 0;
 		}
 		if (n >= 10 && f[0] == 1 && f[1] == ESP_MEM_END && f[8] != 0) {
