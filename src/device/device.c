@@ -42,6 +42,8 @@ void dev_stop_and_join(esp_device *d)
 {
 	pthread_mutex_lock(&d->lock);
 	d->stop = true;
+	if (d->current)  /* shutting down: stop a long flash between blocks */
+		atomic_store(&d->current->cancel, 1);
 	pthread_cond_broadcast(&d->cond);
 	pthread_mutex_unlock(&d->lock);
 	if (d->thread_started) {

@@ -444,10 +444,8 @@ void devmgr_free(esp_devmgr *m)
 	if (m->scanning)
 		pthread_join(m->scan_thread, NULL);
 #endif
-	for (size_t i = 0; i < m->n; i++) {
-		m->v[i].dev->mgr = NULL;
+	for (size_t i = 0; i < m->n; i++)
 		dev_stop_and_join(m->v[i].dev);
-	}
 	for (size_t i = 0; i < m->n; i++)
 		device_unref(m->v[i].dev);
 	free(m->v);
