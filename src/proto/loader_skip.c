@@ -1,12 +1,18 @@
 /* ESP_WRITE_SKIP_SAME: ask the device for MD5s of what it already holds
  * and send only what differs (PROTOCOL.md A11 for SPI_FLASH_MD5).
  *
- * Cost model.  One MD5 command costs a round trip (~50 bytes on the wire)
- * plus the device reading and hashing the region; sending a region costs
- * its compressed bytes on the wire plus erase and program time.  Hence:
- *  1. one MD5 of the whole range: an identical image costs just that;
- *  2. otherwise one MD5 per 64 KiB block (the unit a stub erases in one
- *     go, 150 ms against 16 x 45 ms for sectors on a typical NOR chip);
+ * Cost model.  One MD5 command costs a round trip (~55 bytes on the wire
+ * plus the port's latency) and the device reading and hashing the region
+ * (~10 MB/s: src/sim/timing.c's assumption, near what stubs do); sending
+ * a region costs its compressed bytes on the wire plus erase and program
+ * time.  Hence:
+ *  1. one MD5 of the whole range, so that an identical image costs one
+ *     round trip, when asking per block instead would cost more in round
+ *     trips than hashing the range a second time costs when it differs
+ *     (slow links, big ranges); otherwise straight to step 2, whose
+ *     answers say "identical" just as well;
+ *  2. one MD5 per 64 KiB block (the unit a stub erases in one go, 150 ms
+ *     against 16 x 45 ms for sectors on a typical NOR chip);
  *  3. in a block that differs (and is not blank, where we know what it
  *     holds without asking), sectors are probed one by one only until
  *     a second one differs: a lone changed sector (a config record, a
@@ -15,8 +21,8 @@
  *     once most blocks turn out to differ (another image altogether),
  *     differing blocks are sent without probing.
  * When the whole range reads as blank (an erased chip), steps 2 and 3 are
- * answered locally.  A block that should hold only 0xFF is never sent: it is left alone
- * when its MD5 says it is blank already, else erased (stub ERASE_REGION,
+ * answered locally.  A block that should hold only 0xFF is never sent: it
+ * is left alone when its MD5 says it is blank already, else erased (stub ERASE_REGION,
  * ROM FLASH_BEGIN), which is cheaper than programming 0xFF pages.
  * Neighbouring pieces of the same kind are merged into one write (one
  * compressed stream keeps the stub's programming overlapped with the
@@ -28,6 +34,20 @@
 #include "loader_priv.h"
 
 #define SKIP_BLOCK 0x10000u
+#define MD5_WIRE_BYTES 55u        /* command and reply, SLIP framed */
+#define PORT_LATENCY_US 2000u     /* a USB-UART bridge, each way and back */
+#define HASH_NS_PER_BYTE 100u     /* ~10 MB/s on the device */
+
+/* Is one MD5 of the whole range worth it before the per-block ones? */
+static bool whole_first(const esp_loader *l, uint32_t len)
+{
+	uint32_t blocks = (len + SKIP_BLOCK - 1) / SKIP_BLOCK;
+	uint64_t wire_us = l->t->flags & ESP_TR_NATIVE_USB || !l->t->baud ? MD5_WIRE_BYTES
+			   : (uint64_t)MD5_WIRE_BYTES * 10000000u / l->t->baud;
+	uint64_t extra_rtts_us = (uint64_t)(blocks - 1) * (wire_us + PORT_LATENCY_US);
+	uint64_t rehash_us = (uint64_t)len * HASH_NS_PER_BYTE / 1000u;
+	return extra_rtts_us > rehash_us;
+}
 
 enum piece_kind { P_SAME, P_WRITE, P_ERASE };
 
@@ -149,7 +169,7 @@ int esp__write_skip_same(esp_loader *l, uint32_t offset, const uint8_t *buf, siz
 	bool one_block = offset / SKIP_BLOCK == (end - 1) / SKIP_BLOCK;
 	int rc = 0;
 	bool all_blank = false;
-	if (!one_block) {
+	if (!one_block && whole_first(l, cmp_len)) {
 		rc = device_same(l, offset, buf, cmp_len, &all_blank);
 		if (rc < 0)
 			return rc;
