@@ -199,21 +199,27 @@ static void bench_baud(uint32_t baud, const uint8_t *img, size_t len)
 		rig_close(&r);
 	}
 
-	/* as the mount streams it: one write per job (256 KiB there) */
-	for (size_t job = 0x10000; job <= 0x40000; job *= 4) {
+	/* as the mount streams it: one write per job (256 KiB there); with
+	 * skip-same, the second pass is a re-flash of the identical image */
+	for (int mode = 0; mode < 3; mode++) {
+		size_t job = mode == 0 ? 0x10000 : 0x40000;
+		unsigned flags = ESP_WRITE_COMPRESS | (mode == 2 ? ESP_WRITE_SKIP_SAME : 0);
 		if (rig_open(&r, baud) == 0) {
-			double t0 = now_s(&r);
-			uint64_t b0 = r.ct.tx;
-			int rc = 0;
-			for (size_t at = 0; at < len && rc == 0; at += job) {
-				size_t n = len - at < job ? len - at : job;
-				rc = esp_loader_write_flash(r.l, (uint32_t)at, img + at, n, ESP_WRITE_COMPRESS, NULL, NULL);
+			for (int pass = 0; pass < (mode == 2 ? 2 : 1); pass++) {
+				double t0 = now_s(&r);
+				uint64_t b0 = r.ct.tx;
+				int rc = 0;
+				for (size_t at = 0; at < len && rc == 0; at += job) {
+					size_t n = len - at < job ? len - at : job;
+					rc = esp_loader_write_flash(r.l, (uint32_t)at, img + at, n, flags, NULL, NULL);
+				}
+				if (rc < 0)
+					fprintf(stderr, "chunked write: %s\n", esp_loader_error(r.l));
+				else
+					printf("in %3zu KiB writes%s %8.2f s  (%llu B sent)\n", job >> 10,
+					       mode < 2 ? "     " : pass ? ", again" : ", skip ", now_s(&r) - t0,
+					       (unsigned long long)(r.ct.tx - b0));
 			}
-			if (rc < 0)
-				fprintf(stderr, "chunked write: %s\n", esp_loader_error(r.l));
-			else
-				printf("in %3zu KiB writes     %8.2f s  (%llu B sent)\n", job >> 10, now_s(&r) - t0,
-				       (unsigned long long)(r.ct.tx - b0));
 		}
 		rig_close(&r);
 	}
