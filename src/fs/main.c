@@ -199,11 +199,13 @@ int main(int argc, char **argv)
 	for (int i = 0; i < o.n_sims; i++)
 		if (devmgr_add_sim(mgr, o.sims[i], err, sizeof err) < 0) {
 			fprintf(stderr, "espfs: %s\n", err);
+			ret = 2;
 			goto out_mgr;
 		}
 	for (int i = 0; i < o.n_ports; i++)
 		if (devmgr_add_port(mgr, o.ports[i], err, sizeof err) < 0) {
 			fprintf(stderr, "espfs: %s\n", err);
+			ret = 2;
 			goto out_mgr;
 		}
 
