@@ -14,7 +14,7 @@ import path from 'node:path';
 import { spawn, spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { loadModel, bounds, eraseSeconds, programSeconds, readSeconds } from './model.mjs';
-import { Mount, live, wireDelta, timedCp } from './espfs.mjs';
+import { Mount, live, cps, wireDelta, timedCp } from './espfs.mjs';
 import { images } from './images.mjs';
 import { report } from './report.mjs';
 
@@ -57,6 +57,7 @@ const { esptoolFlash, esptoolDump } = await import('./esptool.mjs');   // after 
 const TMP = fs.mkdtempSync(path.join(os.tmpdir(), 'espfs-bench-'));
 const children = new Set();
 process.on('exit', () => {
+	for (const c of cps) try { c.kill('SIGKILL'); } catch { /* gone */ }
 	for (const m of live) m.stopNow();
 	for (const c of children) try { c.kill('SIGKILL'); } catch { /* gone */ }
 	fs.rmSync(TMP, { recursive: true, force: true });
@@ -91,7 +92,7 @@ async function espfsFlash(img, baud, reflash) {
 		const s = await timedCp(img.path, dst);
 		const w1 = m.wire('d0');
 		sameAs(path.join(dir, 'd0.bin'), img.bytes, 'espfs flash');
-		const r = { s, wire: wireDelta(w0, w1), mount_s: m.ready_s };
+		const r = { s, wire: wireDelta(w0, w1), mount_s: m.ready_s, mount_wire: wireDelta([], w0) };
 		if (reflash) {
 			const s2 = await timedCp(img.path, dst);
 			sameAs(path.join(dir, 'd0.bin'), img.bytes, 'espfs re-flash');
@@ -169,7 +170,8 @@ async function flashCase(kase, img, baud, runs, reflash) {
 	if (kase !== 'c') {
 		// espfs connects when it mounts (cp finds the stub running): shown
 		// apart, as esptool-js's connect is inside its time
-		row({ case: kase, chip: img.chip, who: 'espfs', what: `mount (attach: sync, stub, identity) @${rate}`, times_s: e.map((x) => x.mount_s) });
+		row({ case: kase, chip: img.chip, who: 'espfs', what: `mount (attach: sync, stub, identity) @${rate}`, times_s: e.map((x) => x.mount_s),
+			wire: e[0].mount_wire, wire_source: 'counted (espfs-wire)', bound: bounds(model, e[0].mount_wire, 0) });
 		row({ case: kase, chip: img.chip, who: 'espfs', what: `cp image -> flash.bin @${rate}`, times_s: e.map((x) => x.s),
 			ratio_runs: ratios, ratio: median(ratios), ratio_vs_write_runs: vsWrite, ratio_vs_write: median(vsWrite),
 			wire: e[0].wire, wire_source: 'counted (espfs-wire)', bound: bounds(model, e[0].wire, flashWork(img)) });

@@ -6,6 +6,7 @@ import path from 'node:path';
 import { spawn, spawnSync } from 'node:child_process';
 
 export const live = new Set();   // mounts to tear down on any exit
+export const cps = new Set();    // cp processes in flight, likewise
 
 const SLOT = 64 + 4 * 24, SLOTS = 64;    // struct wire_slot in wirecount.c
 
@@ -111,9 +112,11 @@ export function timedCp(src, dst) {
 	return new Promise((resolve, reject) => {
 		const t0 = process.hrtime.bigint();
 		const p = spawn('cp', [src, dst], { stdio: ['ignore', 'ignore', 'pipe'] });
+		cps.add(p);
 		let err = '';
 		p.stderr.on('data', (d) => { err += d; });
 		p.once('exit', (code) => {
+			cps.delete(p);
 			const s = Number(process.hrtime.bigint() - t0) / 1e9;
 			if (code === 0) resolve(s); else reject(new Error(`cp ${src} ${dst}: exit ${code}: ${err.trim()}`));
 		});
