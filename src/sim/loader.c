@@ -12,10 +12,20 @@
 #include <string.h>
 #include "sim_loader.h"
 
+/* The ROM's value field is only written by SYNC and READ_REG; other
+ * replies carry whatever it last held (esptool traces, e.g. issue #921:
+ * CHANGE_BAUDRATE and SPI_ATTACH answered with the previous READ_REG
+ * value).  The stub sends 0 except for READ_REG. */
 void sim_ld_ok(sim_device *d, uint8_t op, uint32_t value, const uint8_t *data, size_t n, uint64_t t)
 {
 	static const uint8_t zero[4];
 	size_t sl = d->ld.stub ? 2 : (size_t)d->chip->rom_status_len;
+	if (!d->ld.stub) {
+		if (op == 0x08 || op == 0x0A)
+			d->ld.rom_value = value;
+		else
+			value = d->ld.rom_value;
+	}
 	sim_reply(d, op, value, data, n, zero, sl, t);
 }
 
@@ -32,7 +42,7 @@ void sim_ld_fail(sim_device *d, uint8_t op, uint8_t code, uint64_t t)
 		st[1] = code;
 		sl = (size_t)d->chip->rom_status_len;
 	}
-	sim_reply(d, op, 0, NULL, 0, st, sl, t);
+	sim_reply(d, op, d->ld.stub ? 0 : d->ld.rom_value, NULL, 0, st, sl, t);
 }
 
 void sim_ld_fail2(sim_device *d, uint8_t op, uint8_t rom, uint8_t stub, uint64_t t)

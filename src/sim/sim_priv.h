@@ -70,6 +70,7 @@ struct sim_loader {
 	/* stub: error of work done after the reply, reported on the next
 	 * command (esp-flasher-stub behaviour) */
 	uint8_t deferred_err;
+	uint32_t rom_value;            /* ROM reply value field (sticky) */
 };
 
 /* SPI flash controller of the chip, as far as clients drive it. */

@@ -62,6 +62,10 @@ static void status_bytes_and_magic_per_chip(void)
 		uint32_t magic = st_read_reg(&s, 0x40001000);
 		CHECK_EQ(magic, c->magic[0]);
 		CHECK(esp_chip_by_magic(magic) == c);
+		/* the ROM's value field is sticky: the next reply repeats it */
+		uint32_t params[6] = { 0, 4u << 20, 0x10000, 0x1000, 0x100, 0xFFFF };
+		st_words(&s, c->id == ESP_CHIP_ESP8266 ? 0x02 : 0x0B, params, c->id == ESP_CHIP_ESP8266 ? 4 : 6, 200);
+		CHECK_EQ(st_le32(s.dec.buf + 4), c->magic[0]);
 		st_close(&s);
 	}
 }
