@@ -162,8 +162,16 @@ static void change_baud(sim_device *d, const uint8_t *p, size_t n, uint64_t t)
 	}
 	sim_ld_ok(d, OP_CHANGE_BAUD, 0, NULL, 0, s);
 	/* after the reply: everything queued so far went out at the old rate */
-	if (!d->native_usb)
+	if (!d->native_usb) {
 		d->dev_baud = nb;
+		/* the ROM then sends two dummy 0xC0 at the new rate
+		 * (esp-serial-flasher slip.c); a host still at the old rate
+		 * sees noise, which is why clients drain after switching */
+		if (!d->ld.stub) {
+			static const uint8_t dummy[2] = { 0xC0, 0xC0 };
+			sim_emit_at(d, dummy, sizeof dummy, s + 1000000);
+		}
+	}
 	d->rom_autobaud = false;
 }
 

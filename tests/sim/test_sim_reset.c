@@ -280,6 +280,9 @@ static void change_baudrate_after_reply(void)
 	uint32_t cb[2] = { 460800, 0 };
 	CHECK_EQ(st_words(&s, 0x0F, cb, 2, 200), 4);   /* the reply comes at the old rate */
 	CHECK_EQ(st_status(&s, 0), 0);
+	/* then two dummy bytes at the new rate: noise to a host at the old one */
+	uint8_t noise[16];
+	CHECK_EQ(st_drain_raw(&s, noise, sizeof noise, 20), 2);
 	/* the host still at 115200: the chip no longer understands it */
 	st_cmd(&s, 0x0A, (const uint8_t[]){ 0x00, 0x10, 0x00, 0x40 }, 4, 0);
 	CHECK(st_resp(&s, 100) < 0);
