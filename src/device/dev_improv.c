@@ -21,6 +21,7 @@ int dev_improv_get_info(esp_device *d, struct dev_improv_info *out, char *err, s
 	struct improv_info info;
 	improv_client_init(&c, d->tr);
 	int rc = improv_get_state(&c, INFO_TIMEOUT_MS);
+	out->state = rc;
 	if (rc >= 0)
 		rc = improv_device_info(&c, &info, INFO_TIMEOUT_MS);
 	if (rc < 0) {

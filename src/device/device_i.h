@@ -12,6 +12,7 @@
 
 struct dev_improv_info {
 	bool known;
+	int state;                     /* Improv state at attach (-1 unknown) */
 	char firmware[64], version[64], chip[32], name[64];
 };
 

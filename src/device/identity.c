@@ -212,6 +212,10 @@ static int finish_attach(esp_device *d)
 	if (dev_improv_get_info(d, &info, ierr, sizeof ierr) == 0) {
 		pthread_mutex_lock(&d->lock);
 		d->improv = info;
+		if (info.state == 4)  /* Improv "provisioned": it has a network */
+			snprintf(d->wifi_status, sizeof d->wifi_status, "provisioned");
+		else if (info.state >= 0)
+			snprintf(d->wifi_status, sizeof d->wifi_status, "unprovisioned");
 		pthread_mutex_unlock(&d->lock);
 	} else {
 		LOGD("%s: no Improv answer: %s", d->name, ierr);

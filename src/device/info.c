@@ -72,6 +72,7 @@ char *device_info_json(esp_device *d)
 		cJSON_AddStringToObject(i, "version", imp.version);
 		cJSON_AddStringToObject(i, "chip", imp.chip);
 		cJSON_AddStringToObject(i, "device_name", imp.name);
+		cJSON_AddNumberToObject(i, "state_at_attach", imp.state);
 	}
 	cJSON *parts = cJSON_AddArrayToObject(o, "partitions");
 	for (int i = 0; i < id.n_parts; i++) {

@@ -11,6 +11,7 @@ start_espfs --sim "esp32,app,improv,name=dev,flash=$T/app.flash,wifi=Home Net:$P
 D=$MNT/dev
 
 check "wifi is mode 0600" [ "$(stat -c %a "$D/wifi")" = 600 ]
+check "wifi starts unprovisioned (Improv state at attach)" [ "$(cat "$D/wifi")" = unprovisioned ]
 echo "# info: $(tr -d '\n' <"$D/info.json" | head -c 400)"
 if echo "Home Net:$PASS" >"$D/wifi" 2>"$T/err"; then ok "echo 'Home Net:<pass with :>' > wifi exits 0"
 else nok "echo 'Home Net:<pass with :>' > wifi exits 0 ($(cat "$T/err"); state: $(cat "$D/state"))"; fi
