@@ -35,6 +35,12 @@ t0=$(ms_now)
 head -c 16384 "$MNT/other/flash.bin" >/dev/null
 echo "# head -c 16384 other/flash.bin during the flash: $(( $(ms_now) - t0 )) ms"
 
+# the flashing device: reads and a second writer are refused, not queued
+if head -c 100 "$S/flash.bin" >/dev/null 2>"$T/err"; then nok "reading flash.bin during a flash gets EBUSY"
+else check "reading flash.bin during a flash gets EBUSY" grep -q "busy" "$T/err"; fi
+if bash -c "exec 3>>'$S/flash.bin'" 2>"$T/err"; then nok "a second writer gets EBUSY"
+else check "a second writer gets EBUSY" grep -q "busy" "$T/err"; fi
+
 kill -INT $cp_pid
 t0=$(ms_now)
 wait $cp_pid
