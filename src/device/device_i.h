@@ -60,6 +60,18 @@ struct esp_device {
 	bool manual_download;          /* only the buttons get it into the loader:
 					* never reset it out again by ourselves */
 	uint64_t loader_idle_since;
+
+	/* Wire traffic through this device's ports (wire_count.c). */
+	_Atomic uint64_t tx_bytes, rx_bytes, flash_data_packets;
+	/* A job waiting for the user to put the chip in download mode:
+	 * non-zero is the deadline (ms, real clock), shown in state. */
+	uint64_t wait_download_until_ms;
+	/* Last reset into the application (ms, real clock; 0 = never): a
+	 * provisioning job soon after waits for the app to answer. */
+	uint64_t app_reset_ms;
+	/* What worked to get into the loader ("classic", "usb-jtag",
+	 * "manual", "none") and out of it ("hard", "watchdog", "none"). */
+	char reset_in[16], reset_out[16];
 };
 
 /* device.c */
@@ -89,6 +101,9 @@ bool dev_has_bootloader(esp_device *d);
 int dev_reprobe(esp_device *d);
 int dev_reopen(esp_device *d);
 void dev_parse_partitions(const uint8_t *tbl, size_t len, struct dev_identity *id);
+
+/* wire_count.c: wrap a transport so its bytes are counted. */
+esp_transport *dev_counting_transport(esp_device *d, esp_transport *inner);
 
 /* registry.c */
 void devmgr_device_ready(esp_devmgr *m, esp_device *d);

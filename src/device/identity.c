@@ -9,30 +9,31 @@
 #include <string.h>
 #include "device_i.h"
 #include "espfs/clock.h"
+#include "espfs/image.h"
 #include "espfs/log.h"
 
-static uint32_t le32(const uint8_t *p)
-{
-	return p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-/* ESP-IDF partition table: 32-byte entries with magic AA 50, ended by an
- * MD5 entry (EB EB) or erased flash. */
+/* The partition table at 0x8000, through the image module's parser.  A
+ * table it calls invalid (bad MD5 row, overlap) still lists the rows read
+ * before the fault: they are what a user needs to see what is wrong. */
 void dev_parse_partitions(const uint8_t *tbl, size_t len, struct dev_identity *id)
 {
+	struct esp_partition_table *pt = malloc(sizeof *pt);
+	char msg[160];
 	id->n_parts = 0;
-	for (size_t o = 0; o + 32 <= len && id->n_parts < DEV_MAX_PARTS; o += 32) {
-		const uint8_t *e = tbl + o;
-		if (e[0] != 0xAA || e[1] != 0x50)
-			break;
+	if (!pt)
+		return;
+	if (esp_pt_parse(tbl, len < ESP_PT_MAX_LEN ? len : ESP_PT_MAX_LEN, pt, msg, sizeof msg) < 0 &&
+	    pt->n)
+		LOGD("partition table at 0x8000: %s", msg);
+	for (int i = 0; i < pt->n && id->n_parts < DEV_MAX_PARTS; i++) {
 		struct dev_partition *p = &id->parts[id->n_parts++];
-		p->type = e[2];
-		p->subtype = e[3];
-		p->offset = le32(e + 4);
-		p->size = le32(e + 8);
-		memcpy(p->label, e + 12, 16);
-		p->label[16] = 0;
+		p->type = pt->p[i].type;
+		p->subtype = pt->p[i].subtype;
+		p->offset = pt->p[i].offset;
+		p->size = pt->p[i].size;
+		snprintf(p->label, sizeof p->label, "%s", pt->p[i].label);
 	}
+	free(pt);
 }
 
 static int open_port(esp_device *d, char *err, size_t errlen)
@@ -51,6 +52,9 @@ static int open_port(esp_device *d, char *err, size_t errlen)
 			 strerror(-rc));
 		return rc;
 	}
+	esp_transport *ct = dev_counting_transport(d, d->tr);
+	if (ct)
+		d->tr = ct;
 	d->ld = esp_loader_new(d->tr);
 	if (!d->ld) {
 		snprintf(err, errlen, "out of memory");

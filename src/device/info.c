@@ -100,6 +100,10 @@ char *device_info_json(esp_device *d)
 		if (id.usb_path[0])
 			cJSON_AddStringToObject(u, "location", id.usb_path);
 	}
+	cJSON *wire = cJSON_AddObjectToObject(o, "wire");
+	cJSON_AddNumberToObject(wire, "tx_bytes", (double)atomic_load(&d->tx_bytes));
+	cJSON_AddNumberToObject(wire, "rx_bytes", (double)atomic_load(&d->rx_bytes));
+	cJSON_AddNumberToObject(wire, "flash_data_packets", (double)atomic_load(&d->flash_data_packets));
 	if (d->sim) {
 		/* The simulator's own view, for tests: never sent to a chip. */
 		cJSON *s = cJSON_AddObjectToObject(o, "sim");

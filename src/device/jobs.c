@@ -93,10 +93,15 @@ int dev_enter_loader(esp_device *d, char *err, size_t errlen)
 		}
 	}
 	if (d->opt.baud && d->opt.baud != d->tr->baud) {
-		rc = esp_loader_change_baud(d->ld, d->opt.baud);
-		if (rc < 0)
-			LOGW("%s: cannot change baud to %u: %s", d->name, d->opt.baud,
-			     esp_loader_error(d->ld));
+		/* the fastest rate up to the wanted one the link carries (a
+		 * marginal link falls back; native USB keeps its rate) */
+		rc = esp_loader_negotiate_baud(d->ld, d->opt.baud);
+		if (rc < 0) {
+			set_reason(d, err, errlen, "baud rate", rc);
+			return rc;
+		}
+		if ((uint32_t)rc != d->opt.baud && !(d->tr->flags & ESP_TR_NATIVE_USB))
+			LOGW("%s: link runs at %d baud (asked for %u)", d->name, rc, d->opt.baud);
 	}
 	uint32_t jedec = 0, size = 0;
 	rc = esp_loader_flash_id(d->ld, &jedec, &size);
@@ -207,7 +212,8 @@ static int job_write(esp_device *d, struct dev_job *j)
 		goto out;
 	}
 	struct prog_ctx pc = { d, j, 0 };
-	rc = esp_loader_write_flash(d->ld, a0, buf, alen, ESP_WRITE_COMPRESS, on_progress, &pc);
+	rc = esp_loader_write_flash(d->ld, a0, buf, alen, ESP_WRITE_COMPRESS | ESP_WRITE_SKIP_SAME,
+				   on_progress, &pc);
 	if (rc < 0) {
 		char what[64];
 		snprintf(what, sizeof what, "write at 0x%x", a0);
