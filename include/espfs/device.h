@@ -78,6 +78,9 @@ struct dev_options {
 	const char *stub_dir;           /* NULL: standard locations */
 	bool no_probe;                  /* do not enter the loader at attach */
 	bool no_stub;
+	/* How long a job waits for the user to put a chip into download mode
+	 * when no reset strategy reaches the loader (0: 60 s). */
+	unsigned download_wait_ms;
 };
 
 /* Lifetime: reference counted; the manager holds one reference while the
@@ -116,6 +119,11 @@ char *device_info_json(esp_device *d);
 int device_sim_unplug(esp_device *d);
 /* Test hook: hold BOOT, press RESET, release BOOT (ROM download mode). */
 int device_sim_download(esp_device *d);
+/* Test hook: plug a simulated device back in, into another USB socket
+ * (its physical path changes, its MAC does not). */
+int device_sim_replug(esp_device *d);
+/* Test hook: pull the cable when a flash write reaches pct percent. */
+int device_sim_unplug_at(esp_device *d, int pct);
 /* Times the chip was reset (into the loader or back into the app). */
 unsigned device_reset_count(esp_device *d);
 

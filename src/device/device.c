@@ -92,6 +92,14 @@ void device_identity(esp_device *d, struct dev_identity *out)
 	pthread_mutex_unlock(&d->lock);
 }
 
+bool device_identity_known(esp_device *d)
+{
+	pthread_mutex_lock(&d->lock);
+	bool k = d->id.known;
+	pthread_mutex_unlock(&d->lock);
+	return k;
+}
+
 uint32_t device_flash_size(esp_device *d)
 {
 	pthread_mutex_lock(&d->lock);
@@ -231,6 +239,7 @@ static const char *errno_name(int e)
 	case EINTR: return "EINTR";
 	case ECONNREFUSED: return "ECONNREFUSED";
 	case ENOMEM: return "ENOMEM";
+	case EAGAIN: return "EAGAIN";
 	default: return "error";
 	}
 }
@@ -253,7 +262,14 @@ size_t device_state_text(esp_device *d, char *buf, size_t cap)
 	int n;
 	pthread_mutex_lock(&d->lock);
 	struct dev_job *j = d->current;
-	if (j && j->kind == DEV_JOB_PROVISION) {
+	if (j && d->wait_download_until_ms) {
+		uint64_t now = esp_now_us(esp_clock_real()) / 1000;
+		unsigned left = now < d->wait_download_until_ms
+					? (unsigned)((d->wait_download_until_ms - now + 999) / 1000) : 0;
+		n = snprintf(buf, cap, "%s waiting for download mode: hold BOOT, press RESET "
+			     "(%s %s, %u s left)\n", d->mode, job_verb(j->kind),
+			     j->what[0] ? j->what : "flash", left);
+	} else if (j && j->kind == DEV_JOB_PROVISION) {
 		n = snprintf(buf, cap, "%s provisioning wifi \"%s\"\n", d->mode, j->ssid);
 	} else if (j) {
 		uint64_t total = j->prog_total ? j->prog_total : j->len;

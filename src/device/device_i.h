@@ -72,6 +72,7 @@ struct esp_device {
 	/* What worked to get into the loader ("classic", "usb-jtag",
 	 * "manual", "none") and out of it ("hard", "watchdog", "none"). */
 	char reset_in[16], reset_out[16];
+	bool flash_size_guessed;       /* the chip's default, until the loader says */
 };
 
 /* device.c */
@@ -93,6 +94,11 @@ void *dev_worker_main(void *arg);
 int dev_run_job(esp_device *d, struct dev_job *j);
 int dev_enter_loader(esp_device *d, char *err, size_t errlen);
 int dev_leave_loader(esp_device *d);
+bool dev_on_usb_otg(esp_device *d);
+/* Would a reset out of the loader start the application? */
+bool dev_can_leave_loader(esp_device *d);
+/* device.c */
+bool device_identity_known(esp_device *d);
 
 /* identity.c */
 int dev_attach(esp_device *d);

@@ -61,7 +61,7 @@ static int open_port(esp_device *d, char *err, size_t errlen)
 		return -ENOMEM;
 	}
 	pthread_mutex_lock(&d->lock);
-	if (d->tr->usb_vid && !d->id.usb_vid) {
+	if (d->tr->usb_vid) {  /* the port now (native USB changes PID with mode) */
 		d->id.usb_vid = d->tr->usb_vid;
 		d->id.usb_pid = d->tr->usb_pid;
 	}
@@ -152,6 +152,42 @@ bool dev_has_bootloader(esp_device *d)
 
 static int finish_attach(esp_device *d);
 
+/* The loader is out of reach (a USB-OTG chip's app ignores the lines): an
+ * application that speaks Improv still names its chip, which is enough
+ * for a folder that takes an image; the MAC and the real flash size come
+ * when a job gets the chip into download mode (the buttons). */
+static int identify_app(esp_device *d)
+{
+	struct dev_improv_info info;
+	char ierr[160];
+	memset(&info, 0, sizeof info);
+	d->in_loader = false;
+	if (dev_improv_get_info(d, &info, ierr, sizeof ierr) < 0) {
+		LOGD("%s: no Improv answer either: %s", d->name, ierr);
+		return -ENODEV;
+	}
+	const struct esp_chip_info *chip = esp_chip_by_name(info.chip);
+	pthread_mutex_lock(&d->lock);
+	d->improv = info;
+	if (info.state == 4)
+		snprintf(d->wifi_status, sizeof d->wifi_status, "provisioned");
+	else if (info.state >= 0)
+		snprintf(d->wifi_status, sizeof d->wifi_status, "unprovisioned");
+	if (chip && !d->id.chip) {
+		d->id.chip = chip;
+		if (!d->id.flash_size) {
+			d->id.flash_size = chip->default_flash_size;
+			d->flash_size_guessed = true;
+		}
+	}
+	pthread_mutex_unlock(&d->lock);
+	dev_clear_error(d);
+	dev_set_mode(d, "app");
+	LOGI("%s: application running (%s %s on %s); the loader needs the buttons", d->name,
+	     info.firmware, info.version, chip ? chip->name : info.chip);
+	return 0;
+}
+
 int dev_attach(esp_device *d)
 {
 	char err[240] = "";
@@ -161,10 +197,12 @@ int dev_attach(esp_device *d)
 	if (rc < 0) {
 		LOGW("%s: attach failed: %s", d->name, err);
 		dev_set_mode(d, "unknown");
+		if (d->ld && rc != -ENODEV && identify_app(d) == 0)
+			return 0;
 		if (d->ld && rc != -ENODEV) {
 			/* e.g. a native-USB chip whose app ignores the reset lines */
 			d->waiting_download = true;
-			device_set_error(d, rc, "waiting for download mode: hold BOOT and press RESET "
+			device_set_error(d, rc, "waiting for download mode: hold BOOT, press RESET "
 					 "(attach: %s)", err);
 		} else {
 			device_set_error(d, rc, "attach: %s", err);

@@ -51,6 +51,10 @@ char *device_info_json(esp_device *d)
 	pthread_mutex_lock(&d->lock);
 	cJSON_AddStringToObject(o, "mode", d->mode);
 	cJSON_AddNumberToObject(o, "resets", d->resets);
+	/* what got it into the loader and back out, remembered */
+	cJSON *rs = cJSON_AddObjectToObject(o, "reset");
+	cJSON_AddStringToObject(rs, "enter", d->reset_in[0] ? d->reset_in : "unknown");
+	cJSON_AddStringToObject(rs, "leave", d->reset_out[0] ? d->reset_out : "unknown");
 	if (d->err) {
 		cJSON *e = cJSON_AddObjectToObject(o, "last_error");
 		cJSON_AddNumberToObject(e, "errno", d->err);

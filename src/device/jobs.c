@@ -11,6 +11,15 @@
 
 #define ERASE_CHUNK 0x40000u
 #define READ_CHUNK 0x10000u
+#define DOWNLOAD_WAIT_DEFAULT_MS 60000u
+#define DOWNLOAD_POLL_MS 250
+/* ESP Web Tools gives a freshly flashed app about 10 s to answer Improv. */
+#define APP_BOOT_WAIT_MS 10000
+
+static uint64_t now_ms(void)
+{
+	return esp_now_us(esp_clock_real()) / 1000;
+}
 
 static bool job_cancelled(struct dev_job *j)
 {
@@ -63,6 +72,13 @@ int dev_enter_loader(esp_device *d, char *err, size_t errlen)
 	if (!waiting && d->opt.reset != ESP_RESET_NONE) {
 		pthread_mutex_lock(&d->lock);
 		d->resets++;
+		if (rc == 0)  /* the strategy esp_loader_connect picks for this port (A15) */
+			snprintf(d->reset_in, sizeof d->reset_in, "%s",
+				 d->tr->usb_vid == 0x303a && d->tr->usb_pid == 0x1001 ? "usb-jtag" : "classic");
+		pthread_mutex_unlock(&d->lock);
+	} else if (!waiting && rc == 0) {
+		pthread_mutex_lock(&d->lock);
+		snprintf(d->reset_in, sizeof d->reset_in, "none");
 		pthread_mutex_unlock(&d->lock);
 	}
 	if (rc < 0) {
@@ -114,11 +130,43 @@ int dev_enter_loader(esp_device *d, char *err, size_t errlen)
 	d->in_loader = true;
 	pthread_mutex_lock(&d->lock);
 	d->id.jedec = jedec;
-	if (size && !d->id.flash_size)
+	if (size && (!d->id.flash_size || d->flash_size_guessed)) {
 		d->id.flash_size = size;
+		d->flash_size_guessed = false;
+	}
 	pthread_mutex_unlock(&d->lock);
 	dev_set_mode(d, esp_loader_is_stub(d->ld) ? "stub" : "rom");
 	return 0;
+}
+
+/* On a USB-OTG port (ESP32-S2/S3 ROM CDC or a TinyUSB app) the modem
+ * lines reach no reset circuit: only the chip's own software resets it. */
+bool dev_on_usb_otg(esp_device *d)
+{
+	uint16_t vid, pid;
+	pthread_mutex_lock(&d->lock);
+	vid = d->id.usb_vid;
+	pid = d->id.usb_pid;
+	pthread_mutex_unlock(&d->lock);
+	if (d->tr && d->tr->usb_vid) {
+		vid = d->tr->usb_vid;
+		pid = d->tr->usb_pid;
+	}
+	return vid == 0x303a && pid != 0x1001;
+}
+
+bool dev_can_leave_loader(esp_device *d)
+{
+	if (d->opt.reset == ESP_RESET_NONE)
+		return false;
+	if (!d->manual_download)
+		return true;
+	/* After the buttons, a UART or USB-JTAG chip would only be put back
+	 * into the loader (or core-reset without re-reading the straps) by
+	 * the lines; the RTC watchdog of a USB-OTG chip is a system reset
+	 * that reads them again, with BOOT released by now (PROTOCOL.md A15). */
+	const struct esp_chip_info *chip = d->ld ? esp_loader_chip(d->ld) : NULL;
+	return chip && chip->wdt_config0 && dev_on_usb_otg(d);
 }
 
 int dev_leave_loader(esp_device *d)
@@ -128,16 +176,126 @@ int dev_leave_loader(esp_device *d)
 	if (d->opt.reset == ESP_RESET_NONE)
 		return 0;
 	const struct esp_chip_info *chip = esp_loader_chip(d->ld);
-	int rc = esp_loader_hard_reset(d->ld);
-	if (rc == -ENOTTY && chip && chip->wdt_config0)
+	bool otg = dev_on_usb_otg(d);
+	const char *how = "hard";
+	int rc;
+	if (otg && chip && chip->wdt_config0) {
+		how = "watchdog";
 		rc = esp_loader_watchdog_reset(d->ld);
+	} else {
+		rc = esp_loader_hard_reset(d->ld);
+		if (rc == -ENOTTY && chip && chip->wdt_config0) {
+			how = "watchdog";
+			rc = esp_loader_watchdog_reset(d->ld);
+		}
+	}
 	d->in_loader = false;
 	pthread_mutex_lock(&d->lock);
 	d->resets++;
+	if (rc == 0) {
+		snprintf(d->reset_out, sizeof d->reset_out, "%s", how);
+		d->app_reset_ms = now_ms();
+	}
 	pthread_mutex_unlock(&d->lock);
-	dev_set_mode(d, rc < 0 ? "unknown" : "app");
-	if (rc < 0)
+	if (rc < 0) {
+		dev_set_mode(d, "unknown");
 		LOGW("%s: reset into the application failed: %s", d->name, esp_loader_error(d->ld));
+		return rc;
+	}
+	if (otg) {
+		/* The chip drops off the bus and comes back as whatever it
+		 * booted: follow the port and say honestly where it is. */
+		if (dev_reopen(d) == 0 && chip && d->tr->usb_pid && d->tr->usb_pid == chip->usb_otg_rom_pid) {
+			d->in_loader = false;
+			dev_set_mode(d, "rom");
+			device_set_error(d, EAGAIN, "still in download mode after the %s reset: "
+					 "release BOOT and press RESET to start the application", how);
+			return 0;
+		}
+	}
+	d->manual_download = false;
+	dev_set_mode(d, "app");
+	return 0;
+}
+
+/* Manual download mode, the last link of the reset chain: nothing we can
+ * do on the lines reaches the loader (a USB-OTG chip running its app, a
+ * board without the auto-reset circuit, --reset none).  The job waits,
+ * bounded and cancellable, for the user's BOOT+RESET and for the ROM to
+ * answer on whatever port the device has by then (USB-OTG re-enumerates),
+ * then carries on.  Only SYNC is sent meanwhile: a reset would undo the
+ * button press. */
+static int wait_download_mode(esp_device *d, struct dev_job *j)
+{
+	unsigned wait = d->opt.download_wait_ms ? d->opt.download_wait_ms : DOWNLOAD_WAIT_DEFAULT_MS;
+	uint64_t deadline = now_ms() + wait;
+	bool known = device_identity_known(d);
+	int rc;
+	pthread_mutex_lock(&d->lock);
+	d->wait_download_until_ms = deadline;
+	pthread_mutex_unlock(&d->lock);
+	dev_state_changed(d);
+	LOGI("%s: waiting up to %u s for download mode (hold BOOT, press RESET)", d->name, wait / 1000);
+	d->waiting_download = true;
+	for (;;) {
+		if (job_cancelled(j)) {
+			snprintf(j->err, sizeof j->err, "cancelled while waiting for download mode");
+			rc = -EINTR;
+			break;
+		}
+		char err[240];
+		d->in_loader = false;
+		rc = known ? dev_enter_loader(d, err, sizeof err) : dev_reprobe(d);
+		if (rc == -ENODEV && dev_reopen(d) == 0)  /* the port re-enumerated */
+			rc = known ? dev_enter_loader(d, err, sizeof err) : dev_reprobe(d);
+		if (rc == 0)
+			break;
+		if (d->sim && sim_get_mode(d->sim) == SIM_MODE_OFF) {
+			snprintf(j->err, sizeof j->err, "unplugged while waiting for download mode");
+			rc = -ENODEV;
+			break;
+		}
+		if (now_ms() >= deadline) {
+			snprintf(j->err, sizeof j->err, "no download mode within %u s: hold BOOT, "
+				 "press RESET, release BOOT, then try again", wait / 1000);
+			rc = -ETIMEDOUT;
+			break;
+		}
+		esp_sleep_ms(esp_clock_real(), DOWNLOAD_POLL_MS);
+	}
+	d->waiting_download = false;
+	pthread_mutex_lock(&d->lock);
+	d->wait_download_until_ms = 0;
+	if (rc == 0)
+		snprintf(d->reset_in, sizeof d->reset_in, "manual");
+	pthread_mutex_unlock(&d->lock);
+	if (rc == 0) {
+		d->manual_download = true;
+		if (!known)
+			dev_event(d, DEV_EV_ADDED);  /* identity now known: by-mac link */
+		LOGI("%s: in download mode after the buttons", d->name);
+	}
+	dev_state_changed(d);
+	return rc;
+}
+
+/* Into the loader for a job: the reset chain first, the buttons last. */
+static int job_enter_loader(esp_device *d, struct dev_job *j)
+{
+	if (d->in_loader)
+		return 0;
+	pthread_mutex_lock(&d->lock);
+	bool manual = !strcmp(d->reset_in, "manual");
+	pthread_mutex_unlock(&d->lock);
+	/* unidentified, or only the buttons ever worked: straight to them */
+	int rc = device_identity_known(d) && !manual ? dev_enter_loader(d, j->err, sizeof j->err)
+						      : -ETIMEDOUT;
+	if (rc == -ENODEV && dev_reopen(d) == 0)
+		rc = dev_enter_loader(d, j->err, sizeof j->err);
+	if (rc == -ETIMEDOUT && !d->opt.no_probe) {
+		j->err[0] = 0;
+		rc = wait_download_mode(d, j);
+	}
 	return rc;
 }
 
@@ -146,7 +304,7 @@ static int read_range(esp_device *d, struct dev_job *j, uint32_t off, uint8_t *b
 {
 	if (device_head_read(d, off, buf, len) == 0)
 		return 0;
-	int rc = dev_enter_loader(d, j->err, sizeof j->err);
+	int rc = job_enter_loader(d, j);
 	if (rc < 0)
 		return rc;
 	for (uint32_t done = 0; done < len;) {
@@ -190,7 +348,7 @@ static int job_write(esp_device *d, struct dev_job *j)
 	uint32_t alen = (uint32_t)(a1 - a0);
 	uint8_t *buf = j->buf;
 	bool own = false;
-	int rc = dev_enter_loader(d, j->err, sizeof j->err);
+	int rc = job_enter_loader(d, j);
 	if (rc < 0)
 		return rc;
 	if (a0 != j->offset || a1 != end) {
@@ -229,7 +387,7 @@ out:
 
 static int job_erase(esp_device *d, struct dev_job *j)
 {
-	int rc = dev_enter_loader(d, j->err, sizeof j->err);
+	int rc = job_enter_loader(d, j);
 	if (rc < 0)
 		return rc;
 	uint32_t fsize = device_flash_size(d);
@@ -279,7 +437,27 @@ static int job_provision(esp_device *d, struct dev_job *j)
 	snprintf(d->wifi_status, sizeof d->wifi_status, "provisioning");
 	snprintf(d->wifi_ssid, sizeof d->wifi_ssid, "%s", j->ssid);
 	pthread_mutex_unlock(&d->lock);
-	int rc = dev_improv_provision(d, j->ssid, j->pass, &j->cancel, j->err, sizeof j->err);
+	int rc;
+	for (;;) {
+		rc = d->tr ? dev_improv_provision(d, j->ssid, j->pass, &j->cancel, j->err, sizeof j->err)
+			   : -ENODEV;
+		if (rc == 0 || (rc != -ETIMEDOUT && rc != -ENODEV) || job_cancelled(j))
+			break;
+		/* a freshly reset app: its port may still be re-enumerating
+		 * and the firmware booting (ESP Web Tools waits ~10 s) */
+		pthread_mutex_lock(&d->lock);
+		uint64_t since = d->app_reset_ms;
+		pthread_mutex_unlock(&d->lock);
+		if (!since || now_ms() > since + APP_BOOT_WAIT_MS)
+			break;
+		if (d->sim && sim_get_mode(d->sim) == SIM_MODE_OFF)
+			break;
+		if (rc == -ENODEV || !d->tr)
+			dev_reopen(d);
+		esp_sleep_ms(esp_clock_real(), 200);
+	}
+	if (rc == -ENODEV && !d->tr)
+		snprintf(j->err, sizeof j->err, "the application's port did not come back");
 	pthread_mutex_lock(&d->lock);
 	snprintf(d->wifi_status, sizeof d->wifi_status, "%s", rc == 0 ? "connected" : "failed");
 	pthread_mutex_unlock(&d->lock);
@@ -289,14 +467,6 @@ static int job_provision(esp_device *d, struct dev_job *j)
 int dev_run_job(esp_device *d, struct dev_job *j)
 {
 	int rc;
-	struct dev_identity id;
-	device_identity(d, &id);
-	if (!id.known && !d->opt.no_probe &&
-	    (j->kind == DEV_JOB_READ || j->kind == DEV_JOB_WRITE || j->kind == DEV_JOB_ERASE)) {
-		snprintf(j->err, sizeof j->err, "the chip is not identified yet: waiting for "
-			 "download mode (hold BOOT and press RESET)");
-		return -ETIMEDOUT;
-	}
 	switch (j->kind) {
 	case DEV_JOB_READ:
 		rc = job_read(d, j);

@@ -127,8 +127,7 @@ void *dev_worker_main(void *arg)
 		pthread_mutex_lock(&d->lock);
 		d->current = NULL;
 		pthread_mutex_unlock(&d->lock);
-		bool boot = d->in_loader && d->opt.reset != ESP_RESET_NONE && !d->manual_download &&
-			    dev_has_bootloader(d);
+		bool boot = d->in_loader && dev_can_leave_loader(d) && dev_has_bootloader(d);
 		pthread_mutex_lock(&d->lock);
 		d->reset_pending = boot;
 		pthread_mutex_unlock(&d->lock);

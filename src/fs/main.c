@@ -41,6 +41,8 @@ static void usage(const char *prog)
 	       "    --no-scan          do not enumerate USB serial ports\n"
 	       "    --reset none|auto  how to reset chips (none: never touch DTR/RTS)\n"
 	       "    --baud N           loader baud rate after connecting (default 115200)\n"
+	       "    --download-wait S  how long a job waits for BOOT+RESET when no reset\n"
+	       "                       reaches the loader (default 60)\n"
 	       "    --stub-dir DIR     where the stub flasher JSON files are\n"
 	       "    --no-stub          use the ROM loader only\n"
 	       "    --no-probe         do not enter the loader at attach (no identity)\n"
@@ -90,6 +92,14 @@ static int parse_own(int argc, char **argv, struct opts *o)
 			}
 		} else if (take_value(argc, argv, &i, "--baud", &v)) {
 			o->dev.baud = (uint32_t)strtoul(v, NULL, 0);
+		} else if (take_value(argc, argv, &i, "--download-wait", &v)) {
+			char *end;
+			unsigned long sec = strtoul(v, &end, 10);
+			if (*end || !*v || sec == 0 || sec > 3600) {
+				fprintf(stderr, "espfs: --download-wait SECONDS (1..3600)\n");
+				exit(2);
+			}
+			o->dev.download_wait_ms = (unsigned)sec * 1000u;
 		} else if (take_value(argc, argv, &i, "--stub-dir", &v)) {
 			o->dev.stub_dir = v;
 		} else if (!strcmp(argv[i], "--no-scan")) {
