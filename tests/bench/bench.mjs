@@ -76,10 +76,21 @@ function sameAs(file, bytes, what) {
 	if (!got.equals(bytes)) throw new Error(`${what}: ${file} does not hold the expected bytes`);
 }
 
+/** sims: [{ chip, name, content? }]: content = what the flash starts with
+ * (else blank). */
 async function withMount(sims, baud, fn) {
 	const dir = newDir();
-	const m = await Mount.start({ bin: ESPFS, dir, baud, stubDir: STUBS, sims: sims.map((s) => ({ ...s, flash: path.join(dir, `${s.name}.bin`) })) });
+	const specs = sims.map((s) => ({ chip: s.chip, name: s.name, flash: path.join(dir, `${s.name}.bin`) }));
+	sims.forEach((s, i) => { if (s.content) fs.writeFileSync(specs[i].flash, s.content); });
+	const m = await Mount.start({ bin: ESPFS, dir, baud, stubDir: STUBS, sims: specs });
 	try { return await fn(m, dir); } finally { await m.stop(); fs.rmSync(dir, { recursive: true, force: true }); }
+}
+
+/** A 4 MB flash holding img (as after flashing it). */
+function flashWith(img) {
+	const buf = Buffer.alloc(4 << 20, 0xff);
+	img.bytes.copy(buf);
+	return buf;
 }
 
 const flashWork = (img) => eraseSeconds(model, 0, img.bytes.length) + programSeconds(model, img.bytes.length);
@@ -104,7 +115,7 @@ async function espfsFlash(img, baud, reflash) {
 }
 
 async function espfsDump(img, baud) {
-	return withMount([{ chip: img.chip, name: 'd0' }], baud, async (m, dir) => {
+	return withMount([{ chip: img.chip, name: 'd0', content: flashWith(img) }], baud, async (m, dir) => {
 		const flash = path.join(dir, 'd0.bin');
 		const out = path.join(dir, 'dump.bin');
 		const w0 = m.wire('d0');
@@ -201,11 +212,8 @@ async function dumpCase(img, runs) {
 		log(`case d ${img.chip} run ${i + 1}/${runs}: esptool-js`);
 		const dir = newDir();
 		const flashFile = path.join(dir, 'src.bin');
-		const size = e[0].size;
-		const buf = Buffer.alloc(size, 0xff);
-		img.bytes.copy(buf);
-		fs.writeFileSync(flashFile, buf);
-		j.push(await esptoolDump({ dir, chip: img.chip, baud: FAST, flashFile, size }));
+		fs.writeFileSync(flashFile, flashWith(img));
+		j.push(await esptoolDump({ dir, chip: img.chip, baud: FAST, flashFile, size: e[0].size }));
 	}
 	const size = e[0].size;
 	const ratios = e.map((x, i) => x.s / j[i].total_s);
