@@ -176,7 +176,11 @@ async function flashCase(kase, img, baud, runs, reflash) {
 		log(`case ${kase} ${img.chip} ${baud ?? 'default'} run ${i + 1}/${runs}: esptool-js`);
 		j.push(await esptoolFlash({ dir: newDir(), chip: img.chip, baud: baud ?? 115200, image: img.bytes }));
 	}
-	const rate = baud ? String(baud) : 'default (115200)';
+	// a default rate is what each tool ended up using: the rate that
+	// carried most of the bytes (esptool-js: romBaudrate = baudrate = 115200)
+	const mainRate = (w) => w.reduce((a, b) => (b.up + b.down > a.up + a.down ? b : a)).baud;
+	const rate = baud ? String(baud) : `default (${mainRate(e[0].wire)})`;
+	const ejRate = baud ? String(baud) : `default (${mainRate(j[0].wire_work)})`;
 	const ratios = e.map((x, i) => x.s / j[i].total_s);
 	const vsWrite = e.map((x, i) => x.s / j[i].work_s);
 	if (kase !== 'c') {
@@ -187,7 +191,7 @@ async function flashCase(kase, img, baud, runs, reflash) {
 		row({ case: kase, chip: img.chip, who: 'espfs', what: `cp image -> flash.bin @${rate}`, times_s: e.map((x) => x.s),
 			ratio_runs: ratios, ratio: median(ratios), ratio_vs_write_runs: vsWrite, ratio_vs_write: median(vsWrite),
 			wire: e[0].wire, wire_source: 'counted (espfs-wire)', bound: bounds(model, e[0].wire, flashWork(img)) });
-		row({ case: kase, chip: img.chip, who: 'esptool-js', what: `main()+writeFlash @${rate}`, times_s: j.map((x) => x.total_s),
+		row({ case: kase, chip: img.chip, who: 'esptool-js', what: `main()+writeFlash @${ejRate}`, times_s: j.map((x) => x.total_s),
 			connect_s: j.map((x) => x.connect_s), write_s: j.map((x) => x.work_s),
 			wire: [...j[0].wire_connect, ...j[0].wire_work], wire_source: 'counted (espsim /proc io)',
 			bound: bounds(model, [...j[0].wire_connect, ...j[0].wire_work], flashWork(img)) });
