@@ -92,6 +92,14 @@ void device_identity(esp_device *d, struct dev_identity *out)
 	pthread_mutex_unlock(&d->lock);
 }
 
+bool device_attached(esp_device *d)
+{
+	pthread_mutex_lock(&d->lock);
+	bool a = d->attached;
+	pthread_mutex_unlock(&d->lock);
+	return a;
+}
+
 bool device_identity_known(esp_device *d)
 {
 	pthread_mutex_lock(&d->lock);
@@ -327,6 +335,35 @@ int device_sim_unplug(esp_device *d)
 	pthread_mutex_lock(&d->lock);
 	pthread_cond_broadcast(&d->cond);
 	pthread_mutex_unlock(&d->lock);
+	return 0;
+}
+
+int device_sim_replug(esp_device *d)
+{
+	if (!d->sim)
+		return -EOPNOTSUPP;
+	if (sim_get_mode(d->sim) != SIM_MODE_OFF)
+		return -EINVAL;
+	struct sim_faults none;
+	memset(&none, 0, sizeof none);
+	sim_set_faults(d->sim, &none);
+	pthread_mutex_lock(&d->lock);
+	d->sim_socket++;  /* another socket: a new physical path */
+	pthread_mutex_unlock(&d->lock);
+	sim_replug(d->sim);
+	return 0;
+}
+
+int device_sim_unplug_at(esp_device *d, int pct)
+{
+	if (!d->sim)
+		return -EOPNOTSUPP;
+	if (pct < 1 || pct > 100)
+		return -EINVAL;
+	struct sim_faults f;
+	memset(&f, 0, sizeof f);
+	f.unplug_at_percent = pct;
+	sim_set_faults(d->sim, &f);
 	return 0;
 }
 

@@ -72,7 +72,13 @@ struct esp_device {
 	/* What worked to get into the loader ("classic", "usb-jtag",
 	 * "manual", "none") and out of it ("hard", "watchdog", "none"). */
 	char reset_in[16], reset_out[16];
-	bool flash_size_guessed;       /* the chip's default, until the loader says */
+	bool flash_size_guessed;
+	/* Hotplug (registry.c): enumerated devices survive a short absence of
+	 * their port; the worker re-attaches when it is back. */
+	bool hotplug;
+	bool port_missing;
+	bool replugged;
+	int sim_socket;                /* simulated bus: which socket it is in */       /* the chip's default, until the loader says */
 };
 
 /* device.c */
@@ -99,6 +105,7 @@ bool dev_on_usb_otg(esp_device *d);
 bool dev_can_leave_loader(esp_device *d);
 /* device.c */
 bool device_identity_known(esp_device *d);
+bool device_attached(esp_device *d);
 
 /* identity.c */
 int dev_attach(esp_device *d);
@@ -106,6 +113,7 @@ bool dev_has_bootloader(esp_device *d);
 /* Attach failed: try again (sync only).  0 once identified. */
 int dev_reprobe(esp_device *d);
 int dev_reopen(esp_device *d);
+int dev_reattach(esp_device *d);
 void dev_parse_partitions(const uint8_t *tbl, size_t len, struct dev_identity *id);
 
 /* wire_count.c: wrap a transport so its bytes are counted. */

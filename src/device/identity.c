@@ -212,6 +212,37 @@ int dev_attach(esp_device *d)
 	return finish_attach(d);
 }
 
+/* The port came back after a short absence: attach again from scratch on
+ * whatever port it has now; a different MAC means another board took the
+ * socket, which is said in the log (the folder follows the port). */
+int dev_reattach(esp_device *d)
+{
+	uint8_t old_mac[6];
+	pthread_mutex_lock(&d->lock);
+	bool had = d->id.known;
+	memcpy(old_mac, d->id.mac, 6);
+	pthread_mutex_unlock(&d->lock);
+	if (d->ld)
+		esp_loader_free(d->ld);
+	d->ld = NULL;
+	esp_tr_close(d->tr);
+	d->tr = NULL;
+	d->in_loader = false;
+	d->waiting_download = false;
+	d->manual_download = false;
+	d->reset_pending = false;
+	dev_clear_error(d);
+	dev_set_mode(d, "attaching");
+	int rc = dev_attach(d);
+	pthread_mutex_lock(&d->lock);
+	bool other = had && d->id.known && memcmp(old_mac, d->id.mac, 6) != 0;
+	pthread_mutex_unlock(&d->lock);
+	if (other)
+		LOGW("%s: a different chip is on this port now", d->name);
+	dev_event(d, DEV_EV_ADDED);  /* identity may have changed: by-mac */
+	return rc;
+}
+
 int dev_reprobe(esp_device *d)
 {
 	char err[240] = "";

@@ -373,8 +373,14 @@ static int job_write(esp_device *d, struct dev_job *j)
 	rc = esp_loader_write_flash(d->ld, a0, buf, alen, ESP_WRITE_COMPRESS | ESP_WRITE_SKIP_SAME,
 				   on_progress, &pc);
 	if (rc < 0) {
-		char what[64];
-		snprintf(what, sizeof what, "write at 0x%x", a0);
+		char what[96];
+		pthread_mutex_lock(&d->lock);
+		uint64_t done = d->prog_done;
+		pthread_mutex_unlock(&d->lock);
+		/* where it stopped, for the state line */
+		snprintf(what, sizeof what, "write of 0x%x bytes at 0x%x stopped at 0x%llx (%llu%%)",
+			 alen, a0, (unsigned long long)(a0 + done),
+			 (unsigned long long)(alen ? done * 100 / alen : 0));
 		set_reason(d, j->err, sizeof j->err, what, rc);
 		goto out;
 	}

@@ -13,16 +13,30 @@
 #include <libserialport.h>
 #endif
 
-#define SCAN_INTERVAL_MS 1000
-/* Native-USB chips drop off the bus for a moment on every reset: only a
- * port missing from several scans in a row is an unplug. */
-#define SCAN_MISSES_FOR_REMOVAL 3
+/* The simulated bus is polled every tick, real USB every few ticks. */
+#define TICK_MS 250
+#define REAL_SCAN_TICKS 4
+/* Native-USB chips drop off the bus for a moment on every reset and a
+ * cable may be re-seated: a port must stay missing this long before its
+ * folder goes (hotplug debounce). */
+#define REMOVAL_AFTER_MS 3000
 
 struct entry {
 	esp_device *dev;
 	bool scanned;           /* found by enumeration (subject to hotplug) */
-	int misses;
+	bool sim;               /* on the simulated USB bus */
+	uint64_t missing_since; /* ms; 0 = present in the last scan */
+	unsigned sim_gen;       /* simulated bus: enumeration seen last */
+	unsigned sim_tty;       /* its ttyACM/ttyUSB number */
 	bool removed;
+};
+
+/* One serial port as enumeration sees it. */
+struct port_info {
+	char path[256];         /* /dev/ttyACM0, or sim:ttyACM3 */
+	uint16_t vid, pid;
+	char serial[64], product[96], manufacturer[96], usb_path[128];
+	esp_device *sim;        /* the simulated device behind it */
 };
 
 struct esp_devmgr {
@@ -38,7 +52,16 @@ struct esp_devmgr {
 	bool stop;
 	pthread_t scan_thread;
 	bool scanning;
+	bool scan_real;
+	unsigned next_tty;      /* simulated bus: next ttyACM/ttyUSB number */
 };
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
 
 esp_devmgr *devmgr_new(const struct dev_options *opt, dev_event_fn fn, void *ctx)
 {
@@ -71,7 +94,7 @@ static void unique_name(esp_devmgr *m, const char *want, char *out, size_t cap)
 		snprintf(out, cap, "%s-%d", want, k);
 }
 
-static int add_device(esp_devmgr *m, esp_device *d, bool scanned)
+static int add_device(esp_devmgr *m, esp_device *d, bool scanned, bool sim)
 {
 	pthread_mutex_lock(&m->lock);
 	if (m->n == m->cap) {
@@ -84,7 +107,8 @@ static int add_device(esp_devmgr *m, esp_device *d, bool scanned)
 		m->v = nv;
 		m->cap = nc;
 	}
-	m->v[m->n++] = (struct entry){ .dev = d, .scanned = scanned };
+	m->v[m->n++] = (struct entry){ .dev = d, .scanned = scanned, .sim = sim };
+	d->hotplug = scanned;
 	bool started = m->started;
 	pthread_mutex_unlock(&m->lock);
 	if (started)
@@ -181,7 +205,8 @@ int devmgr_add_sim(esp_devmgr *m, const char *spec, char *err, size_t errlen)
 	d->sim = s;
 	d->id.is_sim = true;
 	snprintf(d->id.port, sizeof d->id.port, "sim:%s", chip->key);
-	int rc = add_device(m, d, false);
+	d->sim_socket = m->sim_count;  /* sockets 1, 2, ... */
+	int rc = add_device(m, d, true, true);
 	if (rc < 0)
 		device_unref(d);
 	return rc;
@@ -216,103 +241,149 @@ int devmgr_add_port(esp_devmgr *m, const char *path, char *err, size_t errlen)
 	esp_device *d = new_port_device(m, path);
 	if (!d)
 		return -ENOMEM;
-	int rc = add_device(m, d, false);
+	int rc = add_device(m, d, false, false);
 	if (rc < 0)
 		device_unref(d);
 	return rc;
 }
 
-#ifdef ESPFS_HAVE_SERIALPORT
-static bool wanted_vid(int vid)
+/* ---- matching enumerated ports to devices (real and simulated) ---- */
+
+static bool same_path(const char *a, const char *b)
 {
-	/* Espressif native USB, CP210x, CH34x/CH9102, FTDI */
-	return vid == 0x303a || vid == 0x10c4 || vid == 0x1a86 || vid == 0x0403;
+	char ra[512], rb[512];
+	if (!strcmp(a, b))
+		return true;
+	const char *pa = realpath(a, ra) ? ra : a, *pb = realpath(b, rb) ? rb : b;
+	return strcmp(pa, pb) == 0;
 }
 
-static bool known_path(esp_devmgr *m, const char *path)
+/* The device a port belongs to: the same port; else the same USB socket
+ * (physical path: a re-enumeration under another name, e.g. an ESP32-S2
+ * switching between ROM and app); else the same USB serial number of a
+ * device whose port is missing (re-plugged into another socket).  Called
+ * with m->lock held. */
+static struct entry *match_port(esp_devmgr *m, const struct port_info *p)
 {
-	char real[512];
-	const char *rp = realpath(path, real) ? real : path;
+	struct entry *by_path = NULL, *by_socket = NULL, *by_serial = NULL;
 	for (size_t i = 0; i < m->n; i++) {
-		if (m->v[i].removed || m->v[i].dev->sim)
+		struct entry *e = &m->v[i];
+		esp_device *o = e->dev;
+		if (e->removed || !e->scanned || e->sim != (p->sim != NULL))
 			continue;
-		char r2[512];
-		const char *p2 = realpath(m->v[i].dev->path, r2) ? r2 : m->v[i].dev->path;
-		if (!strcmp(rp, p2)) {
-			m->v[i].misses = 0;
-			return true;
+		if (p->sim) {  /* the simulated bus knows which chip is behind a port */
+			if (o == p->sim)
+				return e;
+			continue;
 		}
+		pthread_mutex_lock(&o->lock);
+		if (same_path(o->path, p->path))
+			by_path = e;
+		else if (p->usb_path[0] && !strcmp(o->id.usb_path, p->usb_path) && o->id.usb_vid == p->vid)
+			by_socket = e;
+		else if (p->serial[0] && !strcmp(o->id.usb_serial, p->serial) && o->id.usb_vid == p->vid &&
+			 e->missing_since)
+			by_serial = e;
+		pthread_mutex_unlock(&o->lock);
 	}
-	return false;
+	return by_path ? by_path : by_socket ? by_socket : by_serial;
 }
 
-static void scan_once(esp_devmgr *m)
+static void take_identity(esp_device *d, const struct port_info *p)
 {
-	struct sp_port **ports = NULL;
-	if (sp_list_ports(&ports) != SP_OK)
+	snprintf(d->path, sizeof d->path, "%s", p->path);
+	snprintf(d->id.port, sizeof d->id.port, "%s", p->path);
+	d->id.usb_vid = p->vid;
+	d->id.usb_pid = p->pid;
+	snprintf(d->id.usb_serial, sizeof d->id.usb_serial, "%s", p->serial);
+	if (p->product[0])
+		snprintf(d->id.usb_product, sizeof d->id.usb_product, "%s", p->product);
+	if (p->manufacturer[0])
+		snprintf(d->id.usb_manufacturer, sizeof d->id.usb_manufacturer, "%s", p->manufacturer);
+	snprintf(d->id.usb_path, sizeof d->id.usb_path, "%s", p->usb_path);
+}
+
+static esp_device *new_port_device(esp_devmgr *m, const char *path);
+
+/* One scan's result for one kind of bus: known ports follow their device,
+ * new real ports become devices, devices missing longer than the debounce
+ * window go away. */
+static void apply_scan(esp_devmgr *m, const struct port_info *ports, size_t n, bool sims)
+{
+	uint64_t now = now_ms();
+	bool *seen = calloc(m->n + 1, sizeof *seen);
+	if (!seen)
 		return;
 	pthread_mutex_lock(&m->lock);
-	for (size_t i = 0; i < m->n; i++)
-		if (m->v[i].scanned && !m->v[i].removed)
-			m->v[i].misses++;
-	pthread_mutex_unlock(&m->lock);
-	for (int i = 0; ports[i]; i++) {
-		struct sp_port *p = ports[i];
-		int vid = 0, pid = 0;
-		if (sp_get_port_transport(p) != SP_TRANSPORT_USB ||
-		    sp_get_port_usb_vid_pid(p, &vid, &pid) != SP_OK || !wanted_vid(vid))
-			continue;
-		const char *path = sp_get_port_name(p);
-		const char *serial = sp_get_port_usb_serial(p);
-		pthread_mutex_lock(&m->lock);
-		bool known = known_path(m, path);
-		/* A chip that re-enumerated under another name (native USB
-		 * switching between app and ROM) keeps its folder: same USB
-		 * serial number and vendor, old port missing. */
-		for (size_t k = 0; !known && serial && *serial && k < m->n; k++) {
-			esp_device *o = m->v[k].dev;
-			if (m->v[k].removed || !m->v[k].scanned || m->v[k].misses == 0 ||
-			    o->id.usb_vid != vid || strcmp(o->id.usb_serial, serial))
+	size_t n_entries = m->n;
+	for (size_t k = 0; k < n; k++) {
+		const struct port_info *p = &ports[k];
+		struct entry *e = match_port(m, p);
+		if (!e) {
+			if (p->sim)
 				continue;
-			pthread_mutex_lock(&o->lock);
-			snprintf(o->path, sizeof o->path, "%s", path);
-			snprintf(o->id.port, sizeof o->id.port, "%s", path);
-			o->id.usb_pid = (uint16_t)pid;
-			pthread_mutex_unlock(&o->lock);
-			m->v[k].misses = 0;
-			known = true;
-			LOGI("%s: now at %s", o->name, path);
+			pthread_mutex_unlock(&m->lock);
+			esp_device *d = new_port_device(m, p->path);
+			if (d) {
+				take_identity(d, p);
+				LOGI("found %s (%04x:%04x)", p->path, p->vid, p->pid);
+				if (add_device(m, d, true, false) < 0)
+					device_unref(d);
+			}
+			pthread_mutex_lock(&m->lock);
+			continue;
 		}
-		pthread_mutex_unlock(&m->lock);
-		if (known)
-			continue;
-		esp_device *d = new_port_device(m, path);
-		if (!d)
-			continue;
-		d->id.usb_vid = (uint16_t)vid;
-		d->id.usb_pid = (uint16_t)pid;
-		const char *s;
-		if ((s = serial))
-			snprintf(d->id.usb_serial, sizeof d->id.usb_serial, "%s", s);
-		if ((s = sp_get_port_usb_product(p)))
-			snprintf(d->id.usb_product, sizeof d->id.usb_product, "%s", s);
-		if ((s = sp_get_port_usb_manufacturer(p)))
-			snprintf(d->id.usb_manufacturer, sizeof d->id.usb_manufacturer, "%s", s);
-		int bus = 0, addr = 0;
-		if (sp_get_port_usb_bus_address(p, &bus, &addr) == SP_OK)
-			snprintf(d->id.usb_path, sizeof d->id.usb_path, "bus %d address %d", bus, addr);
-		LOGI("found %s (%04x:%04x)", path, vid, pid);
-		if (add_device(m, d, true) < 0)
-			device_unref(d);
+		esp_device *o = e->dev;
+		if ((size_t)(e - m->v) < n_entries)
+			seen[e - m->v] = true;
+		pthread_mutex_lock(&o->lock);
+		bool moved = o->path[0] && strcmp(o->path, p->path) != 0;
+		bool back = o->port_missing;
+		take_identity(o, p);
+		o->port_missing = false;
+		if (back) {
+			o->replugged = true;
+			pthread_cond_broadcast(&o->cond);
+		}
+		pthread_mutex_unlock(&o->lock);
+		e->missing_since = 0;
+		if (moved && !back)
+			LOGI("%s: now at %s (%s)", o->name, p->path, p->usb_path);
+		if (back)
+			LOGI("%s: back at %s", o->name, p->path);
 	}
-	sp_free_port_list(ports);
-	/* unplugged ports */
+	esp_device **missing = calloc(n_entries + 1, sizeof *missing);
+	size_t n_missing = 0;
+	for (size_t i = 0; missing && i < n_entries && i < m->n; i++) {
+		struct entry *e = &m->v[i];
+		if (seen[i] || e->removed || !e->scanned || e->sim != sims || e->missing_since)
+			continue;
+		pthread_mutex_lock(&e->dev->lock);
+		bool attached = e->dev->attached;
+		if (attached)
+			e->dev->port_missing = true;
+		pthread_mutex_unlock(&e->dev->lock);
+		if (!attached)
+			continue;
+		e->missing_since = now;
+		device_ref(e->dev);
+		missing[n_missing++] = e->dev;
+	}
+	pthread_mutex_unlock(&m->lock);
+	free(seen);
+	for (size_t i = 0; i < n_missing; i++) {
+		LOGI("%s: port missing", missing[i]->name);
+		dev_set_mode(missing[i], "unplugged");
+		device_unref(missing[i]);
+	}
+	free(missing);
 	for (;;) {
 		esp_device *gone = NULL;
 		pthread_mutex_lock(&m->lock);
 		for (size_t i = 0; i < m->n && !gone; i++)
-			if (m->v[i].scanned && !m->v[i].removed &&
-			    m->v[i].misses >= SCAN_MISSES_FOR_REMOVAL) {
+			if (m->v[i].scanned && !m->v[i].removed && m->v[i].sim == sims &&
+			    m->v[i].missing_since && now - m->v[i].missing_since >= REMOVAL_AFTER_MS &&
+			    !m->v[i].dev->gone) {
 				gone = m->v[i].dev;
 				device_ref(gone);
 			}
@@ -324,15 +395,147 @@ static void scan_once(esp_devmgr *m)
 	}
 }
 
+/* The simulated USB bus: each simulated device sits in a socket (its
+ * physical path) and, while plugged, shows one port named like the kernel
+ * would (ttyUSB for a USB-UART bridge, ttyACM for native USB), a new name
+ * on every re-enumeration.  Serial numbers: native USB reports the MAC
+ * (Espressif's USB-Serial/JTAG and TinyUSB do), a bridge its own. */
+static void scan_sims(esp_devmgr *m)
+{
+	pthread_mutex_lock(&m->lock);
+	size_t cap = m->n;
+	struct port_info *ports = calloc(cap + 1, sizeof *ports);
+	size_t n = 0;
+	for (size_t i = 0; ports && i < m->n; i++) {
+		struct entry *e = &m->v[i];
+		esp_device *d = e->dev;
+		if (!e->sim || e->removed)
+			continue;
+		uint16_t pid = sim_usb_pid(d->sim);
+		if (!pid)
+			continue;  /* unplugged */
+		unsigned gen = sim_port_generation(d->sim);
+		if (gen != e->sim_gen || !e->sim_tty) {
+			e->sim_gen = gen;
+			e->sim_tty = ++m->next_tty;
+		}
+		struct port_info *p = &ports[n++];
+		uint16_t vid = sim_usb_vid(d->sim);
+		bool native = vid == 0x303a;
+		uint8_t mac[6];
+		sim_get_mac(d->sim, mac);
+		snprintf(p->path, sizeof p->path, "sim:tty%s%u", native ? "ACM" : "USB", e->sim_tty - 1);
+		p->vid = vid;
+		p->pid = pid;
+		p->sim = d;
+		if (native)
+			snprintf(p->serial, sizeof p->serial, "%02X:%02X:%02X:%02X:%02X:%02X", mac[0], mac[1],
+				 mac[2], mac[3], mac[4], mac[5]);
+		else
+			snprintf(p->serial, sizeof p->serial, "%02x%02x%02x%02x", mac[2] ^ 0x5a, mac[3],
+				 mac[4], mac[5]);
+		snprintf(p->manufacturer, sizeof p->manufacturer, "%s",
+			 native ? "Espressif" : "Silicon Labs");
+		snprintf(p->product, sizeof p->product, "%s",
+			 !native ? "CP2102 USB to UART Bridge Controller"
+			 : pid == 0x1001 ? "USB JTAG/serial debug unit" : "ESP32-S2 (simulated)");
+		pthread_mutex_lock(&d->lock);
+		int socket = d->sim_socket;
+		pthread_mutex_unlock(&d->lock);
+		snprintf(p->usb_path, sizeof p->usb_path, "sim-usb1-%d", socket);
+	}
+	pthread_mutex_unlock(&m->lock);
+	if (ports)
+		apply_scan(m, ports, n, true);
+	free(ports);
+}
+
+#ifdef ESPFS_HAVE_SERIALPORT
+static bool wanted_vid(int vid)
+{
+	/* Espressif native USB, CP210x, CH34x/CH9102, FTDI */
+	return vid == 0x303a || vid == 0x10c4 || vid == 0x1a86 || vid == 0x0403;
+}
+
+/* USB physical path from sysfs: /sys/class/tty/NAME/device points into
+ * .../usb1/1-1/1-1.2/1-1.2:1.0; the part before the interface ("1-1.2") is
+ * stable while the device stays in the same socket. */
+static void sysfs_usb_path(const char *dev, char *out, size_t cap)
+{
+	char link[512], real[1024];
+	const char *base = strrchr(dev, '/');
+	out[0] = 0;
+	snprintf(link, sizeof link, "/sys/class/tty/%s/device", base ? base + 1 : dev);
+	if (!realpath(link, real))
+		return;
+	char *iface = strrchr(real, '/');  /* .../1-1.2:1.0 (or ttyUSB0 below it) */
+	while (iface && !strchr(iface, ':')) {
+		*iface = 0;
+		iface = strrchr(real, '/');
+	}
+	if (!iface)
+		return;
+	*iface = 0;
+	const char *port = strrchr(real, '/');
+	snprintf(out, cap, "%.*s", (int)(cap - 1), port ? port + 1 : real);
+}
+
+static void scan_real(esp_devmgr *m)
+{
+	struct sp_port **ports = NULL;
+	if (sp_list_ports(&ports) != SP_OK)
+		return;
+	size_t cnt = 0;
+	while (ports[cnt])
+		cnt++;
+	struct port_info *pi = calloc(cnt + 1, sizeof *pi);
+	size_t n = 0;
+	for (size_t i = 0; pi && i < cnt; i++) {
+		struct sp_port *p = ports[i];
+		int vid = 0, pid = 0;
+		if (sp_get_port_transport(p) != SP_TRANSPORT_USB ||
+		    sp_get_port_usb_vid_pid(p, &vid, &pid) != SP_OK || !wanted_vid(vid))
+			continue;
+		struct port_info *q = &pi[n++];
+		const char *s;
+		snprintf(q->path, sizeof q->path, "%s", sp_get_port_name(p));
+		q->vid = (uint16_t)vid;
+		q->pid = (uint16_t)pid;
+		if ((s = sp_get_port_usb_serial(p)))
+			snprintf(q->serial, sizeof q->serial, "%s", s);
+		if ((s = sp_get_port_usb_product(p)))
+			snprintf(q->product, sizeof q->product, "%s", s);
+		if ((s = sp_get_port_usb_manufacturer(p)))
+			snprintf(q->manufacturer, sizeof q->manufacturer, "%s", s);
+		sysfs_usb_path(q->path, q->usb_path, sizeof q->usb_path);
+		int bus = 0, addr = 0;
+		if (!q->usb_path[0] && sp_get_port_usb_bus_address(p, &bus, &addr) == SP_OK)
+			snprintf(q->usb_path, sizeof q->usb_path, "bus %d address %d", bus, addr);
+	}
+	sp_free_port_list(ports);
+	if (pi)
+		apply_scan(m, pi, n, false);
+	free(pi);
+}
+#endif
+
 static void *scan_main(void *arg)
 {
 	esp_devmgr *m = arg;
-	for (;;) {
-		scan_once(m);
+	for (unsigned tick = 0;; tick++) {
+		scan_sims(m);
+#ifdef ESPFS_HAVE_SERIALPORT
+		if (m->scan_real && tick % REAL_SCAN_TICKS == 0)
+			scan_real(m);
+#endif
 		pthread_mutex_lock(&m->lock);
 		struct timespec ts;
 		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_sec += SCAN_INTERVAL_MS / 1000;
+		ts.tv_nsec += TICK_MS * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
 		while (!m->stop && pthread_cond_timedwait(&m->cond, &m->lock, &ts) == 0)
 			;
 		bool stop = m->stop;
@@ -341,7 +544,6 @@ static void *scan_main(void *arg)
 			return NULL;
 	}
 }
-#endif
 
 int devmgr_start(esp_devmgr *m, bool scan)
 {
@@ -352,12 +554,17 @@ int devmgr_start(esp_devmgr *m, bool scan)
 	for (size_t i = 0; i < n; i++)
 		dev_start(m->v[i].dev);
 #ifdef ESPFS_HAVE_SERIALPORT
-	if (scan && pthread_create(&m->scan_thread, NULL, scan_main, m) == 0)
-		m->scanning = true;
+	m->scan_real = scan;
 #else
 	if (scan)
 		LOGW("built without libserialport: no USB enumeration");
 #endif
+	/* simulated devices sit on a simulated bus polled the same way */
+	bool sims = false;
+	for (size_t i = 0; i < n; i++)
+		sims |= m->v[i].sim;
+	if ((m->scan_real || sims) && pthread_create(&m->scan_thread, NULL, scan_main, m) == 0)
+		m->scanning = true;
 	return 0;
 }
 
@@ -440,10 +647,8 @@ void devmgr_free(esp_devmgr *m)
 	m->stop = true;
 	pthread_cond_broadcast(&m->cond);
 	pthread_mutex_unlock(&m->lock);
-#ifdef ESPFS_HAVE_SERIALPORT
 	if (m->scanning)
 		pthread_join(m->scan_thread, NULL);
-#endif
 	for (size_t i = 0; i < m->n; i++)
 		dev_stop_and_join(m->v[i].dev);
 	for (size_t i = 0; i < m->n; i++)

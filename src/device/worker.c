@@ -58,7 +58,16 @@ void *dev_worker_main(void *arg)
 	for (;;) {
 		pthread_mutex_lock(&d->lock);
 		while (!d->qhead && !d->stop && !d->gone) {
-			if (d->reset_pending) {
+			if (d->replugged) {
+				/* the port is back (debounced hotplug): same folder,
+				 * fresh look at what is plugged in */
+				d->replugged = false;
+				pthread_mutex_unlock(&d->lock);
+				dev_reattach(d);
+				pthread_mutex_lock(&d->lock);
+			} else if (d->port_missing) {
+				pthread_cond_wait(&d->cond, &d->lock);
+			} else if (d->reset_pending) {
 				struct timespec ts;
 				deadline_in(&ts, LOADER_IDLE_MS);
 				if (pthread_cond_timedwait(&d->cond, &d->lock, &ts) == ETIMEDOUT &&
@@ -77,19 +86,8 @@ void *dev_worker_main(void *arg)
 					int rr = dev_reprobe(d);
 					if (rr == 0)
 						dev_event(d, DEV_EV_ADDED);  /* identity: by-mac link */
-					else if (rr == -ENODEV && d->sim && sim_get_mode(d->sim) == SIM_MODE_OFF)
+					else if (rr == -ENODEV && !d->hotplug)
 						dev_mark_gone(d);
-					pthread_mutex_lock(&d->lock);
-				}
-			} else if (d->sim) {
-				/* a simulated device "unplugs" without a port to vanish:
-				 * look at it the way hotplug polling looks at USB */
-				struct timespec ts;
-				deadline_in(&ts, 300);
-				pthread_cond_timedwait(&d->cond, &d->lock, &ts);
-				if (sim_get_mode(d->sim) == SIM_MODE_OFF) {
-					pthread_mutex_unlock(&d->lock);
-					dev_mark_gone(d);
 					pthread_mutex_lock(&d->lock);
 				}
 			} else {
@@ -110,7 +108,15 @@ void *dev_worker_main(void *arg)
 		dev_state_changed(d);
 
 		int rc;
-		if (atomic_load(&j->cancel) || (j->group_cancel && atomic_load(j->group_cancel))) {
+		pthread_mutex_lock(&d->lock);
+		bool lost = d->port_missing;
+		pthread_mutex_unlock(&d->lock);
+		if (lost) {
+			/* unplugged, folder kept for the debounce window: fail
+			 * fast and keep the state line of the first failure */
+			rc = -ENODEV;
+			snprintf(j->err, sizeof j->err, "%s: device unplugged", d->name);
+		} else if (atomic_load(&j->cancel) || (j->group_cancel && atomic_load(j->group_cancel))) {
 			rc = -EINTR;
 			snprintf(j->err, sizeof j->err, "cancelled");
 		} else {
@@ -128,11 +134,26 @@ void *dev_worker_main(void *arg)
 		d->current = NULL;
 		pthread_mutex_unlock(&d->lock);
 		bool boot = d->in_loader && dev_can_leave_loader(d) && dev_has_bootloader(d);
+		LOGD("%s: job done (%d); %s", d->name, rc,
+		     boot ? "reset into the application when idle" : "no reset pending");
 		pthread_mutex_lock(&d->lock);
 		d->reset_pending = boot;
 		pthread_mutex_unlock(&d->lock);
-		if (rc == -ENODEV)
+		if (rc == -ENODEV && d->hotplug) {
+			/* the registry decides, after its debounce window, whether
+			 * this was an unplug; until then the folder says so, and
+			 * the port coming back re-attaches it */
+			if (!lost) {
+				pthread_mutex_lock(&d->lock);
+				d->port_missing = true;
+				d->reset_pending = false;
+				pthread_mutex_unlock(&d->lock);
+				dev_set_mode(d, "unplugged");
+				device_set_error(d, rc, "%s", j->err[0] ? j->err : strerror(-rc));
+			}
+		} else if (rc == -ENODEV) {
 			dev_mark_gone(d);
+		}
 		else if (rc < 0 && rc != -EINTR && j->kind != DEV_JOB_READ)
 			device_set_error(d, rc, "%s", j->err[0] ? j->err : strerror(-rc));
 		else if (rc == 0 && j->kind != DEV_JOB_READ)

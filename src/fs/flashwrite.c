@@ -178,7 +178,7 @@ static void job_done(struct dev_job *j)
 		fw->sticky = -j->rc;
 		if (j->rc == -EINTR)
 			mark_incomplete(fw, EINTR, "interrupted");
-		else if (j->rc != -ENODEV)
+		else  /* incl. ENODEV: a replugged device shows where it stopped */
 			mark_incomplete(fw, -j->rc, j->err);
 	}
 	if (fw->inflight < MAX_INFLIGHT || fw->sticky) {

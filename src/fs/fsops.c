@@ -487,8 +487,10 @@ static void write_erase(fuse_req_t req, struct handle *h, const char *buf, size_
 }
 
 /* state accepts commands, sysfs-style: "reset" restarts the application;
- * simulated devices also take "unplug" and "buttons" (hold BOOT, press
- * RESET): test hooks. */
+ * simulated devices also take test hooks: "unplug", "replug" (into another
+ * USB socket, within the hotplug debounce window), "unplug-at N" (pull the
+ * cable when a flash write reaches N%) and "buttons" (hold BOOT, press
+ * RESET). */
 static void write_state(fuse_req_t req, struct handle *h, const char *buf, size_t size)
 {
 	char cmd[32];
@@ -496,8 +498,12 @@ static void write_state(fuse_req_t req, struct handle *h, const char *buf, size_
 	memcpy(cmd, buf, n);
 	cmd[n] = 0;
 	cmd[strcspn(cmd, "\r\n")] = 0;
-	if (!strcmp(cmd, "unplug") || !strcmp(cmd, "buttons")) {
-		int rc = cmd[0] == 'u' ? device_sim_unplug(h->dev) : device_sim_download(h->dev);
+	if (!strcmp(cmd, "unplug") || !strcmp(cmd, "buttons") || !strcmp(cmd, "replug") ||
+	    !strncmp(cmd, "unplug-at ", 10)) {
+		int rc = !strcmp(cmd, "unplug")    ? device_sim_unplug(h->dev)
+			 : !strcmp(cmd, "replug")  ? device_sim_replug(h->dev)
+			 : !strcmp(cmd, "buttons") ? device_sim_download(h->dev)
+						   : device_sim_unplug_at(h->dev, atoi(cmd + 10));
 		if (rc < 0)
 			fuse_reply_err(req, -rc);
 		else

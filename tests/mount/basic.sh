@@ -65,7 +65,7 @@ check "the reset was counted" [ "$(json_get "$A/info.json" resets)" -gt "$r0" ]
 C=$MNT/sim1
 exec 3<"$C/state"
 check "echo unplug > state (simulator hook)" bash -c "echo unplug > '$C/state'"
-for _ in $(seq 30); do [ -e "$C" ] || break; sleep 0.1; done
+for _ in $(seq 80); do [ -e "$C" ] || break; sleep 0.1; done
 check "the unplugged device's folder is gone" [ ! -e "$C" ]
 check "its by-mac link is gone" [ -z "$(find "$MNT/by-mac" -lname '../sim1')" ]
 if cat <&3 >/dev/null 2>"$T/err"; then nok "an open handle gets ENODEV"; else
