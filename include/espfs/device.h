@@ -119,6 +119,9 @@ char *device_info_json(esp_device *d);
 int device_sim_unplug(esp_device *d);
 /* Test hook: hold BOOT, press RESET, release BOOT (ROM download mode). */
 int device_sim_download(esp_device *d);
+/* Test hook: the buttons one by one: boot 1 hold, 0 release, -1 leave as
+ * is; then an EN pulse when press_reset. */
+int device_sim_buttons(esp_device *d, int boot, bool press_reset);
 /* Test hook: plug a simulated device back in, into another USB socket
  * (its physical path changes, its MAC does not). */
 int device_sim_replug(esp_device *d);

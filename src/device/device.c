@@ -367,6 +367,17 @@ int device_sim_unplug_at(esp_device *d, int pct)
 	return 0;
 }
 
+int device_sim_buttons(esp_device *d, int boot, bool press_reset)
+{
+	if (!d->sim)
+		return -EOPNOTSUPP;
+	if (boot >= 0)
+		sim_button_boot(d->sim, boot);
+	if (press_reset)
+		sim_button_reset(d->sim);
+	return 0;
+}
+
 int device_sim_download(esp_device *d)
 {
 	if (!d->sim)

@@ -78,6 +78,7 @@ struct esp_device {
 	bool hotplug;
 	bool port_missing;
 	bool replugged;
+	bool follow_port;              /* re-attach when the port next moves */
 	int sim_socket;                /* simulated bus: which socket it is in */       /* the chip's default, until the loader says */
 };
 

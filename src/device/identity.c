@@ -231,9 +231,29 @@ int dev_reattach(esp_device *d)
 	d->waiting_download = false;
 	d->manual_download = false;
 	d->reset_pending = false;
+	pthread_mutex_lock(&d->lock);
+	d->follow_port = false;
+	pthread_mutex_unlock(&d->lock);
 	dev_clear_error(d);
 	dev_set_mode(d, "attaching");
-	int rc = dev_attach(d);
+	/* a known chip that only the buttons get into its loader: no futile
+	 * reset attempts, just see whether its application answers */
+	pthread_mutex_lock(&d->lock);
+	bool manual = had && !strcmp(d->reset_in, "manual");
+	pthread_mutex_unlock(&d->lock);
+	char err[240];
+	int rc = -1;
+	if (manual && open_port(d, err, sizeof err) == 0) {
+		rc = identify_app(d);
+		if (rc < 0) {
+			esp_loader_free(d->ld);
+			d->ld = NULL;
+			esp_tr_close(d->tr);
+			d->tr = NULL;
+		}
+	}
+	if (rc < 0)
+		rc = dev_attach(d);
 	pthread_mutex_lock(&d->lock);
 	bool other = had && d->id.known && memcmp(old_mac, d->id.mac, 6) != 0;
 	pthread_mutex_unlock(&d->lock);

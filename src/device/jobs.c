@@ -207,6 +207,9 @@ int dev_leave_loader(esp_device *d)
 		 * booted: follow the port and say honestly where it is. */
 		if (dev_reopen(d) == 0 && chip && d->tr->usb_pid && d->tr->usb_pid == chip->usb_otg_rom_pid) {
 			d->in_loader = false;
+			pthread_mutex_lock(&d->lock);
+			d->follow_port = true;  /* the user's RESET re-enumerates it */
+			pthread_mutex_unlock(&d->lock);
 			dev_set_mode(d, "rom");
 			device_set_error(d, EAGAIN, "still in download mode after the %s reset: "
 					 "release BOOT and press RESET to start the application", how);

@@ -338,7 +338,7 @@ static void apply_scan(esp_devmgr *m, const struct port_info *ports, size_t n, b
 			seen[e - m->v] = true;
 		pthread_mutex_lock(&o->lock);
 		bool moved = o->path[0] && strcmp(o->path, p->path) != 0;
-		bool back = o->port_missing;
+		bool back = o->port_missing || (moved && o->follow_port);
 		take_identity(o, p);
 		o->port_missing = false;
 		if (back) {

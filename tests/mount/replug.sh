@@ -23,7 +23,7 @@ touch "$T/watch"
 
 check "arm the cable pull at 40% (simulator hook)" bash -c "echo 'unplug-at 40' > '$D/state'"
 if cp "$T/f.bin" "$D/flash.bin" 2>"$T/cp.err"; then nok "cp fails when the cable is pulled"; else ok "cp fails when the cable is pulled"; fi
-echo "# cp: $(cat "$T/cp.err")"
+sed "s/^/# cp: /" "$T/cp.err"
 check "with ENODEV's message" grep -q "No such device" "$T/cp.err"
 st=$(cat "$D/state")
 echo "# state: $st"

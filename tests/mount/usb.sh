@@ -50,6 +50,29 @@ check "by-mac link to the same folder" [ "$(readlink "$MNT/by-mac/$mac")" = ../s
 if echo 'Net:pass' >"$D/wifi" 2>"$T/w.err"; then ok "wifi right after the flash"; else nok "wifi right after the flash ($(cat "$T/w.err"))"; fi
 check "wifi says connected" grep -q "^connected Net" "$D/wifi"
 
+# BOOT still held when the chip is reset out of the loader: the RTC
+# watchdog brings it straight back into download mode, and state says so.
+mkimg esp32s2 factory "$T/g.bin" s2app2
+check "hold BOOT (simulator hook)" bash -c "echo hold-boot > '$D/state'"
+cp "$T/g.bin" "$D/flash.bin" 2>"$T/cp.err" &
+CP=$!
+waiting=no
+for _ in $(seq 100); do grep -q "waiting for download mode" "$D/state" && { waiting=yes; break; }; sleep 0.1; done
+check "again waits for the buttons (remembered: no futile reset first)" [ $waiting = yes ]
+check "press RESET with BOOT held" bash -c "echo press-reset > '$D/state'"
+wait $CP; rc=$?
+check "cp completes with exit 0" [ $rc = 0 ]
+stay=no
+for _ in $(seq 100); do grep -q "still in download mode" "$D/state" && { stay=yes; break; }; sleep 0.1; done
+echo "# state: $(cat "$D/state")"
+check "state says the chip stayed in download mode" [ $stay = yes ]
+check "and the simulator agrees" [ "$(json_get "$D/info.json" sim.mode)" != app ]
+check "release BOOT, press RESET" bash -c "echo release-boot > '$D/state' && echo press-reset > '$D/state'"
+back=no
+for _ in $(seq 100); do grep -q "^app idle" "$D/state" && [ "$(json_get "$D/info.json" sim.mode)" = app ] && { back=yes; break; }; sleep 0.1; done
+echo "# state: $(cat "$D/state")"
+check "the folder follows the chip back into its application" [ $back = yes ]
+
 rm -f "$T/watch"; wait $WATCH
 if [ -s "$T/flicker" ]; then nok "the folder never disappeared ($(wc -l <"$T/flicker") polls without it)"; else ok "the folder never disappeared"; fi
 done_testing
