@@ -120,6 +120,9 @@ void dev_parse_partitions(const uint8_t *tbl, size_t len, struct dev_identity *i
 /* wire_count.c: wrap a transport so its bytes are counted. */
 esp_transport *dev_counting_transport(esp_device *d, esp_transport *inner);
 
+/* usb_path.c: "1-1.2" for a tty under sysroot ("/sys"); -errno if none. */
+int dev_usb_physical_path(const char *sysroot, const char *dev, char *out, size_t cap);
+
 /* registry.c */
 void devmgr_device_ready(esp_devmgr *m, esp_device *d);
 void devmgr_emit(esp_devmgr *m, esp_device *d, enum dev_event ev);

@@ -457,29 +457,6 @@ static bool wanted_vid(int vid)
 	return vid == 0x303a || vid == 0x10c4 || vid == 0x1a86 || vid == 0x0403;
 }
 
-/* USB physical path from sysfs: /sys/class/tty/NAME/device points into
- * .../usb1/1-1/1-1.2/1-1.2:1.0; the part before the interface ("1-1.2") is
- * stable while the device stays in the same socket. */
-static void sysfs_usb_path(const char *dev, char *out, size_t cap)
-{
-	char link[512], real[1024];
-	const char *base = strrchr(dev, '/');
-	out[0] = 0;
-	snprintf(link, sizeof link, "/sys/class/tty/%s/device", base ? base + 1 : dev);
-	if (!realpath(link, real))
-		return;
-	char *iface = strrchr(real, '/');  /* .../1-1.2:1.0 (or ttyUSB0 below it) */
-	while (iface && !strchr(iface, ':')) {
-		*iface = 0;
-		iface = strrchr(real, '/');
-	}
-	if (!iface)
-		return;
-	*iface = 0;
-	const char *port = strrchr(real, '/');
-	snprintf(out, cap, "%.*s", (int)(cap - 1), port ? port + 1 : real);
-}
-
 static void scan_real(esp_devmgr *m)
 {
 	struct sp_port **ports = NULL;
@@ -507,7 +484,7 @@ static void scan_real(esp_devmgr *m)
 			snprintf(q->product, sizeof q->product, "%s", s);
 		if ((s = sp_get_port_usb_manufacturer(p)))
 			snprintf(q->manufacturer, sizeof q->manufacturer, "%s", s);
-		sysfs_usb_path(q->path, q->usb_path, sizeof q->usb_path);
+		dev_usb_physical_path("/sys", q->path, q->usb_path, sizeof q->usb_path);
 		int bus = 0, addr = 0;
 		if (!q->usb_path[0] && sp_get_port_usb_bus_address(p, &bus, &addr) == SP_OK)
 			snprintf(q->usb_path, sizeof q->usb_path, "bus %d address %d", bus, addr);
