@@ -194,6 +194,10 @@ int dev_attach(esp_device *d)
 	int rc = open_port(d, err, sizeof err);
 	if (rc == 0 && !d->opt.no_probe)
 		rc = probe(d, err, sizeof err);
+	/* a native-USB app may answer the reset lines by re-enumerating as
+	 * the ROM's port (TinyUSB apps that honour esptool's sequence) */
+	if (rc == -ENODEV && !d->opt.no_probe && dev_reopen(d) == 0)
+		rc = probe(d, err, sizeof err);
 	if (rc < 0) {
 		LOGW("%s: attach failed: %s", d->name, err);
 		dev_set_mode(d, "unknown");
