@@ -45,6 +45,11 @@ struct sim_config {
 	/* USB identity: native-USB profiles (S2 OTG, C3/S3/C6 USB-JTAG-Serial)
 	 * when true, else a USB-UART bridge with a DTR/RTS auto-reset circuit. */
 	bool native_usb;
+	/* USB-Serial/JTAG profiles only: every chip reset drops the port off
+	 * the bus for a moment (same 303a:1001), ending open transports and
+	 * bumping sim_port_generation(), as some hosts see it.  Off: the port
+	 * survives resets. */
+	bool usb_jtag_reenumerate;
 };
 
 /* Power-on: ROM download mode (cfg->app false) or the firmware in flash.

@@ -31,7 +31,9 @@ static void usb_update(sim_device *d, sim_mode m)
 	/* USB-OTG is driven by the chip's own software: any chip reset drops
 	 * off the bus and comes back (USB-Serial/JTAG and bridges stay) */
 	bool otg = d->native_usb && !d->chip->has_usb_jtag_serial;
-	if (pid != d->usb_pid_now || (otg && d->usb_pid_now)) {
+	bool jtag_drop = d->native_usb && d->chip->has_usb_jtag_serial && d->cfg.usb_jtag_reenumerate &&
+			 d->resetting;
+	if (pid != d->usb_pid_now || ((otg || jtag_drop) && d->usb_pid_now)) {
 		d->usb_pid_now = pid;
 		d->generation++;
 		sim_out_clear(d);
@@ -125,10 +127,12 @@ void sim_chip_reset(sim_device *d, bool system, int cause, uint64_t now_us)
 		d->latched_download = boot_strap_low(d);
 	bool download = d->latched_download || d->usb_force_download;
 	d->usb_force_download = false;
+	d->resetting = true;
 	if (download)
 		sim_enter_rom(d, cause, now_us);
 	else
 		sim_boot_app(d, now_us, cause);
+	d->resetting = false;
 }
 
 void sim_do_unplug(sim_device *d)

@@ -108,6 +108,7 @@ struct sim_device {
 	uint64_t strap_at_us;
 	int pending_cause;
 	bool latched_download;        /* strap latched at the last system reset */
+	bool resetting;               /* inside sim_chip_reset */
 	bool usb_force_download;      /* USB-JTAG: DTR-only state seen */
 	int last_usb_state;
 

@@ -187,6 +187,43 @@ static void watchdog_reset_resamples_straps(void)
 	st_close(&s);
 }
 
+/* Opt-in: a USB-Serial/JTAG port that drops off the bus on chip resets. */
+static void usb_jtag_reenumerate_option(void)
+{
+	struct st s;
+	struct sim_config cfg = { .chip = "esp32c3", .app = true, .native_usb = true, .usb_jtag_reenumerate = true };
+	if (st_open_cfg(&s, &cfg) < 0) {
+		CHECK(0);
+		return;
+	}
+	unsigned gen = sim_port_generation(s.d);
+	esp_tr_set_lines(s.t, 0, 0);
+	wait_ms(&s, 100);
+	esp_tr_set_lines(s.t, 1, 0);
+	wait_ms(&s, 100);
+	esp_tr_set_lines(s.t, -1, 1);
+	esp_tr_set_lines(s.t, 0, -1);
+	wait_ms(&s, 100);
+	esp_tr_set_lines(s.t, 0, 0);
+	CHECK(sim_get_mode(s.d) == SIM_MODE_ROM);
+	CHECK_EQ(sim_port_generation(s.d), gen + 1);
+	CHECK_EQ(sim_usb_pid(s.d), 0x1001);
+	uint8_t b[4];
+	CHECK_EQ(esp_tr_read(s.t, b, sizeof b, 10), -ENODEV);
+	CHECK_EQ(st_reopen(&s), 0);
+	CHECK(answers_sync(&s));
+	/* watchdog reset: another drop; the loader's own work does not */
+	gen = sim_port_generation(s.d);
+	const struct esp_chip_info *c = sim_chip(s.d);
+	st_write_reg(&s, c->wdt_wprotect, 0x50D83AA1);
+	CHECK_EQ(sim_port_generation(s.d), gen);
+	watchdog_write(&s, c, 0x50D83AA1);
+	wait_ms(&s, 500);
+	CHECK(in_app(s.d));
+	CHECK_EQ(sim_port_generation(s.d), gen + 1);
+	st_close(&s);
+}
+
 static void s2_usb_otg_reenumerates(void)
 {
 	struct st s;
@@ -333,6 +370,7 @@ int main(void)
 	RUN(rom_banner_before_frames);
 	RUN(usb_jtag_serial_reset);
 	RUN(watchdog_reset_resamples_straps);
+	RUN(usb_jtag_reenumerate_option);
 	RUN(s2_usb_otg_reenumerates);
 	RUN(unplug_and_replug);
 	RUN(change_baudrate_after_reply);
