@@ -63,6 +63,7 @@ struct dev_job {
 	atomic_int cancel;
 	atomic_int *group_cancel;       /* optional flag shared by a handle */
 	int rc;                         /* result: 0 or -errno */
+	bool touched_flash;             /* a write/erase job reached the chip's flash */
 	char err[200];                  /* reason when rc < 0 */
 	void (*done)(struct dev_job *j);
 	void *ctx;

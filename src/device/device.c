@@ -161,6 +161,7 @@ int device_submit(esp_device *d, struct dev_job *j)
 {
 	j->next = NULL;
 	j->rc = 0;
+	j->touched_flash = false;
 	j->err[0] = 0;
 	pthread_mutex_lock(&d->lock);
 	if (d->gone || d->stop) {

@@ -13,6 +13,8 @@
 #define READ_CHUNK 0x10000u
 #define DOWNLOAD_WAIT_DEFAULT_MS 60000u
 #define DOWNLOAD_POLL_MS 250
+/* what file managers read to sniff a file type (FUSE-NOTES.md) */
+#define SNIFF_MAX 0x4000u
 /* ESP Web Tools gives a freshly flashed app about 10 s to answer Improv. */
 #define APP_BOOT_WAIT_MS 10000
 
@@ -295,6 +297,15 @@ static int job_enter_loader(esp_device *d, struct dev_job *j)
 						      : -ETIMEDOUT;
 	if (rc == -ENODEV && dev_reopen(d) == 0)
 		rc = dev_enter_loader(d, j->err, sizeof j->err);
+	/* A small read at the start of an unidentified chip's flash is a
+	 * file manager sniffing flash.bin: it must not hang for a minute. */
+	bool sniff = j->kind == DEV_JOB_READ && !device_identity_known(d) &&
+		     (uint64_t)j->offset + j->len <= DEV_HEAD_SIZE && j->len <= SNIFF_MAX;
+	if (rc == -ETIMEDOUT && sniff) {
+		snprintf(j->err, sizeof j->err, "the chip is not identified yet: a write, or a "
+			 "read of more than %u bytes, waits for download mode", SNIFF_MAX);
+		return rc;
+	}
 	if (rc == -ETIMEDOUT && !d->opt.no_probe) {
 		j->err[0] = 0;
 		rc = wait_download_mode(d, j);
@@ -373,6 +384,7 @@ static int job_write(esp_device *d, struct dev_job *j)
 		goto out;
 	}
 	struct prog_ctx pc = { d, j, 0 };
+	j->touched_flash = true;
 	rc = esp_loader_write_flash(d->ld, a0, buf, alen, ESP_WRITE_COMPRESS | ESP_WRITE_SKIP_SAME,
 				   on_progress, &pc);
 	if (rc < 0) {

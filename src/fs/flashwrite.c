@@ -30,6 +30,7 @@ struct flash_writer {
 	uint64_t dirty;            /* bytes written since the last commit */
 	uint64_t sent;             /* bytes written and verified, this upload */
 	uint64_t handed;           /* bytes handed to the device, this upload */
+	bool flash_touched;        /* a job of this upload got as far as the flash */
 	uint32_t first_off;
 	uint64_t next_contig;      /* end of the last dispatch */
 	bool have_next;
@@ -96,7 +97,7 @@ static void reply_detached(fuse_req_t req, int err, size_t wsize)
 
 static void mark_incomplete(struct flash_writer *fw, int err, const char *why)
 {
-	if (fw->handed)
+	if (fw->handed && (fw->sent || fw->flash_touched))
 		device_set_error(fw->dev, err,
 				 "flash.bin incomplete: %s after %llu bytes written from 0x%x; "
 				 "the flash holds a partial image, write it again",
@@ -172,6 +173,7 @@ static void job_done(struct dev_job *j)
 
 	pthread_mutex_lock(&fw->lock);
 	fw->inflight--;
+	fw->flash_touched |= j->touched_flash;
 	if (j->rc == 0) {
 		fw->sent += j->len;
 	} else if (!fw->sticky) {
@@ -196,6 +198,7 @@ static void job_done(struct dev_job *j)
 		fw->dirty = 0;
 		fw->sent = 0;
 		fw->handed = 0;
+		fw->flash_touched = false;
 		fw->have_next = false;
 		atomic_store(&fw->cancel, 0);
 	}
@@ -320,6 +323,7 @@ void fw_commit(struct flash_writer *fw, fuse_req_t req)
 			fw->dirty = 0;
 			fw->sent = 0;
 			fw->handed = 0;
+			fw->flash_touched = false;
 			fw->sticky = 0;
 			err = EINTR;
 			goto out;
@@ -335,6 +339,7 @@ void fw_commit(struct flash_writer *fw, fuse_req_t req)
 				fw->dirty = 0;
 				fw->sent = 0;
 				fw->handed = 0;
+				fw->flash_touched = false;
 				err = -rc;
 				goto out;
 			}
@@ -347,6 +352,7 @@ void fw_commit(struct flash_writer *fw, fuse_req_t req)
 		fw->dirty = 0;
 		fw->sent = 0;
 		fw->handed = 0;
+		fw->flash_touched = false;
 		fw->have_next = false;
 		goto out;
 	}

@@ -18,6 +18,10 @@ check "state: app idle" grep -q "^app idle" "$D/state"
 pid0=$(json_get "$D/info.json" usb.pid)
 check "app port is TinyUSB 303a:4001" [ "$(json_get "$D/info.json" usb.vid):$pid0" = 303a:4001 ]
 
+if head -c 4096 "$D/flash.bin" >/dev/null 2>"$T/h.err"; then nok "a 4 KiB sniff of flash.bin fails instead of waiting"; else
+	check "a 4 KiB sniff of flash.bin fails instead of waiting" grep -q "timed out" "$T/h.err"; fi
+check "and does not ask for the buttons" grep -vq "waiting for download mode" "$D/state"
+
 # watch the folder
 ( while [ -e "$T/watch" ]; do ls "$MNT" >"$T/ls" 2>/dev/null; grep -qx s2 "$T/ls" || echo "$(date +%T.%N) gone" >>"$T/flicker"; sleep 0.05; done ) &
 WATCH=$!
