@@ -149,7 +149,7 @@ async function parallel(img, n) {
 		children.delete(sampler);
 		const lat = JSON.parse(out.slice(out.indexOf('{')));
 		for (const s of sims.slice(0, n)) sameAs(path.join(dir, `${s.name}.bin`), img.bytes, `parallel flash ${s.name}`);
-		return { wall_s: wall, each_s: each, vmhwm_kib: m.vmhwm(), mount_s: m.ready_s, wire_d0: wireDelta(w0, w1), latency_ms: { idle: lat.samples[probe[0]], busy: lat.samples[probe[1]] }, latency_errors: lat.errors };
+		return { wall_s: wall, each_s: each, mem_kib: m.memory(), mount_s: m.ready_s, wire_d0: wireDelta(w0, w1), latency_ms: { idle: lat.samples[probe[0]], busy: lat.samples[probe[1]] }, latency_errors: lat.errors };
 	});
 }
 
@@ -242,7 +242,7 @@ async function parallelCase(img, runs) {
 		if (n === 1) one = median(walls);
 		const lat = (k) => { const a = rs.flatMap((x) => x.latency_ms[k]); return { n: a.length, median_ms: a.length ? median(a) : null, max_ms: a.length ? Math.max(...a) : null }; };
 		const p = { devices: n, wall_s: walls, median_s: median(walls), vs_one: one ? median(walls) / one : null,
-			vmhwm_kib: Math.max(...rs.map((x) => x.vmhwm_kib)), mount_s: rs.map((x) => x.mount_s),
+			vmhwm_kib: Math.max(...rs.map((x) => x.mem_kib.vmhwm)), rss_anon_kib: Math.max(...rs.map((x) => x.mem_kib.anon)), mem_kib: rs.map((x) => x.mem_kib), mount_s: rs.map((x) => x.mount_s),
 			chip_latency: { idle_device: lat('idle'), flashing_device: lat('busy') }, latency_errors: rs.map((x) => x.latency_errors),
 			bound: bounds(model, rs[0].wire_d0, flashWork(img)) };
 		extra.parallel.push(p);

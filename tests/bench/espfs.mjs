@@ -57,10 +57,13 @@ export class Mount {
 		this.exited = new Promise((r) => proc.once('exit', (code, sig) => { this.exit = { code, sig }; r(); }));
 	}
 
-	/** Peak resident set of the espfs process so far, in KiB. */
-	vmhwm() {
-		const m = /VmHWM:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${this.proc.pid}/status`, 'utf8'));
-		return m ? Number(m[1]) : null;
+	/** Peak resident set so far (VmHWM) and the current split (RssAnon:
+	 * espfs's own heap and stacks; RssFile/RssShmem: mostly the simulated
+	 * devices' flash files, mapped in-process), in KiB. */
+	memory() {
+		const st = fs.readFileSync(`/proc/${this.proc.pid}/status`, 'utf8');
+		const kib = (k) => Number(new RegExp(`${k}:\\s+(\\d+) kB`).exec(st)?.[1] ?? NaN);
+		return { vmhwm: kib('VmHWM'), anon: kib('RssAnon'), file: kib('RssFile'), shmem: kib('RssShmem') };
 	}
 
 	/** Bytes so far with device `name`: [{ baud, up, down }] (baud 0 = USB). */
