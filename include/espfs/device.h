@@ -134,7 +134,8 @@ unsigned device_reset_count(esp_device *d);
 /* Device set: creation from the command line, USB enumeration with
  * hotplug polling, attach (identity) on each device's worker. */
 esp_devmgr *devmgr_new(const struct dev_options *opt, dev_event_fn fn, void *ctx);
-/* SPEC = CHIP[,flash=FILE][,name=NAME][,app][,improv][,wifi=SSID:PASS][,timing][,size=BYTES] */
+/* SPEC = CHIP[,flash=FILE][,name=NAME][,app][,improv][,wifi=SSID:PASS][,timing][,size=BYTES]
+ *        [,usb][,reenum] */
 int devmgr_add_sim(esp_devmgr *m, const char *spec, char *err, size_t errlen);
 int devmgr_add_port(esp_devmgr *m, const char *path, char *err, size_t errlen);
 /* Start attaching; scan: enumerate USB serial ports now and every second. */

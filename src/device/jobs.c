@@ -71,6 +71,17 @@ int dev_enter_loader(esp_device *d, char *err, size_t errlen)
 	 * only, never reset again (that would undo the button press). */
 	bool waiting = d->waiting_download;
 	rc = esp_loader_connect(d->ld, waiting ? ESP_RESET_NONE : d->opt.reset, waiting ? 1 : 0);
+	/* Native USB may drop off the bus while the reset is under way (the
+	 * chip is then on its way into the loader): reopen the port, as
+	 * esptool does up to 3 times, and only SYNC on it (A15). */
+	for (int k = 0; rc == -ENODEV && !waiting && d->opt.reset != ESP_RESET_NONE && k < 3; k++) {
+		if (d->sim && sim_get_mode(d->sim) == SIM_MODE_OFF)
+			break;
+		if (dev_reopen(d) < 0)
+			break;
+		LOGI("%s: port re-enumerated during the reset; connecting on %s", d->name, d->tr->name);
+		rc = esp_loader_connect(d->ld, ESP_RESET_NONE, 1);
+	}
 	if (!waiting && d->opt.reset != ESP_RESET_NONE) {
 		pthread_mutex_lock(&d->lock);
 		d->resets++;
@@ -179,6 +190,7 @@ int dev_leave_loader(esp_device *d)
 		return 0;
 	const struct esp_chip_info *chip = esp_loader_chip(d->ld);
 	bool otg = dev_on_usb_otg(d);
+	bool native = otg || (d->tr && (d->tr->flags & ESP_TR_NATIVE_USB));
 	const char *how = "hard";
 	int rc;
 	if (otg && chip && chip->wdt_config0) {
@@ -204,10 +216,12 @@ int dev_leave_loader(esp_device *d)
 		LOGW("%s: reset into the application failed: %s", d->name, esp_loader_error(d->ld));
 		return rc;
 	}
-	if (otg) {
-		/* The chip drops off the bus and comes back as whatever it
-		 * booted: follow the port and say honestly where it is. */
-		if (dev_reopen(d) == 0 && chip && d->tr->usb_pid && d->tr->usb_pid == chip->usb_otg_rom_pid) {
+	if (native) {
+		/* The chip may drop off the bus and come back as whatever it
+		 * booted (always on USB-OTG, on some USB-Serial/JTAG boards):
+		 * follow the port and say honestly where it is. */
+		if (dev_reopen(d) == 0 && otg && chip && d->tr->usb_pid &&
+		    d->tr->usb_pid == chip->usb_otg_rom_pid) {
 			d->in_loader = false;
 			pthread_mutex_lock(&d->lock);
 			d->follow_port = true;  /* the user's RESET re-enumerates it */

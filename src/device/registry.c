@@ -53,7 +53,7 @@ struct esp_devmgr {
 	pthread_t scan_thread;
 	bool scanning;
 	bool scan_real;
-	unsigned next_tty;      /* simulated bus: next ttyACM/ttyUSB number */
+	unsigned next_acm, next_usb; /* simulated bus: next ttyACM/ttyUSB numbers */
 };
 
 static uint64_t now_ms(void)
@@ -151,6 +151,9 @@ int devmgr_add_sim(esp_devmgr *m, const char *spec, char *err, size_t errlen)
 			cfg.timing = true;
 		} else if (!strcmp(tok, "usb")) {
 			cfg.native_usb = true;
+		} else if (!strcmp(tok, "reenum")) {
+			cfg.native_usb = true;  /* USB-Serial/JTAG drops off the bus on resets */
+			cfg.usb_jtag_reenumerate = true;
 		} else if (!strncmp(tok, "size=", 5)) {
 			cfg.flash_size = (uint32_t)strtoul(tok + 5, NULL, 0);
 		} else if (!strncmp(tok, "wifi=", 5)) {
@@ -415,13 +418,13 @@ static void scan_sims(esp_devmgr *m)
 		if (!pid)
 			continue;  /* unplugged */
 		unsigned gen = sim_port_generation(d->sim);
-		if (gen != e->sim_gen || !e->sim_tty) {
-			e->sim_gen = gen;
-			e->sim_tty = ++m->next_tty;
-		}
-		struct port_info *p = &ports[n++];
 		uint16_t vid = sim_usb_vid(d->sim);
 		bool native = vid == 0x303a;
+		if (gen != e->sim_gen || !e->sim_tty) {
+			e->sim_gen = gen;
+			e->sim_tty = native ? ++m->next_acm : ++m->next_usb;
+		}
+		struct port_info *p = &ports[n++];
 		uint8_t mac[6];
 		sim_get_mac(d->sim, mac);
 		snprintf(p->path, sizeof p->path, "sim:tty%s%u", native ? "ACM" : "USB", e->sim_tty - 1);
