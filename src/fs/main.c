@@ -36,11 +36,13 @@ static void usage(const char *prog)
 	       "espfs options:\n"
 	       "    --sim SPEC         add a simulated device (repeatable); SPEC is\n"
 	       "                       CHIP[,flash=FILE][,name=NAME][,app][,improv]\n"
-	       "                       [,wifi=SSID:PASS][,timing][,size=BYTES]\n"
+	       "                       [,wifi=SSID:PASS][,timing][,size=BYTES][,usb][,reenum]\n"
 	       "    --port PATH        add a serial port (repeatable): pty, symlink, tty\n"
 	       "    --no-scan          do not enumerate USB serial ports\n"
 	       "    --reset none|auto  how to reset chips (none: never touch DTR/RTS)\n"
-	       "    --baud N           loader baud rate after connecting (default 115200)\n"
+	       "    --baud N           fastest loader baud rate to try after connecting; falls\n"
+	       "                       back on a marginal link (default 921600; native USB\n"
+	       "                       ignores it)\n"
 	       "    --download-wait S  how long a job waits for BOOT+RESET when no reset\n"
 	       "                       reaches the loader (default 60)\n"
 	       "    --stub-dir DIR     where the stub flasher JSON files are\n"
@@ -196,8 +198,10 @@ int main(int argc, char **argv)
 	mgr = devmgr_new(&o.dev, vfs_device_event, NULL);
 	if (!mgr)
 		goto out_args;
-	if (o.demo && !o.dev.baud)
-		o.dev.baud = 921600;  /* the timing model makes 115200 feel real: too real */
+	/* 115200 is what the ROM starts at, not what the link can do: aim
+	 * higher by default; negotiation falls back on a marginal link */
+	if (!o.dev.baud)
+		o.dev.baud = 921600;
 	if (o.demo) {
 		static const char *demo[] = { "esp32,timing", "esp32s2,app,improv,timing,wifi=HomeNet:correct horse" };
 		for (int i = 0; i < 2; i++)
