@@ -8,7 +8,7 @@ source "$(dirname "$0")/lib.sh" "$@"
 need_fuse
 
 start_espfs --sim "esp32,app,name=uart,flash=$T/e.flash" --sim "esp32c3,usb,app,name=jtag,flash=$T/c.flash" \
-	--sim "esp32c3,reenum,app,name=jtagre,flash=$T/r.flash" ||
+	--sim "esp32c3,reenum,app,improv,wifi=Lab:secret1,name=jtagre,flash=$T/r.flash" ||
 	{ echo "Bail out! espfs did not mount"; exit 1; }
 for _ in $(seq 100); do grep -q idle "$MNT/uart/state" 2>/dev/null && grep -q idle "$MNT/jtag/state" 2>/dev/null &&
 	grep -q idle "$MNT/jtagre/state" 2>/dev/null && break; sleep 0.1; done
@@ -30,6 +30,12 @@ for pair in uart:esp32:e.flash:10c4:ea60:classic jtag:esp32c3:c.flash:303a:1001:
 	r0=$(json_get "$D/info.json" resets)
 	mkimg "$chip" factory "$T/$chip.bin" "resets-$chip"
 	check "$dev: cp a factory image" cp "$T/$chip.bin" "$D/flash.bin"
+	if [ $dev = jtagre ]; then
+		# at once, while the chip is still in its loader: the job resets it,
+		# follows the port and waits for the fresh app to answer Improv
+		if echo 'Lab:secret1' >"$D/wifi" 2>"$T/w.err"; then ok "$dev: wifi right after cp"; else nok "$dev: wifi right after cp ($(cat "$T/w.err"))"; fi
+		check "$dev: wifi says connected" grep -q "^connected Lab" "$D/wifi"
+	fi
 	check "$dev: the flash holds it" cmp -n "$(stat -c %s "$T/$chip.bin")" "$T/$chip.bin" "$T/$file"
 	back=no
 	for _ in $(seq 50); do [ "$(json_get "$D/info.json" sim.mode)" = app ] && grep -q "^app idle" "$D/state" && { back=yes; break; }; sleep 0.1; done
