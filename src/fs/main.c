@@ -195,13 +195,14 @@ int main(int argc, char **argv)
 			  o.verbose ? ESP_LOG_INFO : ESP_LOG_WARN);
 	fuse_opt_add_arg(&args, "-ofsname=espfs,subtype=espfs,default_permissions");
 
+	/* 115200 is what the ROM starts at, not what the link can do: aim
+	 * higher by default; negotiation falls back on a marginal link
+	 * (set before devmgr_new, which copies the options) */
+	if (!o.dev.baud)
+		o.dev.baud = 921600;
 	mgr = devmgr_new(&o.dev, vfs_device_event, NULL);
 	if (!mgr)
 		goto out_args;
-	/* 115200 is what the ROM starts at, not what the link can do: aim
-	 * higher by default; negotiation falls back on a marginal link */
-	if (!o.dev.baud)
-		o.dev.baud = 921600;
 	if (o.demo) {
 		static const char *demo[] = { "esp32,timing", "esp32s2,app,improv,timing,wifi=HomeNet:correct horse" };
 		for (int i = 0; i < 2; i++)
