@@ -5,7 +5,9 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 #include "device_i.h"
 #include "espfs/clock.h"
 #include "espfs/log.h"
@@ -47,6 +49,13 @@ static void deadline_in(struct timespec *ts, unsigned ms)
 void *dev_worker_main(void *arg)
 {
 	esp_device *d = arg;
+
+	/* Workers compress and (for simulated devices) run the device model;
+	 * with many devices busy on few cores they must not crowd out the
+	 * FUSE threads that answer stat/cat in milliseconds.  Linux applies
+	 * a thread id's nice value to that thread alone. */
+	if (setpriority(PRIO_PROCESS, (id_t)gettid(), 5) < 0)
+		LOGD("%s: cannot lower the worker's priority", d->name);
 
 	dev_attach(d);
 	pthread_mutex_lock(&d->lock);
