@@ -204,6 +204,10 @@ int dev_leave_loader(esp_device *d)
 		}
 	}
 	d->in_loader = false;
+	/* The application's console (and Improv) and the ROM after a reset
+	 * both talk at 115200, whatever rate the loader had negotiated. */
+	if (rc == 0 && d->tr && !(d->tr->flags & ESP_TR_NATIVE_USB) && d->tr->baud != 115200)
+		esp_tr_set_baud(d->tr, 115200);
 	pthread_mutex_lock(&d->lock);
 	d->resets++;
 	if (rc == 0) {
