@@ -570,7 +570,7 @@ static void test_real_esp32s2_blink(void)
 		SKIP("ESPFS_SHARED unset: real firmware images not available");
 	struct tdev d;
 	tdev_init(&d, ESP_CHIP_ESP32S2, 2 * MB);
-	size_t bl, ap;
+	size_t bl = 0, ap = 0;
 	uint8_t *b = t_shared("firmware/esptool/test/images/bootloader_esp32s2.bin", &bl);
 	uint8_t *a = t_shared("firmware/esptool/test/images/esp_idf_blink_esp32s2.bin", &ap);
 	CHECK(b && a);

@@ -342,7 +342,7 @@ static void begin_is_20_bytes_on_s3_rom_16_on_stub(void)
 	esp_loader *l = connected(f);
 	uint8_t *img = pattern(0x4100, 2);
 	CHECK_EQ(esp_loader_write_flash(l, 0, img, 0x2000, ESP_WRITE_COMPRESS, NULL, NULL), 0);
-	size_t n;
+	size_t n = 0;
 	const uint8_t *b = fake_sent(f, 0x10, -1, &n);
 	CHECK(b && n == 8 + 20);
 	if (b)
