@@ -14,8 +14,14 @@
 #include "espfs/log.h"
 #include "vfs.h"
 
-#define CHUNK (256u * 1024)
-#define MAX_INFLIGHT 2
+/* Each job is one esp_loader_write_flash: its skip-same probe, its
+ * FLASH_DEFL_END barrier (the link idles while the last block programs)
+ * and its MD5 check cost ~30 ms of an ESP32's 921600-baud flash whatever
+ * the size, so jobs are big.  One job runs while the next CHUNK fills;
+ * the writer waits once that buffer is full, so a device holds at most
+ * ~2 CHUNKs (8 devices flashing stay well under 64 MiB). */
+#define CHUNK (1024u * 1024)
+#define MAX_INFLIGHT 1
 #define MAX_WAITERS 8
 /* enough to judge an image at offset 0 (image.h: ESP_IMAGE_CHECK_PREFIX) */
 #define ESP_IMAGE_CHECK_BYTES 0x1100u
@@ -112,13 +118,19 @@ static void job_done(struct dev_job *j);
 static int dispatch(struct flash_writer *fw, size_t n)
 {
 	struct fw_job *fj = calloc(1, sizeof *fj);
-	uint8_t *data = malloc(n);
-	if (!fj || !data) {
+	size_t rest = fw->pend_len - n;
+	uint8_t *tail = rest ? malloc(rest) : NULL;
+	if (!fj || (rest && !tail)) {
 		free(fj);
-		free(data);
+		free(tail);
 		return -ENOMEM;
 	}
-	memcpy(data, fw->pend, n);
+	/* the job takes the buffer itself: no second copy of a CHUNK */
+	uint8_t *data = fw->pend;
+	if (rest)
+		memcpy(tail, data + n, rest);
+	fw->pend = tail;
+	fw->pend_cap = rest;
 	fj->fw = fw;
 	fj->j.kind = DEV_JOB_WRITE;
 	fj->j.offset = fw->pend_off;
@@ -133,8 +145,7 @@ static int dispatch(struct flash_writer *fw, size_t n)
 	fw->handed += n;
 	fw->next_contig = (uint64_t)fw->pend_off + n;
 	fw->have_next = true;
-	memmove(fw->pend, fw->pend + n, fw->pend_len - n);
-	fw->pend_len -= n;
+	fw->pend_len = rest;
 	fw->pend_off += (uint32_t)n;
 	fw->inflight++;
 	int rc = device_submit(fw->dev, &fj->j);
@@ -270,7 +281,7 @@ void fw_write(struct flash_writer *fw, fuse_req_t req, const char *buf, size_t s
 			goto out;
 		}
 	}
-	if (fw->pend_len >= CHUNK) {
+	if (fw->pend_len >= CHUNK && fw->inflight < MAX_INFLIGHT) {
 		/* send whole sectors; keep a partial tail for the next write */
 		uint64_t end = ((uint64_t)fw->pend_off + fw->pend_len) & ~(uint64_t)(ESP_SECTOR - 1);
 		size_t n = end > fw->pend_off ? (size_t)(end - fw->pend_off) : 0;
@@ -284,7 +295,7 @@ void fw_write(struct flash_writer *fw, fuse_req_t req, const char *buf, size_t s
 			goto out;
 		}
 	}
-	if (fw->inflight >= MAX_INFLIGHT && fw->n_wait_w < MAX_WAITERS) {
+	if (fw->inflight >= MAX_INFLIGHT && fw->pend_len >= CHUNK && fw->n_wait_w < MAX_WAITERS) {
 		/* bounded buffering: answer when the device caught up.  The
 		 * interrupt callback only sets an atomic, so registering it
 		 * under our lock cannot deadlock. */
