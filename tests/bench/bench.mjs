@@ -133,7 +133,7 @@ async function parallel(img, n) {
 	sims.push({ chip: img.chip, name: 'idle' });
 	return withMount(sims, FAST, async (m, dir) => {
 		const probe = [path.join(m.mnt, 'idle/chip'), path.join(m.mnt, 'd0/chip')];
-		const sampler = spawn(process.execPath, [path.join(HERE, 'sampler.mjs'), '20', ...probe], { stdio: ['ignore', 'pipe', 'inherit'] });
+		const sampler = spawn(path.join(opt.build, 'latprobe'), ['20', ...probe], { stdio: ['ignore', 'pipe', 'inherit'] });
 		children.add(sampler);
 		let out = '';
 		sampler.stdout.on('data', (d) => { out += d; });
@@ -240,7 +240,8 @@ async function parallelCase(img, runs) {
 		}
 		const walls = rs.map((x) => x.wall_s);
 		if (n === 1) one = median(walls);
-		const lat = (k) => { const a = rs.flatMap((x) => x.latency_ms[k]); return { n: a.length, median_ms: a.length ? median(a) : null, max_ms: a.length ? Math.max(...a) : null }; };
+		const pct = (a, q) => { const x = [...a].sort((u, v) => u - v); return x[Math.min(x.length - 1, Math.ceil(q * x.length) - 1)]; };
+		const lat = (k) => { const a = rs.flatMap((x) => x.latency_ms[k]); return { n: a.length, median_ms: a.length ? median(a) : null, p99_ms: a.length ? pct(a, 0.99) : null, max_ms: a.length ? Math.max(...a) : null }; };
 		const p = { devices: n, wall_s: walls, median_s: median(walls), vs_one: one ? median(walls) / one : null,
 			vmhwm_kib: Math.max(...rs.map((x) => x.mem_kib.vmhwm)), rss_anon_kib: Math.max(...rs.map((x) => x.mem_kib.anon)), mem_kib: rs.map((x) => x.mem_kib), mount_s: rs.map((x) => x.mount_s),
 			chip_latency: { idle_device: lat('idle'), flashing_device: lat('busy') }, latency_errors: rs.map((x) => x.latency_errors),

@@ -32,11 +32,11 @@ export function report(res, outFile) {
 	if (extra.parallel.length) {
 		out.push('');
 		out.push(table(
-			['devices', '', '', '', 'wall s', 'vs 1', 'idle chip med ms', 'idle max ms', 'busy chip med ms', 'busy max ms', 'VmHWM MiB', 'anon MiB', 'mount s'],
-			extra.parallel.map((p) => [p.devices, '', '', '', f(p.median_s), f(p.vs_one), f(p.chip_latency.idle_device.median_ms, 1),
-				f(p.chip_latency.idle_device.max_ms, 1), f(p.chip_latency.flashing_device.median_ms, 1), f(p.chip_latency.flashing_device.max_ms, 1),
+			['devices', '', '', '', 'wall s', 'vs 1', 'idle chip p50 ms', 'idle p99 ms', 'idle max ms', 'busy chip p50 ms', 'busy p99 ms', 'busy max ms', 'VmHWM MiB', 'anon MiB', 'mount s'],
+			extra.parallel.map((p) => [p.devices, '', '', '', f(p.median_s), f(p.vs_one), f(p.chip_latency.idle_device.median_ms, 1), f(p.chip_latency.idle_device.p99_ms, 1),
+				f(p.chip_latency.idle_device.max_ms, 1), f(p.chip_latency.flashing_device.median_ms, 1), f(p.chip_latency.flashing_device.p99_ms, 1), f(p.chip_latency.flashing_device.max_ms, 1),
 				f(p.vmhwm_kib / 1024, 1), f(p.rss_anon_kib / 1024, 1), f(Math.max(...p.mount_s))])));
-		out.push('chip latency: stat + read of <dev>/chip every 20 ms during the parallel cp; idle = a device not being flashed, busy = d0.');
+		out.push('chip latency (latprobe.c): stat + open + read + close of <dev>/chip every 20 ms during the parallel cp; idle = a device not being flashed, busy = d0.');
 		out.push('VmHWM: peak RSS of espfs, including the simulated devices (4 MiB flash file mapped per device, N+1 devices);');
 		out.push('anon: RssAnon after the flash, espfs\'s own heap and stacks.');
 	}

@@ -37,6 +37,9 @@ if [ ! -f "$B/build.ninja" ]; then
 fi
 ninja -C "$B" src/fs/espfs src/sim/espsim tests/mount/espfs-mkimage >/dev/null
 
+# latprobe: the metadata latency sampler of case e (C: no runtime jitter)
+cc -O2 -std=gnu11 -Wall -Wextra "$HERE/latprobe.c" -o "$B/latprobe"
+
 # espfs-wire: espfs linked with the byte counters around sim transports
 cc -O2 -std=gnu11 -Wall -Wextra -I"$SRC/include" -c "$HERE/wirecount.c" -o "$B/wirecount.o"
 link=$(ninja -C "$B" -t commands src/fs/espfs | tail -n 1)
