@@ -114,6 +114,15 @@ static void mark_incomplete(struct flash_writer *fw, int err, const char *why)
 
 static void job_done(struct dev_job *j);
 
+/* Bounded buffering: a writer waits while the device has a job running
+ * and a full CHUNK waiting, or more than one job queued (writes at
+ * scattered offsets each dispatch what was pending).  Called with fw->lock. */
+static bool must_wait(const struct flash_writer *fw)
+{
+	return fw->inflight > MAX_INFLIGHT ||
+	       (fw->inflight == MAX_INFLIGHT && fw->pend_len >= CHUNK);
+}
+
 /* Hand the first n pending bytes to the device.  Called with fw->lock. */
 static int dispatch(struct flash_writer *fw, size_t n)
 {
@@ -194,7 +203,7 @@ static void job_done(struct dev_job *j)
 		else  /* incl. ENODEV: a replugged device shows where it stopped */
 			mark_incomplete(fw, -j->rc, j->err);
 	}
-	if (fw->inflight < MAX_INFLIGHT || fw->sticky) {
+	if (!must_wait(fw) || fw->sticky) {
 		nw = fw->n_wait_w;
 		memcpy(wreq, fw->wait_w, sizeof wreq);
 		memcpy(wsize, fw->wait_wsize, sizeof wsize);
@@ -295,7 +304,7 @@ void fw_write(struct flash_writer *fw, fuse_req_t req, const char *buf, size_t s
 			goto out;
 		}
 	}
-	if (fw->inflight >= MAX_INFLIGHT && fw->pend_len >= CHUNK && fw->n_wait_w < MAX_WAITERS) {
+	if (must_wait(fw) && fw->n_wait_w < MAX_WAITERS) {
 		/* bounded buffering: answer when the device caught up.  The
 		 * interrupt callback only sets an atomic, so registering it
 		 * under our lock cannot deadlock. */
