@@ -328,6 +328,22 @@ static void submit_req_job(esp_device *d, struct req_job *r)
 	}
 }
 
+/* A private copy of [off, off+size) of src, clipped to len, so the reply
+ * can be sent after the lock is dropped.  Returns its length (0 on
+ * allocation failure or past the end). */
+static size_t copy_range(const char *src, size_t len, off_t off, size_t size, char **out)
+{
+	*out = NULL;
+	if (off < 0 || (size_t)off >= len)
+		return 0;
+	size_t n = len - (size_t)off < size ? len - (size_t)off : size;
+	*out = malloc(n);
+	if (!*out)
+		return 0;
+	memcpy(*out, src + off, n);
+	return n;
+}
+
 static void read_text(fuse_req_t req, struct handle *h, size_t size, off_t off)
 {
 	pthread_mutex_lock(&vfs.lock);
@@ -336,16 +352,8 @@ static void read_text(fuse_req_t req, struct handle *h, size_t size, off_t off)
 		h->seen_gen = device_state_gen(h->dev);
 		h->snap = attr_text(h->node, &h->snap_len);
 	}
-	size_t n = 0;
 	char *copy = NULL;
-	if (h->snap && (size_t)off < h->snap_len) {
-		n = h->snap_len - (size_t)off < size ? h->snap_len - (size_t)off : size;
-		copy = malloc(n);
-		if (copy)
-			memcpy(copy, h->snap + off, n);
-		else
-			n = 0;
-	}
+	size_t n = h->snap ? copy_range(h->snap, h->snap_len, off, size, &copy) : 0;
 	pthread_mutex_unlock(&vfs.lock);
 	fuse_reply_buf(req, copy, n);
 	free(copy);
@@ -397,16 +405,8 @@ static void read_stage(fuse_req_t req, struct handle *h, size_t size, off_t off)
 {
 	pthread_mutex_lock(&vfs.lock);
 	struct stage *s = h->node->stage;
-	size_t n = 0;
 	char *copy = NULL;
-	if (off >= 0 && (size_t)off < s->len) {
-		n = s->len - (size_t)off < size ? s->len - (size_t)off : size;
-		copy = malloc(n);
-		if (copy)
-			memcpy(copy, s->buf + off, n);
-		else
-			n = 0;
-	}
+	size_t n = copy_range((const char *)s->buf, s->len, off, size, &copy);
 	pthread_mutex_unlock(&vfs.lock);
 	fuse_reply_buf(req, copy, n);
 	free(copy);
