@@ -69,6 +69,17 @@ static int open_port(esp_device *d, char *err, size_t errlen)
 	return 0;
 }
 
+/* Drop the loader and the port; the next job opens and connects anew. */
+static void close_port(esp_device *d)
+{
+	if (d->ld)
+		esp_loader_free(d->ld);
+	d->ld = NULL;
+	esp_tr_close(d->tr);
+	d->tr = NULL;
+	d->in_loader = false;
+}
+
 /* The port went away under us: a native-USB chip re-enumerates when it
  * switches between its app and the ROM loader (DESIGN.md section 3).  The
  * device keeps its folder and handles; only the port is opened again,
@@ -78,12 +89,7 @@ int dev_reopen(esp_device *d)
 	char err[240];
 	if (d->sim && sim_get_mode(d->sim) == SIM_MODE_OFF)
 		return -ENODEV;
-	if (d->ld)
-		esp_loader_free(d->ld);
-	d->ld = NULL;
-	esp_tr_close(d->tr);
-	d->tr = NULL;
-	d->in_loader = false;
+	close_port(d);
 	for (int i = 0; i < 30; i++) {  /* a USB re-enumeration takes ~1-2 s */
 		if (open_port(d, err, sizeof err) == 0) {
 			LOGI("%s: port reopened", d->name);
@@ -226,12 +232,7 @@ int dev_reattach(esp_device *d)
 	bool had = d->id.known;
 	memcpy(old_mac, d->id.mac, 6);
 	pthread_mutex_unlock(&d->lock);
-	if (d->ld)
-		esp_loader_free(d->ld);
-	d->ld = NULL;
-	esp_tr_close(d->tr);
-	d->tr = NULL;
-	d->in_loader = false;
+	close_port(d);
 	d->waiting_download = false;
 	d->manual_download = false;
 	d->reset_pending = false;
