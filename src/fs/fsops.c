@@ -412,12 +412,19 @@ static void read_stage(fuse_req_t req, struct handle *h, size_t size, off_t off)
 	free(copy);
 }
 
+/* A handle on an unplugged device is stale (ENODEV); staging files live
+ * in memory and outlive the device. */
+static bool handle_stale(const struct handle *h)
+{
+	return h->node->kind != N_STAGE && device_gone(h->dev);
+}
+
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
 	(void)ino;
 	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
-	if (h->node->kind != N_STAGE && device_gone(h->dev)) {
+	if (handle_stale(h)) {
 		fuse_reply_err(req, ENODEV);
 		return;
 	}
@@ -541,7 +548,7 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 {
 	(void)ino;
 	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
-	if (h->node->kind != N_STAGE && device_gone(h->dev)) {
+	if (handle_stale(h)) {
 		fuse_reply_err(req, ENODEV);
 		return;
 	}
