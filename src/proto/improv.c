@@ -85,6 +85,21 @@ static int next_packet(struct improv_client *c, uint64_t deadline, struct improv
 	}
 }
 
+/* Send one encoded packet in one write (the device drops a packet split
+ * by > 100 ms), then wipe the buffer: it may hold a Wi-Fi password. */
+static int send_wiped(struct improv_client *c, uint8_t *out, size_t n)
+{
+	int r = esp_tr_write(c->tr, out, n);
+	memset(out, 0, n);
+	__asm__ volatile("" : : "r"(out) : "memory");
+	if (r < 0) {
+		set_msg(c, "serial port error: %s", strerror(-r));
+		return r;
+	}
+	c->packets_out++;
+	return 0;
+}
+
 static int send_rpc(struct improv_client *c, uint8_t cmd, const uint8_t *payload, size_t plen)
 {
 	uint8_t out[IMPROV_MAX_WIRE];
@@ -93,15 +108,9 @@ static int send_rpc(struct improv_client *c, uint8_t cmd, const uint8_t *payload
 		set_msg(c, "Improv request too long (%zu bytes)", plen);
 		return n;
 	}
-	/* one write per packet: the device drops a packet split by > 100 ms */
-	int r = esp_tr_write(c->tr, out, (size_t)n);
-	memset(out, 0, sizeof out);
-	__asm__ volatile("" : : "r"(out) : "memory");
-	if (r < 0) {
-		set_msg(c, "serial port error: %s", strerror(-r));
+	int r = send_wiped(c, out, (size_t)n);
+	if (r < 0)
 		return r;
-	}
-	c->packets_out++;
 	LOGD("improv: sent RPC 0x%02x (%zu payload bytes)", cmd, plen);
 	return 0;
 }
@@ -278,14 +287,9 @@ int improv_provision(struct improv_client *c, const uint8_t *ssid, size_t ssid_l
 		return n;
 	}
 	uint64_t deadline = deadline_after(c, timeout_ms);
-	int r = esp_tr_write(c->tr, out, (size_t)n);
-	memset(out, 0, sizeof out);
-	__asm__ volatile("" : : "r"(out) : "memory");
-	if (r < 0) {
-		set_msg(c, "serial port error: %s", strerror(-r));
+	int r = send_wiped(c, out, (size_t)n);
+	if (r < 0)
 		return r;
-	}
-	c->packets_out++;
 	LOGD("improv: sent Wi-Fi settings");
 	bool provisioning = false, provisioned = false;
 	struct improv_packet p;
