@@ -58,6 +58,17 @@ struct fw_job {
 	struct flash_writer *fw;
 };
 
+/* The commit answered: the next write starts a new upload. */
+static void upload_done(struct flash_writer *fw)
+{
+	fw->sticky = 0;
+	fw->dirty = 0;
+	fw->sent = 0;
+	fw->handed = 0;
+	fw->flash_touched = false;
+	fw->have_next = false;
+}
+
 static void fw_free(struct flash_writer *fw)
 {
 	pthread_mutex_destroy(&fw->lock);
@@ -216,12 +227,7 @@ static void job_done(struct dev_job *j)
 		creq = fw->wait_commit;
 		fw->wait_commit = NULL;
 		cerr = fw->sticky;
-		fw->sticky = 0;
-		fw->dirty = 0;
-		fw->sent = 0;
-		fw->handed = 0;
-		fw->flash_touched = false;
-		fw->have_next = false;
+		upload_done(fw);
 		atomic_store(&fw->cancel, 0);
 	}
 	bool free_it = fw->released && fw->inflight == 0;
@@ -370,12 +376,7 @@ void fw_commit(struct flash_writer *fw, fuse_req_t req)
 	}
 	if (fw->inflight == 0) {
 		err = fw->sticky;
-		fw->sticky = 0;
-		fw->dirty = 0;
-		fw->sent = 0;
-		fw->handed = 0;
-		fw->flash_touched = false;
-		fw->have_next = false;
+		upload_done(fw);
 		goto out;
 	}
 	fuse_req_interrupt_func(req, on_interrupt, fw);
