@@ -20,13 +20,19 @@ static bool alive(struct sim_tr *s)
 	return s->d->plugged && s->d->generation == s->gen;
 }
 
-static int tr_write(esp_transport *t, const uint8_t *b, size_t n)
+/* alive(), taking the device lock for the check */
+static bool alive_now(struct sim_tr *s)
 {
-	struct sim_tr *s = (struct sim_tr *)t;
 	pthread_mutex_lock(&s->d->lock);
 	bool ok = alive(s);
 	pthread_mutex_unlock(&s->d->lock);
-	if (!ok)
+	return ok;
+}
+
+static int tr_write(esp_transport *t, const uint8_t *b, size_t n)
+{
+	struct sim_tr *s = (struct sim_tr *)t;
+	if (!alive_now(s))
 		return -ENODEV;
 	sim_host_write(s->d, b, n, esp_now_us(t->clock));
 	return (int)n;
@@ -86,10 +92,7 @@ static int tr_flush_input(esp_transport *t)
 	struct sim_tr *s = (struct sim_tr *)t;
 	uint8_t buf[4096];
 	uint64_t now = esp_now_us(t->clock);
-	pthread_mutex_lock(&s->d->lock);
-	bool ok = alive(s);
-	pthread_mutex_unlock(&s->d->lock);
-	if (!ok)
+	if (!alive_now(s))
 		return -ENODEV;
 	while (sim_host_read(s->d, buf, sizeof buf, now) > 0)
 		;
@@ -99,10 +102,7 @@ static int tr_flush_input(esp_transport *t)
 static int tr_set_baud(esp_transport *t, uint32_t baud)
 {
 	struct sim_tr *s = (struct sim_tr *)t;
-	pthread_mutex_lock(&s->d->lock);
-	bool ok = alive(s);
-	pthread_mutex_unlock(&s->d->lock);
-	if (!ok)
+	if (!alive_now(s))
 		return -ENODEV;
 	sim_set_baud(s->d, baud);
 	t->baud = baud;
@@ -112,10 +112,7 @@ static int tr_set_baud(esp_transport *t, uint32_t baud)
 static int tr_set_lines(esp_transport *t, int dtr, int rts)
 {
 	struct sim_tr *s = (struct sim_tr *)t;
-	pthread_mutex_lock(&s->d->lock);
-	bool ok = alive(s);
-	pthread_mutex_unlock(&s->d->lock);
-	if (!ok)
+	if (!alive_now(s))
 		return -ENODEV;
 	sim_set_lines(s->d, dtr, rts);
 	return 0;
