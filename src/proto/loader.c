@@ -99,6 +99,25 @@ bool esp_loader_secure_download(const esp_loader *l)
 
 /* ---- command engine ---- */
 
+/* ESPFS_TRACE=1: one stderr line per command sent and reply taken, with
+ * the link clock in ms: the timeline the speed work is judged by. */
+static int trace_on(void)
+{
+	static int on = -1;
+	if (on < 0) {
+		const char *e = getenv("ESPFS_TRACE");
+		on = e && *e && *e != '0';
+	}
+	return on;
+}
+
+static void trace(const esp_loader *l, const char *what, uint8_t op, size_t len)
+{
+	if (trace_on())
+		fprintf(stderr, "trace %s %.3f %s 0x%02x %zu\n", l->t->name,
+			(double)esp_now_us(l->t->clock) / 1000.0, what, op, len);
+}
+
 int esp__send(esp_loader *l, uint8_t op, const uint8_t *data, size_t len, uint32_t chk)
 {
 	uint8_t small[8 + 64];
@@ -119,6 +138,7 @@ int esp__send(esp_loader *l, uint8_t op, const uint8_t *data, size_t len, uint32
 	esp__put32(pkt + 4, chk);
 	if (len)
 		memcpy(pkt + 8, data, len);
+	trace(l, "send", op, len);
 	int rc = slip_write_frame(l->t, pkt, 8 + len);
 	if (pkt != small)
 		free(pkt);
@@ -169,6 +189,7 @@ int esp__recv(esp_loader *l, uint8_t op, uint32_t timeout_ms, uint32_t *value,
 		}
 		const uint8_t *p = f + 8;
 		size_t plen = (size_t)n - 8;
+		trace(l, "recv", op, plen);
 		if (value)
 			*value = esp__get32(f + 4);
 		if (expect_len == ESP_EXPECT_RAW) {
