@@ -29,6 +29,7 @@ struct esp_loader {
 	bool params_set;          /* SPI_SET_PARAMS sent with flash_size */
 	bool secure_download;     /* GET_SECURITY_INFO said so */
 	bool last_verified;       /* last write was checked by MD5 */
+	bool probe_differed;      /* skip-same: the last range probed held other data */
 	uint8_t last_status[2];   /* status bytes of the last failure reply; 0 0 else */
 	uint32_t flash_size;      /* 0 until known */
 	uint32_t jedec;

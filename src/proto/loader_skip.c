@@ -3,29 +3,36 @@
  *
  * Cost model.  One MD5 command costs a round trip (~55 bytes on the wire
  * plus the port's latency) and the device reading and hashing the region
- * (~10 MB/s: src/sim/timing.c's assumption, near what stubs do); sending
- * a region costs its compressed bytes on the wire plus erase and program
- * time.  Hence:
- *  1. one MD5 of the whole range, so that an identical image costs one
- *     round trip, when asking per block instead would cost more in round
- *     trips than hashing the range a second time costs when it differs
- *     (slow links, big ranges); otherwise straight to step 2, whose
- *     answers say "identical" just as well;
- *  2. one MD5 per 64 KiB block (the unit a stub erases in one go, 150 ms
- *     against 16 x 45 ms for sectors on a typical NOR chip);
+ * (~10 MB/s: src/sim/timing.c's assumption, near what stubs do: 6.5 ms a
+ * 64 KiB block, 0.4 ms a sector) while the link idles; sending a region
+ * costs its compressed bytes on the wire plus erase and program time.
+ * A region that differs is known to differ as soon as one of its sectors
+ * does, so questions start small:
+ *  1. when asking per block would cost more in round trips than hashing
+ *     the range a second time costs when it differs (slow links, big
+ *     ranges): the MD5 of the first sector of the range and, when it
+ *     matches (an image written again, most of the time), of the whole
+ *     range, so that an identical image costs two round trips;
+ *  2. per 64 KiB block (the unit a stub erases in one go, 150 ms against
+ *     16 x 45 ms for sectors on a typical NOR chip): the MD5 of the whole
+ *     block while blocks keep matching, but once one differed (or the
+ *     range before this one did: a cp comes in several ranges) first the
+ *     MD5 of its first sector, and of the whole block only when that
+ *     matches.  A fresh flash (a blank chip, another image) thus costs
+ *     one sector's hash a block instead of hashing everything before
+ *     writing it;
  *  3. in a block that differs (and is not blank, where we know what it
  *     holds without asking), sectors are probed one by one only until
  *     a second one differs: a lone changed sector (a config record, a
  *     byte written through the mount) is sent alone, anything more sends
- *     the whole block, which then costs two extra small MD5s at most;
- *     once most blocks turn out to differ (another image altogether),
- *     differing blocks are sent without probing.
- * When the whole range reads as blank (an erased chip), steps 2 and 3 are
- * answered locally.  A block that should hold only 0xFF is never sent: it
- * is left alone when its MD5 says it is blank already, else erased (stub ERASE_REGION,
- * ROM FLASH_BEGIN), which is cheaper than programming 0xFF pages.
- * Neighbouring pieces of the same kind are merged into one write (one
- * compressed stream keeps the stub's programming overlapped with the
+ *     the whole block; once most blocks turn out to differ (another
+ *     image altogether), differing blocks are sent without probing.
+ * When the whole range reads as blank, steps 2 and 3 are answered
+ * locally.  A block that should hold only 0xFF is never sent: it is left
+ * alone when its MD5 says it is blank already, else erased (stub
+ * ERASE_REGION, ROM FLASH_BEGIN), which is cheaper than programming 0xFF
+ * pages.  Neighbouring pieces of the same kind are merged into one write
+ * (one compressed stream keeps the stub's programming overlapped with the
  * wire) or one erase. */
 #include <errno.h>
 #include <md5.h>
@@ -118,9 +125,11 @@ static int add_piece(struct piece **v, size_t *n, size_t *cap, uint32_t off, uin
 	return 0;
 }
 
-/* Plan one 64 KiB block (or the partial one at either end) that differs. */
+/* Plan one 64 KiB block (or the partial one at either end) that differs.
+ * first: what is known of its first sector (1 same, 0 differs, -1 not
+ * asked). */
 static int plan_block(esp_loader *l, uint32_t off, const uint8_t *local, uint32_t n, bool blank,
-		      bool probe, struct piece **v, size_t *nv, size_t *cap)
+		      bool probe, int first, struct piece **v, size_t *nv, size_t *cap)
 {
 	if (all_ff(local, n))
 		return add_piece(v, nv, cap, off, n, P_ERASE);
@@ -136,7 +145,7 @@ static int plan_block(esp_loader *l, uint32_t off, const uint8_t *local, uint32_
 	int diffs = 0;
 	for (uint32_t s = 0; s < n && diffs < 2; s += ESP_SECTOR) {
 		uint32_t k = n - s < ESP_SECTOR ? n - s : ESP_SECTOR;
-		int same = device_same(l, off + s, local + s, k, NULL);
+		int same = s == 0 && first >= 0 ? first : device_same(l, off + s, local + s, k, NULL);
 		if (same < 0)
 			return same;
 		if (!same) {
@@ -169,15 +178,26 @@ int esp__write_skip_same(esp_loader *l, uint32_t offset, const uint8_t *buf, siz
 	bool one_block = offset / SKIP_BLOCK == (end - 1) / SKIP_BLOCK;
 	int rc = 0;
 	bool all_blank = false;
+	/* step 1: the first sector, then maybe the whole range */
+	uint32_t s0 = cmp_len < ESP_SECTOR ? cmp_len : ESP_SECTOR;
+	bool s0_blank = false;
+	int s0_same = -1;
 	if (!one_block && whole_first(l, cmp_len)) {
-		rc = device_same(l, offset, buf, cmp_len, &all_blank);
-		if (rc < 0)
-			return rc;
-		if (rc == 1) {
-			*same = true;
-			return progress && progress(ctx, plen, plen) ? -EINTR : 0;
+		s0_same = device_same(l, offset, buf, s0, &s0_blank);
+		if (s0_same < 0)
+			return s0_same;
+		if (s0_same == 1) {
+			rc = device_same(l, offset, buf, cmp_len, &all_blank);
+			if (rc < 0)
+				return rc;
+			if (rc == 1) {
+				*same = true;
+				l->probe_differed = false;
+				return progress && progress(ctx, plen, plen) ? -EINTR : 0;
+			}
 		}
 	}
+	bool sample = s0_same == 0 || (s0_same < 0 && l->probe_differed);
 	struct piece *v = NULL;
 	size_t nv = 0, cap = 0;
 	unsigned seen = 0, differ = 0;
@@ -187,9 +207,36 @@ int esp__write_skip_same(esp_loader *l, uint32_t offset, const uint8_t *buf, siz
 			b = end;
 		const uint8_t *local = buf + (a - offset);
 		bool blank = all_blank;
-		/* a blank range (an erased chip) needs no more questions: a
-		 * block is right exactly when it should be all 0xFF */
-		rc = all_blank ? all_ff(local, b - a) : device_same(l, a, local, b - a, &blank);
+		int first = -1;
+		if (all_blank) {
+			/* a blank range (an erased chip) needs no more questions:
+			 * a block is right exactly when it should be all 0xFF */
+			rc = all_ff(local, b - a);
+		} else if (all_ff(local, b - a)) {
+			/* left alone or erased: that takes the whole block's answer */
+			rc = device_same(l, a, local, b - a, &blank);
+		} else if (!sample) {
+			rc = device_same(l, a, local, b - a, &blank);
+		} else {
+			/* step 2 once blocks differ: its first sector, the whole
+			 * block only if that matches */
+			uint32_t k = b - a < ESP_SECTOR ? b - a : ESP_SECTOR;
+			bool kb = false;
+			bool known = a == offset && k == s0 && s0_same >= 0;
+			first = known ? s0_same : device_same(l, a, local, k, &kb);
+			if (known)
+				kb = s0_blank;
+			if (first == 0) {
+				rc = 0;
+				blank = kb;      /* an erased block, or one to write whole anyway */
+			} else if (first == 1 && k < b - a) {
+				rc = device_same(l, a, local, b - a, &blank);
+			} else {
+				rc = first;
+			}
+		}
+		if (rc >= 0)
+			sample = rc == 0;
 		seen++;
 		if (rc == 1) {
 			rc = add_piece(&v, &nv, &cap, a, b - a, P_SAME);
@@ -198,12 +245,14 @@ int esp__write_skip_same(esp_loader *l, uint32_t offset, const uint8_t *buf, siz
 			 * differ (a different image) it is only round trips */
 			bool probe = !(differ >= 4 && differ * 2 > seen);
 			differ++;
-			rc = plan_block(l, a, local, b - a, blank, probe, &v, &nv, &cap);
+			rc = plan_block(l, a, local, b - a, blank, probe, first, &v, &nv, &cap);
 		}
 		a = b;
 	}
 	if (rc >= 0 && nv == 1 && v[0].kind == P_SAME)
 		*same = true;
+	if (rc >= 0)
+		l->probe_differed = differ > 0;
 	for (size_t i = 0; i < nv && rc >= 0; i++) {
 		struct piece *p = &v[i];
 		uint64_t at = p->off - offset;
