@@ -43,6 +43,8 @@ struct flash_writer {
 	uint64_t next_contig;      /* end of the last dispatch */
 	bool have_next;
 	bool stream_checked;       /* the start of this stream passed the image check */
+	size_t wsize_max;          /* largest write() of this upload */
+	bool short_tail;           /* the last write() was shorter: likely the end */
 	int inflight;
 	int sticky;                /* first error of this upload (positive errno) */
 	atomic_int cancel;
@@ -67,6 +69,8 @@ static void upload_done(struct flash_writer *fw)
 	fw->handed = 0;
 	fw->flash_touched = false;
 	fw->have_next = false;
+	fw->wsize_max = 0;
+	fw->short_tail = false;
 }
 
 static void fw_free(struct flash_writer *fw)
@@ -179,6 +183,27 @@ static int dispatch(struct flash_writer *fw, size_t n)
 	return rc;
 }
 
+static int check_pending(struct flash_writer *fw);
+
+/* A CHUNK is waiting and the device is free: hand it over.  Whole sectors
+ * only, keeping a partial one for the next write, unless the last write
+ * was a short one (cp's and dd's last): then it is all of the data, and
+ * the upload ends without a separate job for its last sector.  Called
+ * with fw->lock. */
+static int dispatch_ready(struct flash_writer *fw)
+{
+	if (fw->pend_len < CHUNK || fw->inflight >= MAX_INFLIGHT || fw->sticky)
+		return 0;
+	uint64_t end = (uint64_t)fw->pend_off + fw->pend_len;
+	if (!fw->short_tail)
+		end &= ~(uint64_t)(ESP_SECTOR - 1);
+	size_t n = end > fw->pend_off ? (size_t)(end - fw->pend_off) : 0;
+	int rc = check_pending(fw);
+	if (rc == 0 && n)
+		rc = dispatch(fw, n);
+	return rc;
+}
+
 /* Refuse images that do not belong where they are written, before the
  * first byte of a new stream reaches the chip.  Called with fw->lock. */
 static int check_pending(struct flash_writer *fw)
@@ -215,6 +240,18 @@ static void job_done(struct dev_job *j)
 			mark_incomplete(fw, EINTR, "interrupted");
 		else  /* incl. ENODEV: a replugged device shows where it stopped */
 			mark_incomplete(fw, -j->rc, j->err);
+	}
+	/* A CHUNK waiting and no writer held back (it went on to flush, or
+	 * is reading its next block): start it now rather than at the next
+	 * write().  A writer held back gets its answer instead, and its next
+	 * write dispatches the CHUNK with that write in it: fewer, bigger
+	 * jobs (each one costs a flash session's start and end). */
+	if (!fw->wait_commit && !fw->n_wait_w && !atomic_load(&fw->cancel)) {
+		int rc = dispatch_ready(fw);
+		if (rc < 0 && !fw->sticky) {
+			fw->pend_len = 0;
+			fw->sticky = -rc;
+		}
 	}
 	if (!must_wait(fw) || fw->sticky) {
 		nw = fw->n_wait_w;
@@ -298,19 +335,15 @@ void fw_write(struct flash_writer *fw, fuse_req_t req, const char *buf, size_t s
 			goto out;
 		}
 	}
-	if (fw->pend_len >= CHUNK && fw->inflight < MAX_INFLIGHT) {
-		/* send whole sectors; keep a partial tail for the next write */
-		uint64_t end = ((uint64_t)fw->pend_off + fw->pend_len) & ~(uint64_t)(ESP_SECTOR - 1);
-		size_t n = end > fw->pend_off ? (size_t)(end - fw->pend_off) : 0;
-		int rc = check_pending(fw);
-		if (rc == 0 && n)
-			rc = dispatch(fw, n);
-		if (rc < 0) {
-			fw->pend_len = 0;
-			fw->dirty = 0;
-			err = -rc;
-			goto out;
-		}
+	if (size > fw->wsize_max)
+		fw->wsize_max = size;
+	fw->short_tail = size < fw->wsize_max;
+	int rc = dispatch_ready(fw);
+	if (rc < 0) {
+		fw->pend_len = 0;
+		fw->dirty = 0;
+		err = -rc;
+		goto out;
 	}
 	if (must_wait(fw) && fw->n_wait_w < MAX_WAITERS) {
 		/* bounded buffering: answer when the device caught up.  The

@@ -111,7 +111,7 @@ static int trace_on(void)
 	return on;
 }
 
-static void trace(const esp_loader *l, const char *what, uint8_t op, size_t len)
+void esp__trace(const esp_loader *l, const char *what, uint8_t op, size_t len)
 {
 	if (trace_on())
 		fprintf(stderr, "trace %s %.3f %s 0x%02x %zu\n", l->t->name,
@@ -138,7 +138,7 @@ int esp__send(esp_loader *l, uint8_t op, const uint8_t *data, size_t len, uint32
 	esp__put32(pkt + 4, chk);
 	if (len)
 		memcpy(pkt + 8, data, len);
-	trace(l, "send", op, len);
+	esp__trace(l, "send", op, len);
 	int rc = slip_write_frame(l->t, pkt, 8 + len);
 	if (pkt != small)
 		free(pkt);
@@ -189,7 +189,7 @@ int esp__recv(esp_loader *l, uint8_t op, uint32_t timeout_ms, uint32_t *value,
 		}
 		const uint8_t *p = f + 8;
 		size_t plen = (size_t)n - 8;
-		trace(l, "recv", op, plen);
+		esp__trace(l, "recv", op, plen);
 		if (value)
 			*value = esp__get32(f + 4);
 		if (expect_len == ESP_EXPECT_RAW) {

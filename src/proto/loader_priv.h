@@ -67,6 +67,8 @@ int esp__recv(esp_loader *l, uint8_t op, uint32_t timeout_ms, uint32_t *value,
 #define ESP32_EFUSE_WORD4 0x3FF5A010u   /* low byte: 8 MHz clock calibration */
 #define ESP32_RTC_CALI_REG 0x3FF5F06Cu  /* RTC calibration value, bits 7..31 */
 
+/* ESPFS_TRACE=1: a timeline line on stderr (what, opcode, byte count). */
+void esp__trace(const esp_loader *l, const char *what, uint8_t op, size_t len);
 const char *esp__who(const esp_loader *l);     /* "ROM" or "stub", for messages */
 bool esp__is_usb_jtag(const esp_transport *t);
 /* Detect the chip unless known. */
