@@ -119,6 +119,9 @@ int esp_loader_write_flash(esp_loader *l, uint32_t offset, const uint8_t *data, 
 			   unsigned flags, esp_progress_fn progress, void *ctx);
 /* MD5 of a flash region (ROM: hex reply; stub: raw). -EOPNOTSUPP on ESP8266 ROM. */
 int esp_loader_flash_md5(esp_loader *l, uint32_t offset, uint32_t len, uint8_t md5[16]);
+/* Can the responder hash flash regions (stub, or a ROM with MD5, outside
+ * secure download mode)? */
+bool esp_loader_can_md5(const esp_loader *l);
 /* Stub READ_FLASH (4 KiB packets, two in flight, acks, final MD5
  * checked; 64 KiB per command, so a cancel waits for at most one such piece) or ROM READ_FLASH_SLOW (ESP32
  * only); -EOPNOTSUPP on other ROMs: load the stub. */

@@ -238,6 +238,11 @@ bool esp__can_md5(const esp_loader *l)
 	return (l->stub || l->chip->rom_has_md5) && !l->secure_download;
 }
 
+bool esp_loader_can_md5(const esp_loader *l)
+{
+	return l->chip && esp__can_md5(l);
+}
+
 int esp_loader_write_flash(esp_loader *l, uint32_t offset, const uint8_t *data, size_t len,
 			   unsigned flags, esp_progress_fn progress, void *ctx)
 {

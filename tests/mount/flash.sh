@@ -20,6 +20,12 @@ start=$(ms_now)
 if cp "$T/f32.bin" "$D/flash.bin"; then ok "cp synthetic ESP32 factory image"; else nok "cp synthetic ESP32 factory image"; fi
 echo "# cp of $(stat -c %s "$T/f32.bin") bytes took $(( $(ms_now) - start )) ms"
 check "flash holds the synthetic image" cmp -n "$(stat -c %s "$T/f32.bin")" "$T/f32.bin" "$T/esp32.flash"
+python3 - "$T/f32.bin" "$T/esp32.flash" <<'EOF' && ok "the rest of the image's last sector is still erased" || nok "the rest of the image's last sector is still erased"
+import sys
+n = len(open(sys.argv[1], 'rb').read()); f = open(sys.argv[2], 'rb').read()
+end = (n + 4095) // 4096 * 4096
+sys.exit(0 if n % 4096 and f[n:end] == b'\xff' * (end - n) else 1)
+EOF
 check "state is idle after cp" grep -q "idle" "$D/state"
 
 # real factory images onto their chips
@@ -70,6 +76,16 @@ import sys
 a, b = (open(p, 'rb').read() for p in sys.argv[1:3])
 o = 0x20005; s = b'espfs-unaligned'
 sys.exit(0 if a[:o] == b[:o] and b[o:o + len(s)] == s and a[o + len(s):] == b[o + len(s):] else 1)
+EOF
+
+# the same in an erased area: the sector's old bytes are known blank by MD5
+cp "$T/esp32.flash" "$T/before.bin"
+check "dd unaligned 15 bytes at 0x3f0805" dd if="$T/small.bin" of="$D/flash.bin" bs=1 seek=$((0x3f0805)) conv=notrunc status=none
+python3 - "$T/before.bin" "$T/esp32.flash" <<'EOF' && ok "unaligned write into erased flash kept the sector erased around it" || nok "unaligned write into erased flash kept the sector erased around it"
+import sys
+a, b = (open(p, 'rb').read() for p in sys.argv[1:3])
+o = 0x3f0805; s = b'espfs-unaligned'
+sys.exit(0 if a[o - 0x805:o + 0x800] == b'\xff' * 0x1005 and a[:o] == b[:o] and b[o:o + len(s)] == s and a[o + len(s):] == b[o + len(s):] else 1)
 EOF
 
 # wrong chip: an ESP32-S2 image onto the ESP32 is refused, nothing changes
