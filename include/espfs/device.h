@@ -66,6 +66,9 @@ struct dev_job {
 	bool touched_flash;             /* a write/erase job reached the chip's flash */
 	char err[200];                  /* reason when rc < 0 */
 	void (*done)(struct dev_job *j);
+	/* optional: bytes of [offset, offset+len) the device has taken so
+	 * far, called from the worker as a write or read advances */
+	void (*progress)(struct dev_job *j, uint64_t done);
 	void *ctx;
 	struct dev_job *next;           /* internal */
 };

@@ -50,6 +50,8 @@ static int on_progress(void *ctx, uint64_t done, uint64_t total)
 	pthread_mutex_unlock(&p->d->lock);
 	if (notify)
 		dev_state_changed(p->d);
+	if (p->j->progress)
+		p->j->progress(p->j, done < p->j->len ? done : p->j->len);
 	return job_cancelled(p->j);
 }
 
