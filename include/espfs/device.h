@@ -60,6 +60,9 @@ struct dev_job {
 	/* Progress shown in state: this job covers [prog_base, prog_base+len)
 	 * of an upload of prog_total bytes (0 = unknown). */
 	uint64_t prog_base, prog_total;
+	/* a piece of a stream whose end is not known yet (flash.bin): state
+	 * shows the position and the bytes so far, prog_base before it */
+	bool prog_stream;
 	atomic_int cancel;
 	atomic_int *group_cancel;       /* optional flag shared by a handle */
 	int rc;                         /* result: 0 or -errno */

@@ -280,6 +280,11 @@ size_t device_state_text(esp_device *d, char *buf, size_t cap)
 			     j->what[0] ? j->what : "flash", left);
 	} else if (j && j->kind == DEV_JOB_PROVISION) {
 		n = snprintf(buf, cap, "%s provisioning wifi \"%s\"\n", d->mode, j->ssid);
+	} else if (j && j->prog_stream) {
+		n = snprintf(buf, cap, "%s %s %s at 0x%llx (%llu bytes so far)\n", d->mode,
+			     job_verb(j->kind), j->what[0] ? j->what : "flash",
+			     (unsigned long long)j->offset + d->prog_done,
+			     (unsigned long long)(j->prog_base + d->prog_done));
 	} else if (j) {
 		uint64_t total = j->prog_total ? j->prog_total : j->len;
 		uint64_t done = (j->prog_total ? j->prog_base : 0) + d->prog_done;

@@ -170,6 +170,8 @@ static int dispatch(struct flash_writer *fw, size_t n)
 	fj->j.offset = fw->pend_off;
 	fj->j.len = (uint32_t)n;
 	fj->j.buf = data;
+	fj->j.prog_stream = true;
+	fj->j.prog_base = fw->handed;
 	fj->j.group_cancel = &fw->cancel;
 	fj->j.done = job_done;
 	fj->j.progress = job_progress;
