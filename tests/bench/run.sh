@@ -40,6 +40,9 @@ ninja -C "$B" src/fs/espfs src/sim/espsim tests/mount/espfs-mkimage >/dev/null
 # latprobe: the metadata latency sampler of case e (C: no runtime jitter)
 cc -O2 -std=gnu11 -Wall -Wextra "$HERE/latprobe.c" -o "$B/latprobe"
 
+# schedbound: the best schedule any client can reach on the sim's model
+cc -O2 -std=gnu11 -Wall -Wextra "$HERE/schedbound.c" -o "$B/schedbound" -ldeflate -lz
+
 # espfs-wire: espfs linked with the byte counters around sim transports
 cc -O2 -std=gnu11 -Wall -Wextra -I"$SRC/include" -c "$HERE/wirecount.c" -o "$B/wirecount.o"
 link=$(ninja -C "$B" -t commands src/fs/espfs | tail -n 1)
