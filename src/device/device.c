@@ -124,16 +124,30 @@ unsigned device_reset_count(esp_device *d)
 	return r;
 }
 
+#define STABLE_MASK ((1u << (DEV_HEAD_STABLE / ESP_SECTOR)) - 1)
+
 int device_head_read(esp_device *d, uint32_t off, uint8_t *buf, size_t len)
 {
 	int rc = -ERANGE;
 	pthread_mutex_lock(&d->lock);
 	if (d->head_valid && (uint64_t)off + len <= DEV_HEAD_SIZE) {
-		memcpy(buf, d->head + off, len);
 		rc = 0;
+		for (uint64_t s = off / ESP_SECTOR; len && s <= (off + len - 1) / ESP_SECTOR; s++)
+			if (!((d->head_fresh | STABLE_MASK) & (1u << s)))
+				rc = -ESTALE;
+		if (rc == 0)
+			memcpy(buf, d->head + off, len);
 	}
 	pthread_mutex_unlock(&d->lock);
 	return rc;
+}
+
+void dev_left_loader(esp_device *d)
+{
+	d->in_loader = false;
+	pthread_mutex_lock(&d->lock);
+	d->head_fresh &= STABLE_MASK;
+	pthread_mutex_unlock(&d->lock);
 }
 
 void dev_head_update(esp_device *d, uint32_t off, const uint8_t *buf, size_t len, bool erased)
@@ -147,6 +161,9 @@ void dev_head_update(esp_device *d, uint32_t off, const uint8_t *buf, size_t len
 			memset(d->head + off, 0xFF, n);
 		else
 			memcpy(d->head + off, buf, n);
+		/* whole sectors now match the chip */
+		for (uint32_t s = (off + ESP_SECTOR - 1) / ESP_SECTOR; (s + 1) * ESP_SECTOR <= off + n; s++)
+			d->head_fresh |= (uint16_t)(1u << s);
 		if (off < 0x9000 && off + n > 0x8000) {
 			struct dev_identity tmp = d->id;
 			dev_parse_partitions(d->head + 0x8000, 0xC00, &tmp);

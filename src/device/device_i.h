@@ -38,6 +38,12 @@ struct esp_device {
 	struct dev_identity id;
 	uint8_t *head;                 /* DEV_HEAD_SIZE bytes once head_valid */
 	bool head_valid;
+	/* Sectors of head known to match the chip (bit i: 0x1000 * i).  Those
+	 * below DEV_HEAD_STABLE (bootloader, partition table) stay valid; an
+	 * application writes the ones above (NVS at 0x9000, otadata), so
+	 * they count only from a read or write in the current loader session
+	 * until the chip is let go to run again. */
+	uint16_t head_fresh;
 
 	char mode[16];                 /* "attaching", "app", "rom", "stub", "unplugged" */
 	int err;                       /* last error (positive errno) or 0 */
@@ -93,6 +99,10 @@ void dev_set_mode(esp_device *d, const char *mode);
 void dev_clear_error(esp_device *d);
 void dev_set_errorv(esp_device *d, int err, const char *fmt, va_list ap);
 void dev_head_update(esp_device *d, uint32_t off, const uint8_t *buf, size_t len, bool erased);
+/* The chip leaves the loader (or may have run its app meanwhile): the
+ * application-writable part of head is no longer known. */
+void dev_left_loader(esp_device *d);
+#define DEV_HEAD_STABLE 0x9000u
 
 /* worker.c */
 void *dev_worker_main(void *arg);

@@ -77,7 +77,7 @@ static void close_port(esp_device *d)
 	d->ld = NULL;
 	esp_tr_close(d->tr);
 	d->tr = NULL;
-	d->in_loader = false;
+	dev_left_loader(d);
 }
 
 /* The port went away under us: a native-USB chip re-enumerates when it
@@ -136,6 +136,7 @@ static int probe(esp_device *d, char *err, size_t errlen)
 	if (rc == 0) {
 		memcpy(d->head, head, DEV_HEAD_SIZE);
 		d->head_valid = true;
+		d->head_fresh = 0xFFFF;
 		dev_parse_partitions(d->head + 0x8000, 0xC00, &d->id);
 	}
 	d->id.known = true;
@@ -167,7 +168,7 @@ static int identify_app(esp_device *d)
 	struct dev_improv_info info;
 	char ierr[160];
 	memset(&info, 0, sizeof info);
-	d->in_loader = false;
+	dev_left_loader(d);
 	if (dev_improv_get_info(d, &info, ierr, sizeof ierr) < 0) {
 		LOGD("%s: no Improv answer either: %s", d->name, ierr);
 		return -ENODEV;
@@ -271,7 +272,7 @@ int dev_reattach(esp_device *d)
 int dev_reprobe(esp_device *d)
 {
 	char err[240] = "";
-	d->in_loader = false;
+	dev_left_loader(d);
 	int rc = probe(d, err, sizeof err);
 	if (rc == -ENODEV && dev_reopen(d) == 0)
 		rc = probe(d, err, sizeof err);

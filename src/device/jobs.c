@@ -143,6 +143,7 @@ int dev_enter_loader(esp_device *d, char *err, size_t errlen)
 	}
 	if (size)
 		esp_loader_spi_set_params(d->ld, size);
+	dev_left_loader(d);        /* the chip may have run its app since */
 	d->in_loader = true;
 	pthread_mutex_lock(&d->lock);
 	d->id.jedec = jedec;
@@ -206,7 +207,7 @@ int dev_leave_loader(esp_device *d)
 			rc = esp_loader_watchdog_reset(d->ld);
 		}
 	}
-	d->in_loader = false;
+	dev_left_loader(d);
 	/* The application's console (and Improv) and the ROM after a reset
 	 * both talk at 115200, whatever rate the loader had negotiated. */
 	if (rc == 0 && d->tr && !(d->tr->flags & ESP_TR_NATIVE_USB) && d->tr->baud != 115200)
@@ -229,7 +230,7 @@ int dev_leave_loader(esp_device *d)
 		 * follow the port and say honestly where it is. */
 		if (dev_reopen(d) == 0 && otg && chip && d->tr->usb_pid &&
 		    d->tr->usb_pid == chip->usb_otg_rom_pid) {
-			d->in_loader = false;
+			dev_left_loader(d);
 			pthread_mutex_lock(&d->lock);
 			d->follow_port = true;  /* the user's RESET re-enumerates it */
 			pthread_mutex_unlock(&d->lock);
@@ -270,7 +271,7 @@ static int wait_download_mode(esp_device *d, struct dev_job *j)
 			break;
 		}
 		char err[240];
-		d->in_loader = false;
+		dev_left_loader(d);
 		rc = known ? dev_enter_loader(d, err, sizeof err) : dev_reprobe(d);
 		if (rc == -ENODEV && dev_reopen(d) == 0)  /* the port re-enumerated */
 			rc = known ? dev_enter_loader(d, err, sizeof err) : dev_reprobe(d);
@@ -364,7 +365,10 @@ static int read_range(esp_device *d, struct dev_job *j, uint32_t off, uint8_t *b
 
 static int job_read(esp_device *d, struct dev_job *j)
 {
-	return read_range(d, j, j->offset, j->buf, j->len, true);
+	int rc = read_range(d, j, j->offset, j->buf, j->len, true);
+	if (rc == 0 && d->in_loader)
+		dev_head_update(d, j->offset, j->buf, j->len, false);
+	return rc;
 }
 
 /* The old bytes around a write that does not cover whole sectors (the
@@ -570,6 +574,6 @@ int dev_run_job(esp_device *d, struct dev_job *j)
 		snprintf(j->err, sizeof j->err, "%s", strerror(-rc));
 	/* A loader that lost sync is re-entered from scratch next time. */
 	if (rc < 0 && rc != -EINTR && rc != -EINVAL && rc != -EFBIG)
-		d->in_loader = false;
+		dev_left_loader(d);
 	return rc;
 }

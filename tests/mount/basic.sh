@@ -38,6 +38,14 @@ echo "# after: resets=$r1 sim mode=$m1"
 check "ls/stat/head never reset the chip" [ "$r0" = "$r1" ]
 check "the app is still running" [ "$m1" = app ]
 
+# What the app writes (its NVS at 0x9000, otadata) is what a later read
+# returns: once the app ran, only the bootloader and partition table are
+# served from what espfs read at attach.  (The test writes the sim's flash
+# file, as the app would write its flash.)
+head -c 4096 /dev/urandom >"$T/nvs.bin"
+dd if="$T/nvs.bin" of="$T/app.flash" bs=4096 seek=9 conv=notrunc status=none
+check "flash.bin at 0x9000 shows what the app wrote there" cmp <(dd if="$A/flash.bin" bs=4096 skip=9 count=1 status=none) "$T/nvs.bin"
+
 # read-only files refuse writes; unknown names do not exist
 if bash -c "echo x >'$A/chip'" 2>/dev/null; then nok "chip is read-only"; else ok "chip is read-only"; fi
 if rm "$A/flash.bin" 2>/dev/null; then nok "flash.bin cannot be removed"; else ok "flash.bin cannot be removed"; fi
