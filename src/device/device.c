@@ -68,6 +68,7 @@ void device_unref(esp_device *d)
 		sim_device_free(d->sim);
 	pthread_mutex_destroy(&d->lock);
 	pthread_cond_destroy(&d->cond);
+	dev_rcache_free(d);
 	free(d->head);
 	free(d);
 }
@@ -133,7 +134,7 @@ int device_head_read(esp_device *d, uint32_t off, uint8_t *buf, size_t len)
 	if (d->head_valid && (uint64_t)off + len <= DEV_HEAD_SIZE) {
 		rc = 0;
 		for (uint64_t s = off / ESP_SECTOR; len && s <= (off + len - 1) / ESP_SECTOR; s++)
-			if (!((d->head_fresh | STABLE_MASK) & (1u << s)))
+			if (!((d->head_fresh | STABLE_MASK) & d->head_known & (1u << s)))
 				rc = -ESTALE;
 		if (rc == 0)
 			memcpy(buf, d->head + off, len);
@@ -148,6 +149,23 @@ void dev_left_loader(esp_device *d)
 	pthread_mutex_lock(&d->lock);
 	d->head_fresh &= STABLE_MASK;
 	pthread_mutex_unlock(&d->lock);
+	dev_rcache_demote(d);
+}
+
+void dev_flash_known(esp_device *d, uint32_t off, const uint8_t *buf, uint32_t len, bool erased)
+{
+	dev_head_update(d, off, buf, len, erased);
+	dev_rcache_put(d, off, buf, len, erased);
+}
+
+void dev_flash_unknown(esp_device *d, uint32_t off, uint32_t len)
+{
+	pthread_mutex_lock(&d->lock);
+	for (uint64_t s = off / ESP_SECTOR; len && s <= ((uint64_t)off + len - 1) / ESP_SECTOR &&
+					    s < DEV_HEAD_SIZE / ESP_SECTOR; s++)
+		d->head_known &= (uint16_t)~(1u << s);
+	pthread_mutex_unlock(&d->lock);
+	dev_rcache_forget(d, off, len);
 }
 
 void dev_head_update(esp_device *d, uint32_t off, const uint8_t *buf, size_t len, bool erased)
@@ -162,8 +180,10 @@ void dev_head_update(esp_device *d, uint32_t off, const uint8_t *buf, size_t len
 		else
 			memcpy(d->head + off, buf, n);
 		/* whole sectors now match the chip */
-		for (uint32_t s = (off + ESP_SECTOR - 1) / ESP_SECTOR; (s + 1) * ESP_SECTOR <= off + n; s++)
+		for (uint32_t s = (off + ESP_SECTOR - 1) / ESP_SECTOR; (s + 1) * ESP_SECTOR <= off + n; s++) {
 			d->head_fresh |= (uint16_t)(1u << s);
+			d->head_known |= (uint16_t)(1u << s);
+		}
 		if (off < 0x9000 && off + n > 0x8000) {
 			struct dev_identity tmp = d->id;
 			dev_parse_partitions(d->head + 0x8000, 0xC00, &tmp);

@@ -44,6 +44,9 @@ struct esp_device {
 	 * they count only from a read or write in the current loader session
 	 * until the chip is let go to run again. */
 	uint16_t head_fresh;
+	uint16_t head_known;           /* sectors of head not lost to a failed write */
+	struct dev_rcache *rcache;     /* readcache.c; worker thread only */
+	bool rcache_failed;
 
 	char mode[16];                 /* "attaching", "app", "rom", "stub", "unplugged" */
 	int err;                       /* last error (positive errno) or 0 */
@@ -103,6 +106,19 @@ void dev_head_update(esp_device *d, uint32_t off, const uint8_t *buf, size_t len
  * application-writable part of head is no longer known. */
 void dev_left_loader(esp_device *d);
 #define DEV_HEAD_STABLE 0x9000u
+/* The flash holds buf (or 0xFF: erased) at [off, off+len), known in this
+ * loader session; or nothing is known of it any more (a failed write or
+ * erase).  Updates the head and the read cache. */
+void dev_flash_known(esp_device *d, uint32_t off, const uint8_t *buf, uint32_t len, bool erased);
+void dev_flash_unknown(esp_device *d, uint32_t off, uint32_t len);
+/* readcache.c */
+void dev_rcache_put(esp_device *d, uint32_t off, const uint8_t *buf, uint32_t len, bool erased);
+void dev_rcache_forget(esp_device *d, uint32_t off, uint32_t len);
+void dev_rcache_demote(esp_device *d);
+/* One whole 64 KiB block at a 64 KiB offset from the cache, checked by MD5
+ * when the chip has run since: 1 done, 0 not cached, <0 error. */
+int dev_rcache_get(esp_device *d, uint32_t off, uint8_t *buf, uint32_t len);
+void dev_rcache_free(esp_device *d);
 
 /* worker.c */
 void *dev_worker_main(void *arg);

@@ -137,10 +137,15 @@ static int probe(esp_device *d, char *err, size_t errlen)
 		memcpy(d->head, head, DEV_HEAD_SIZE);
 		d->head_valid = true;
 		d->head_fresh = 0xFFFF;
+		d->head_known = 0xFFFF;
 		dev_parse_partitions(d->head + 0x8000, 0xC00, &d->id);
 	}
 	d->id.known = true;
 	pthread_mutex_unlock(&d->lock);
+	/* a new attach: what an earlier one read may belong to another chip */
+	dev_rcache_free(d);
+	if (rc == 0)
+		dev_rcache_put(d, 0, head, n, false);
 	free(head);
 	return 0;
 }

@@ -344,17 +344,29 @@ static int read_range(esp_device *d, struct dev_job *j, uint32_t off, uint8_t *b
 	if (rc < 0)
 		return rc;
 	for (uint32_t done = 0; done < len;) {
-		uint32_t n = len - done < READ_CHUNK ? len - done : READ_CHUNK;
+		/* pieces on READ_CHUNK (64 KiB) boundaries: the read cache's unit */
+		uint32_t a = off + done;
+		uint32_t n = READ_CHUNK - a % READ_CHUNK;
+		if (n > len - done)
+			n = len - done;
 		struct prog_ctx pc = { d, j, done };
 		if (job_cancelled(j)) {
 			snprintf(j->err, sizeof j->err, "read cancelled");
 			return -EINTR;
 		}
-		rc = esp_loader_read_flash(d->ld, off + done, buf + done, n,
-					   progress ? on_progress : NULL, &pc);
+		rc = dev_rcache_get(d, a, buf + done, n);
+		if (rc == 0) {
+			rc = esp_loader_read_flash(d->ld, a, buf + done, n, progress ? on_progress : NULL, &pc);
+			if (rc == 0)
+				dev_rcache_put(d, a, buf + done, n, false);
+		} else if (rc > 0) {
+			rc = progress ? on_progress(&pc, n, n) : 0;
+			if (rc)
+				rc = -EINTR;
+		}
 		if (rc < 0) {
 			char what[64];
-			snprintf(what, sizeof what, "read at 0x%x", off + done);
+			snprintf(what, sizeof what, "read at 0x%x", a);
 			set_reason(d, j->err, sizeof j->err, what, rc);
 			return rc;
 		}
@@ -438,6 +450,7 @@ static int job_write(esp_device *d, struct dev_job *j)
 				   on_progress, &pc);
 	if (rc < 0) {
 		char what[96];
+		dev_flash_unknown(d, a0, alen);
 		pthread_mutex_lock(&d->lock);
 		uint64_t done = d->prog_done;
 		pthread_mutex_unlock(&d->lock);
@@ -448,7 +461,7 @@ static int job_write(esp_device *d, struct dev_job *j)
 		set_reason(d, j->err, sizeof j->err, what, rc);
 		goto out;
 	}
-	dev_head_update(d, a0, buf, alen, false);
+	dev_flash_known(d, a0, buf, alen, false);
 out:
 	if (own)
 		free(buf);
@@ -464,10 +477,11 @@ static int job_erase(esp_device *d, struct dev_job *j)
 	if (j->len == 0) {
 		rc = esp_loader_erase_all(d->ld);
 		if (rc < 0) {
+			dev_flash_unknown(d, 0, fsize);
 			set_reason(d, j->err, sizeof j->err, "erase", rc);
 			return rc;
 		}
-		dev_head_update(d, 0, NULL, fsize, true);
+		dev_flash_known(d, 0, NULL, fsize, true);
 		return 0;
 	}
 	for (uint32_t done = 0; done < j->len;) {
@@ -479,11 +493,12 @@ static int job_erase(esp_device *d, struct dev_job *j)
 		rc = esp_loader_erase_region(d->ld, j->offset + done, n);
 		if (rc < 0) {
 			char what[64];
+			dev_flash_unknown(d, j->offset + done, n);
 			snprintf(what, sizeof what, "erase at 0x%x", j->offset + done);
 			set_reason(d, j->err, sizeof j->err, what, rc);
 			return rc;
 		}
-		dev_head_update(d, j->offset + done, NULL, n, true);
+		dev_flash_known(d, j->offset + done, NULL, n, true);
 		done += n;
 		pthread_mutex_lock(&d->lock);
 		d->prog_done = done;
