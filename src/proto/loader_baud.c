@@ -26,12 +26,25 @@
 static const uint32_t ladder[] = { 3000000, 2000000, 1500000, 921600, 460800, 230400, 115200 };
 #define N_LADDER (sizeof ladder / sizeof ladder[0])
 
+/* One READ_REG round trip.  What it takes beyond its bytes' wire time is
+ * the port's turnaround (USB-UART bridges: ~1 ms; an FTDI chip with its
+ * default 16 ms latency timer: up to 16 ms), which the block planner
+ * weighs against shorter blocks (loader_blocks.c). */
 static bool read_magic(esp_loader *l, uint32_t want, uint32_t tmo_ms)
 {
 	uint32_t v = 0;
 	uint8_t p[4];
 	esp__put32(p, ESP_CHIP_DETECT_MAGIC_REG);
-	return esp_loader_command(l, ESP_READ_REG, p, 4, 0, tmo_ms, &v, NULL, 0, 0) == 0 && v == want;
+	uint64_t t0 = esp_now_us(l->t->clock);
+	bool ok = esp_loader_command(l, ESP_READ_REG, p, 4, 0, tmo_ms, &v, NULL, 0, 0) == 0 && v == want;
+	if (ok && l->t->baud && !(l->t->flags & ESP_TR_NATIVE_USB)) {
+		/* 14 bytes out, 14 back (header, value, status, SLIP ends) */
+		uint64_t wire = 28ull * 10000000u / l->t->baud, rtt = esp_now_us(l->t->clock) - t0;
+		uint32_t extra = rtt > wire ? (uint32_t)(rtt - wire) : 0;
+		if (!l->turnaround_us || extra < l->turnaround_us)
+			l->turnaround_us = extra ? extra : 1;
+	}
+	return ok;
 }
 
 /* Several round trips that must all come back intact: one garbled byte

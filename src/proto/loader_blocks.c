@@ -39,7 +39,8 @@
 #define US_BLOCK_ERASE 150000u
 #define US_SECTOR_ERASE 45000u
 #define US_PAGE 700u
-#define US_TURNAROUND 1000u       /* per block: ACK back, next frame out (USB bridges) */
+#define US_TURNAROUND 1000u       /* per block, when not measured (loader_baud.c) */
+#define US_TURNAROUND_MIN 300u
 #define FRAME_BYTES 26u           /* command header, data header, SLIP ends, reply */
 #define FLASH_BLOCK 0x10000u
 
@@ -121,6 +122,8 @@ uint32_t *esp__plan_defl_blocks(const esp_loader *l, uint32_t offset, const uint
 		goto out;
 	erase_map(offset, raw_len, n, raw, erase);
 	uint64_t ns_per_byte = 10000000000ull / l->t->baud;   /* 10 bits a byte */
+	uint64_t turn = !l->turnaround_us ? US_TURNAROUND
+			: l->turnaround_us < US_TURNAROUND_MIN ? US_TURNAROUND_MIN : l->turnaround_us;
 #define CUT_BYTES(j) ((j) * STEP < zlen ? (j) * STEP : zlen)
 #define WIRE(i, j) ((CUT_BYTES(j) - CUT_BYTES(i) + esc[j] - esc[i] + FRAME_BYTES) * ns_per_byte / 1000u)
 #define WORK(i, j) ((uint64_t)(raw[j] - raw[i] + 255) / 256 * US_PAGE + erase[j] - erase[i])
@@ -138,7 +141,7 @@ uint32_t *esp__plan_defl_blocks(const esp_loader *l, uint32_t offset, const uint
 			uint64_t work = WORK(j - L, j);
 			for (size_t L2 = 1; L2 <= K && j + L2 <= n; L2++) {
 				uint64_t wire = WIRE(j, j + L2);
-				uint64_t t = at + (wire > work ? wire : work) + US_TURNAROUND;
+				uint64_t t = at + (wire > work ? wire : work) + turn;
 				uint32_t *b = &best[(j + L2) * K + L2 - 1];
 				if (t < *b) {
 					*b = t > UINT32_MAX - 1 ? UINT32_MAX - 1 : (uint32_t)t;

@@ -30,6 +30,7 @@ struct esp_loader {
 	bool secure_download;     /* GET_SECURITY_INFO said so */
 	bool last_verified;       /* last write was checked by MD5 */
 	bool probe_differed;      /* skip-same: the last range probed held other data */
+	uint32_t turnaround_us;   /* least port latency seen in a round trip; 0 unknown */
 	uint8_t last_status[2];   /* status bytes of the last failure reply; 0 0 else */
 	uint32_t flash_size;      /* 0 until known */
 	uint32_t jedec;
