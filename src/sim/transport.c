@@ -71,8 +71,11 @@ static int tr_read(esp_transport *t, uint8_t *b, size_t n, uint32_t timeout_ms)
 			uint64_t ns = (uint64_t)ts.tv_nsec + lim * 1000;
 			ts.tv_sec += (time_t)(ns / 1000000000u);
 			ts.tv_nsec = (long)(ns % 1000000000u);
+			/* queued output not due yet is no reason to spin: real
+			 * hardware's bytes arrive when they arrive, and a spinning
+			 * reader ate both cores with 8 devices flashing */
 			pthread_mutex_lock(&d->lock);
-			if (alive(s) && d->out_len == 0)
+			if (alive(s) && (d->out_len == 0 || sim_out_next_ns(d) > now * 1000))
 				pthread_cond_timedwait(&d->cond, &d->lock, &ts);
 			pthread_mutex_unlock(&d->lock);
 		} else {
