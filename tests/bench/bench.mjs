@@ -158,12 +158,22 @@ const rows = [];
 const extra = { parallel: [] };
 const median = (a) => { const s = [...a].sort((x, y) => x - y); const k = s.length >> 1; return s.length % 2 ? s[k] : (s[k - 1] + s[k]) / 2; };
 
+/* The best any client can do with a stub's one block in flight
+ * (schedbound.c), for a fresh flash of img at baud. */
+function schedBound(img, baud) {
+	const r = spawnSync(path.join(opt.build, 'schedbound'), [img.path, '0', String(baud)], { encoding: 'utf8' });
+	if (r.status !== 0) throw new Error(`schedbound: ${r.stderr}`);
+	return JSON.parse(r.stdout);
+}
+
 function row(r) {
 	r.median_s = median(r.times_s);
 	if (r.bound) {
 		r.meas_over_bound = r.median_s / r.bound.overlap_s;
 		r.meas_over_serial = r.median_s / r.bound.serial_s;
 	}
+	if (r.sched)
+		r.meas_over_sched = r.median_s / r.sched.sched_s;
 	rows.push(r);
 	log(`${r.case} ${r.chip} ${r.who} ${r.what}: ${r.times_s.map((t) => t.toFixed(2)).join(' ')} s`);
 }
@@ -183,6 +193,7 @@ async function flashCase(kase, img, baud, runs, reflash) {
 	const ejRate = baud ? String(baud) : `default (${mainRate(j[0].wire_work)})`;
 	const ratios = e.map((x, i) => x.s / j[i].total_s);
 	const vsWrite = e.map((x, i) => x.s / j[i].work_s);
+	const sched = schedBound(img, baud ?? FAST);
 	if (kase !== 'c') {
 		// espfs connects when it mounts (cp finds the stub running): shown
 		// apart, as esptool-js's connect is inside its time
@@ -190,11 +201,12 @@ async function flashCase(kase, img, baud, runs, reflash) {
 			wire: e[0].mount_wire, wire_source: 'counted (espfs-wire)', bound: bounds(model, e[0].mount_wire, 0) });
 		row({ case: kase, chip: img.chip, who: 'espfs', what: `cp image -> flash.bin @${rate}`, times_s: e.map((x) => x.s),
 			ratio_runs: ratios, ratio: median(ratios), ratio_vs_write_runs: vsWrite, ratio_vs_write: median(vsWrite),
-			wire: e[0].wire, wire_source: 'counted (espfs-wire)', bound: bounds(model, e[0].wire, flashWork(img)) });
+			wire: e[0].wire, wire_source: 'counted (espfs-wire)', bound: bounds(model, e[0].wire, flashWork(img)), sched });
 		row({ case: kase, chip: img.chip, who: 'esptool-js', what: `main()+writeFlash @${ejRate}`, times_s: j.map((x) => x.total_s),
 			connect_s: j.map((x) => x.connect_s), write_s: j.map((x) => x.work_s),
 			wire: [...j[0].wire_connect, ...j[0].wire_work], wire_source: 'counted (espsim /proc io)',
-			bound: bounds(model, [...j[0].wire_connect, ...j[0].wire_work], flashWork(img)) });
+			bound: bounds(model, [...j[0].wire_connect, ...j[0].wire_work], flashWork(img)),
+			sched: baud ? sched : schedBound(img, 115200), sched_of: 'writeFlash alone' });
 	}
 	if (reflash) {
 		const fresh = e.map((x) => x.s), again = e.map((x) => x.reflash.s);
