@@ -25,7 +25,7 @@ export function report(res, outFile) {
 			f(r.bound?.overlap_s), f(r.meas_over_bound), f(r.sched?.sched_s), r.sched ? f((r.sched_of ? median(r.write_s) : r.median_s) / r.sched.sched_s) : '-',
 			f(r.bound?.serial_s), f(r.meas_over_serial)])));
 	out.push('');
-	out.push('ratio: a, b, d = espfs / esptool-js of the same run (median over runs); c = re-flash / fresh flash; e = wall(N) / wall(1).');
+	out.push('ratio: a, b, d = espfs / esptool-js of the same run (median over runs); c = re-flash / fresh flash; d again = second dump / first; e = wall(N) / wall(1).');
 	out.push('vs write: espfs cp / esptool-js writeFlash alone (espfs connected at mount, see its mount row; esptool-js connects in main()).');
 	out.push('bound = max(host->device wire, device->host wire, flash time) [pipelined]; serial = their sum [nothing overlapped];');
 	out.push('wire time = counted bytes x 10 bits / baud at the rate they went at; flash time = sim NOR erase+program of the image');
