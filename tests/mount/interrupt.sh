@@ -53,6 +53,11 @@ sleep 0.3
 echo "# state: $(cat "$S/state")"
 check "state says the flash is incomplete" grep -q "incomplete" "$S/state"
 
+# what the interrupted write left is read from the chip, not from what
+# espfs had cached of that region before
+check "flash.bin's first 64 KiB read back what the chip holds after the interruption" \
+	cmp <(head -c 65536 "$S/flash.bin") <(head -c 65536 "$T/slow.flash")
+
 # the device is usable again: a small write goes through
 head -c 4096 /dev/urandom >"$T/small.bin"
 check "a later write succeeds" dd if="$T/small.bin" of="$S/flash.bin" bs=4k seek=32 conv=notrunc status=none
