@@ -78,23 +78,11 @@ void dev_rcache_free(esp_device *d)
 	d->rcache = NULL;
 }
 
-static bool pwrite_all(int fd, const uint8_t *p, size_t n, off_t at)
+/* All of n bytes at the cache file's offset at, or false. */
+static bool file_io(int fd, uint8_t *p, size_t n, off_t at, bool write)
 {
 	while (n) {
-		ssize_t k = pwrite(fd, p, n, at);
-		if (k <= 0)
-			return false;
-		p += k;
-		n -= (size_t)k;
-		at += k;
-	}
-	return true;
-}
-
-static bool pread_all(int fd, uint8_t *p, size_t n, off_t at)
-{
-	while (n) {
-		ssize_t k = pread(fd, p, n, at);
+		ssize_t k = write ? pwrite(fd, p, n, at) : pread(fd, p, n, at);
 		if (k <= 0)
 			return false;
 		p += k;
@@ -126,8 +114,8 @@ void dev_rcache_put(esp_device *d, uint32_t off, const uint8_t *buf, uint32_t le
 		}
 		bool ok = true;
 		for (uint32_t p = a; ok && p < b; p += erased ? sizeof ff : b - a)
-			ok = erased ? pwrite_all(c->fd, ff, b - p < sizeof ff ? b - p : sizeof ff, p)
-				    : pwrite_all(c->fd, buf + (a - off), b - a, a);
+			ok = erased ? file_io(c->fd, (uint8_t *)ff, b - p < sizeof ff ? b - p : sizeof ff, p, true)
+				    : file_io(c->fd, (uint8_t *)buf + (a - off), b - a, a, true);
 		*st = ok ? B_CURRENT : B_UNKNOWN;
 		a = b;
 	}
@@ -159,7 +147,7 @@ static int chip_agrees(esp_device *d, struct dev_rcache *c, uint32_t a, uint32_t
 	uint8_t *tmp = malloc(n), want[16], got[16];
 	if (!tmp)
 		return -ENOMEM;
-	bool ok = pread_all(c->fd, tmp, n, a);
+	bool ok = file_io(c->fd, tmp, n, a, false);
 	if (ok) {
 		MD5_CTX m;
 		MD5Init(&m);
@@ -200,7 +188,7 @@ int dev_rcache_get(esp_device *d, uint32_t off, uint8_t *buf, uint32_t len)
 	}
 	if (*st != B_CURRENT)
 		return 0;
-	if (!pread_all(c->fd, buf, len, off)) {
+	if (!file_io(c->fd, buf, len, off, false)) {
 		*st = B_UNKNOWN;
 		return 0;
 	}

@@ -357,20 +357,13 @@ void fw_write(struct flash_writer *fw, fuse_req_t req, const char *buf, size_t s
 	memcpy(fw->pend + fw->pend_len, buf, size);
 	fw->pend_len += size;
 	fw->dirty += size;
-	if (!fw->stream_checked && fw->pend_len >= ESP_IMAGE_CHECK_BYTES) {
-		/* refuse in write(), where every tool reports it best */
-		int rc = check_pending(fw);
-		if (rc < 0) {
-			fw->pend_len = 0;
-			fw->dirty = 0;
-			err = -rc;
-			goto out;
-		}
-	}
 	if (size > fw->wsize_max)
 		fw->wsize_max = size;
 	fw->short_tail = size < fw->wsize_max;
-	int rc = dispatch_ready(fw);
+	/* refuse in write(), where every tool reports it best */
+	int rc = !fw->stream_checked && fw->pend_len >= ESP_IMAGE_CHECK_BYTES ? check_pending(fw) : 0;
+	if (rc == 0)
+		rc = dispatch_ready(fw);
 	if (rc < 0) {
 		fw->pend_len = 0;
 		fw->dirty = 0;
