@@ -70,43 +70,53 @@ static struct open_tr *find(esp_transport *t)
 	return NULL;
 }
 
-/* Count n bytes in the bucket of the current rate (called under lock). */
+/* Count n bytes in the bucket of the current rate.  Lock-free on the
+ * way (one transport per device worker; a global lock here made eight
+ * workers queue on it at every read and write); the lock only claims a
+ * bucket for a new rate. */
 static void count(struct wire_slot *s, const esp_transport *t, size_t n, bool up)
 {
 	uint32_t baud = (t->flags & ESP_TR_NATIVE_USB) ? 0 : t->baud;
-	for (int i = 0; i < WIRE_BUCKETS; i++) {
-		struct wire_bucket *b = &s->b[i];
-		if (b->used && b->baud != baud)
-			continue;
-		b->used = 1;
-		b->baud = baud;
-		if (up)
-			b->up += n;
-		else
-			b->down += n;
-		return;
+	for (int pass = 0; pass < 2; pass++) {
+		for (int i = 0; i < WIRE_BUCKETS; i++) {
+			struct wire_bucket *b = &s->b[i];
+			if (!__atomic_load_n(&b->used, __ATOMIC_ACQUIRE) || b->baud != baud)
+				continue;
+			__atomic_fetch_add(up ? &b->up : &b->down, (uint64_t)n, __ATOMIC_RELAXED);
+			return;
+		}
+		pthread_mutex_lock(&lock);
+		for (int i = 0; i < WIRE_BUCKETS; i++) {
+			struct wire_bucket *b = &s->b[i];
+			if (b->used && b->baud == baud)
+				break;
+			if (!b->used) {
+				b->baud = baud;
+				__atomic_store_n(&b->used, 1, __ATOMIC_RELEASE);
+				break;
+			}
+		}
+		pthread_mutex_unlock(&lock);
 	}
 }
 
 static const struct esp_transport_ops *orig_of(esp_transport *t, struct wire_slot **slot)
 {
-	pthread_mutex_lock(&lock);
-	struct open_tr *o = find(t);
-	const struct esp_transport_ops *ops = o ? o->orig : NULL;
-	*slot = o ? o->slot : NULL;
-	pthread_mutex_unlock(&lock);
-	return ops;
+	for (int i = 0; i < MAX_OPEN; i++)
+		if (__atomic_load_n(&open_trs[i].t, __ATOMIC_ACQUIRE) == t) {
+			*slot = open_trs[i].slot;
+			return open_trs[i].orig;
+		}
+	*slot = NULL;
+	return NULL;
 }
 
 static int w_read(esp_transport *t, uint8_t *buf, size_t len, uint32_t timeout_ms)
 {
 	struct wire_slot *s;
 	int n = orig_of(t, &s)->read(t, buf, len, timeout_ms);
-	if (n > 0) {
-		pthread_mutex_lock(&lock);
+	if (n > 0)
 		count(s, t, (size_t)n, false);
-		pthread_mutex_unlock(&lock);
-	}
 	return n;
 }
 
@@ -114,11 +124,8 @@ static int w_write(esp_transport *t, const uint8_t *buf, size_t len)
 {
 	struct wire_slot *s;
 	int n = orig_of(t, &s)->write(t, buf, len);
-	if (n > 0) {
-		pthread_mutex_lock(&lock);
+	if (n > 0)
 		count(s, t, (size_t)n, true);
-		pthread_mutex_unlock(&lock);
-	}
 	return n;
 }
 
@@ -146,7 +153,7 @@ static void w_close(esp_transport *t)
 	struct open_tr *o = find(t);
 	const struct esp_transport_ops *ops = o ? o->orig : NULL;
 	if (o)
-		memset(o, 0, sizeof *o);
+		__atomic_store_n(&o->t, NULL, __ATOMIC_RELEASE);
 	pthread_mutex_unlock(&lock);
 	if (ops)
 		ops->close(t);
@@ -178,9 +185,9 @@ int __wrap_sim_transport_open(sim_device *d, esp_transport **out)
 	}
 	struct open_tr *o = slot ? find(NULL) : NULL;
 	if (o) {
-		o->t = t;
 		o->orig = t->ops;
 		o->slot = slot;
+		__atomic_store_n(&o->t, t, __ATOMIC_RELEASE);
 		t->ops = &counting_ops;
 	}
 	pthread_mutex_unlock(&lock);
