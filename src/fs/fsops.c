@@ -312,6 +312,22 @@ static void rj_interrupt(fuse_req_t req, void *data)
 	device_job_cancel(data);
 }
 
+/* A job that will answer req (ENOMEM answered here when there is no
+ * memory: NULL). */
+static struct req_job *req_job_new(fuse_req_t req, enum dev_job_kind kind, const char *what, size_t wsize)
+{
+	struct req_job *r = calloc(1, sizeof *r);
+	if (!r) {
+		fuse_reply_err(req, ENOMEM);
+		return NULL;
+	}
+	r->req = req;
+	r->wsize = wsize;
+	r->j.kind = kind;
+	snprintf(r->j.what, sizeof r->j.what, "%s", what);
+	return r;
+}
+
 /* Queue a job that answers req when done. */
 static void submit_req_job(esp_device *d, struct req_job *r)
 {
@@ -386,18 +402,14 @@ static void read_flash(fuse_req_t req, struct handle *h, size_t size, off_t off)
 		free(buf);
 		return;
 	}
-	struct req_job *r = calloc(1, sizeof *r);
+	struct req_job *r = req_job_new(req, DEV_JOB_READ, "flash.bin", 0);
 	if (!r) {
 		free(buf);
-		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	r->req = req;
-	r->j.kind = DEV_JOB_READ;
 	r->j.offset = (uint32_t)off;
 	r->j.len = (uint32_t)size;
 	r->j.buf = buf;
-	snprintf(r->j.what, sizeof r->j.what, "flash.bin");
 	submit_req_job(h->dev, r);
 }
 
@@ -446,11 +458,9 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 static void write_wifi(fuse_req_t req, struct handle *h, const char *buf, size_t size, off_t off)
 {
 	char why[200];
-	struct req_job *r = calloc(1, sizeof *r);
-	if (!r) {
-		fuse_reply_err(req, ENOMEM);
+	struct req_job *r = req_job_new(req, DEV_JOB_PROVISION, "wifi", size);
+	if (!r)
 		return;
-	}
 	int rc = 0;
 	if (off != 0 || size > 4096) {
 		snprintf(why, sizeof why, "wifi: write the whole \"ssid:password\" at once (at most 4 KiB)");
@@ -466,10 +476,6 @@ static void write_wifi(fuse_req_t req, struct handle *h, const char *buf, size_t
 		fuse_reply_err(req, -rc);
 		return;
 	}
-	r->req = req;
-	r->wsize = size;
-	r->j.kind = DEV_JOB_PROVISION;
-	snprintf(r->j.what, sizeof r->j.what, "wifi");
 	submit_req_job(h->dev, r);
 }
 
@@ -483,17 +489,11 @@ static void write_erase(fuse_req_t req, struct handle *h, const char *buf, size_
 		fuse_reply_err(req, -rc);
 		return;
 	}
-	struct req_job *r = calloc(1, sizeof *r);
-	if (!r) {
-		fuse_reply_err(req, ENOMEM);
+	struct req_job *r = req_job_new(req, DEV_JOB_ERASE, len ? "region" : "whole flash", size);
+	if (!r)
 		return;
-	}
-	r->req = req;
-	r->wsize = size;
-	r->j.kind = DEV_JOB_ERASE;
 	r->j.offset = off;
 	r->j.len = len;
-	snprintf(r->j.what, sizeof r->j.what, len ? "region" : "whole flash");
 	submit_req_job(h->dev, r);
 }
 
@@ -531,16 +531,9 @@ static void write_state(fuse_req_t req, struct handle *h, const char *buf, size_
 		fuse_reply_err(req, EINVAL);
 		return;
 	}
-	struct req_job *r = calloc(1, sizeof *r);
-	if (!r) {
-		fuse_reply_err(req, ENOMEM);
-		return;
-	}
-	r->req = req;
-	r->wsize = size;
-	r->j.kind = DEV_JOB_RESET;
-	snprintf(r->j.what, sizeof r->j.what, "chip");
-	submit_req_job(h->dev, r);
+	struct req_job *r = req_job_new(req, DEV_JOB_RESET, "chip", size);
+	if (r)
+		submit_req_job(h->dev, r);
 }
 
 static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
