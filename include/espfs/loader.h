@@ -122,6 +122,9 @@ int esp_loader_flash_md5(esp_loader *l, uint32_t offset, uint32_t len, uint8_t m
 /* Can the responder hash flash regions (stub, or a ROM with MD5, outside
  * secure download mode)? */
 bool esp_loader_can_md5(const esp_loader *l);
+/* Does the flash hold exactly data at offset (one MD5, compared here)?
+ * 1 yes, 0 no, <0 error (-EOPNOTSUPP: the responder cannot hash). */
+int esp_loader_flash_holds(esp_loader *l, uint32_t offset, const uint8_t *data, uint32_t len);
 /* Stub READ_FLASH (4 KiB packets, two in flight, acks, final MD5
  * checked; 64 KiB per command, so a cancel waits for at most one such piece) or ROM READ_FLASH_SLOW (ESP32
  * only); -EOPNOTSUPP on other ROMs: load the stub. */

@@ -2,7 +2,6 @@
  * entering/leaving the loader, reads, writes with read-modify-write of
  * partial sectors, erases in cancellable chunks, Improv provisioning. */
 #include <errno.h>
-#include <md5.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -358,7 +357,7 @@ static int read_range(esp_device *d, struct dev_job *j, uint32_t off, uint8_t *b
 		if (rc == 0) {
 			rc = esp_loader_read_flash(d->ld, a, buf + done, n, progress ? on_progress : NULL, &pc);
 			if (rc == 0)
-				dev_rcache_put(d, a, buf + done, n, false);
+				dev_flash_known(d, a, buf + done, n, false);
 		} else if (rc > 0) {
 			rc = progress ? on_progress(&pc, n, n) : 0;
 			if (rc)
@@ -377,10 +376,7 @@ static int read_range(esp_device *d, struct dev_job *j, uint32_t off, uint8_t *b
 
 static int job_read(esp_device *d, struct dev_job *j)
 {
-	int rc = read_range(d, j, j->offset, j->buf, j->len, true);
-	if (rc == 0 && d->in_loader)
-		dev_head_update(d, j->offset, j->buf, j->len, false);
-	return rc;
+	return read_range(d, j, j->offset, j->buf, j->len, true);
 }
 
 /* The old bytes around a write that does not cover whole sectors (the
@@ -391,19 +387,12 @@ static int keep_around(esp_device *d, struct dev_job *j, uint32_t off, uint8_t *
 {
 	if (device_head_read(d, off, buf, len) == 0)
 		return 0;
-	if (esp_loader_can_md5(d->ld)) {
-		uint8_t got[16], ff[16];
-		MD5_CTX c;
-		memset(buf, 0xFF, len);
-		MD5Init(&c);
-		MD5Update(&c, buf, len);
-		MD5Final(ff, &c);
-		int rc = job_enter_loader(d, j);
-		if (rc < 0)
-			return rc;
-		if (esp_loader_flash_md5(d->ld, off, len, got) == 0 && memcmp(got, ff, 16) == 0)
-			return 0;
-	}
+	int rc = job_enter_loader(d, j);
+	if (rc < 0)
+		return rc;
+	memset(buf, 0xFF, len);
+	if (esp_loader_flash_holds(d->ld, off, buf, len) == 1)
+		return 0;
 	return read_range(d, j, off, buf, len, false);
 }
 

@@ -12,7 +12,6 @@
  * Worker thread only, so no lock. */
 #include <errno.h>
 #include <fcntl.h>
-#include <md5.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -144,23 +143,12 @@ void dev_rcache_demote(esp_device *d)
 /* Does the chip still hold the cached [a, a+n)?  1 yes, 0 no, <0 error. */
 static int chip_agrees(esp_device *d, struct dev_rcache *c, uint32_t a, uint32_t n)
 {
-	uint8_t *tmp = malloc(n), want[16], got[16];
+	uint8_t *tmp = malloc(n);
 	if (!tmp)
 		return -ENOMEM;
-	bool ok = file_io(c->fd, tmp, n, a, false);
-	if (ok) {
-		MD5_CTX m;
-		MD5Init(&m);
-		MD5Update(&m, tmp, n);
-		MD5Final(want, &m);
-	}
+	int rc = file_io(c->fd, tmp, n, a, false) ? esp_loader_flash_holds(d->ld, a, tmp, n) : 0;
 	free(tmp);
-	if (!ok)
-		return 0;
-	int rc = esp_loader_flash_md5(d->ld, a, n, got);
-	if (rc < 0)
-		return rc;
-	return memcmp(want, got, 16) == 0;
+	return rc;
 }
 
 int dev_rcache_get(esp_device *d, uint32_t off, uint8_t *buf, uint32_t len)

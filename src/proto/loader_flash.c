@@ -232,15 +232,19 @@ int esp__write_range(esp_loader *l, uint32_t offset, const uint8_t *buf, size_t 
 	return rc;
 }
 
-/* Can this responder hash flash regions for us? */
-bool esp__can_md5(const esp_loader *l)
-{
-	return (l->stub || l->chip->rom_has_md5) && !l->secure_download;
-}
-
 bool esp_loader_can_md5(const esp_loader *l)
 {
-	return l->chip && esp__can_md5(l);
+	return l->chip && (l->stub || l->chip->rom_has_md5) && !l->secure_download;
+}
+
+int esp_loader_flash_holds(esp_loader *l, uint32_t offset, const uint8_t *data, uint32_t len)
+{
+	if (!esp_loader_can_md5(l))
+		return -EOPNOTSUPP;
+	uint8_t want[16], got[16];
+	esp__md5(data, len, want);
+	int rc = esp_loader_flash_md5(l, offset, len, got);
+	return rc < 0 ? rc : memcmp(want, got, 16) == 0;
 }
 
 int esp_loader_write_flash(esp_loader *l, uint32_t offset, const uint8_t *data, size_t len,
@@ -279,7 +283,7 @@ int esp_loader_write_flash(esp_loader *l, uint32_t offset, const uint8_t *data, 
 	memset(buf + len, 0xFF, cap - len);
 
 	bool same = false;
-	if ((flags & ESP_WRITE_SKIP_SAME) && esp__can_md5(l))
+	if ((flags & ESP_WRITE_SKIP_SAME) && esp_loader_can_md5(l))
 		rc = esp__write_skip_same(l, offset, buf, plen, flags, progress, ctx, &same);
 	else
 		rc = esp__write_range(l, offset, buf, plen, flags, progress, ctx);

@@ -98,7 +98,6 @@ int esp__write_range(esp_loader *l, uint32_t offset, const uint8_t *buf, size_t 
  * to the next sector boundary.  *same: the whole range already matched. */
 int esp__write_skip_same(esp_loader *l, uint32_t offset, const uint8_t *buf, size_t plen, unsigned flags,
 			 esp_progress_fn progress, void *ctx, bool *same);
-bool esp__can_md5(const esp_loader *l);
 void esp__keep_stub(esp_loader *l, const esp_stub *stub);
 /* Compressed block sizes for a stub write that keep the link busy while
  * the flash erases (loader_blocks.c); NULL: fixed blocks of bs. */
