@@ -194,7 +194,21 @@ static int dispatch(struct flash_writer *fw, size_t n)
 	return rc;
 }
 
-static int check_pending(struct flash_writer *fw);
+/* Refuse images that do not belong where they are written, before the
+ * first byte of a new stream reaches the chip.  Called with fw->lock. */
+static int check_pending(struct flash_writer *fw)
+{
+	char why[240];
+	if (fw->stream_checked)
+		return 0;
+	int rc = device_image_check(fw->dev, fw->pend_off, fw->pend, fw->pend_len, why, sizeof why);
+	fw->stream_checked = rc == 0;
+	if (rc < 0) {
+		device_set_error(fw->dev, rc, "refused: %s", why);
+		LOGW("%s: flash.bin write refused: %s", device_name(fw->dev), why);
+	}
+	return rc;
+}
 
 /* A CHUNK is waiting and the device is free: hand it over.  Whole sectors
  * only, keeping a partial one for the next write, unless the last write
@@ -215,20 +229,15 @@ static int dispatch_ready(struct flash_writer *fw)
 	return rc;
 }
 
-/* Refuse images that do not belong where they are written, before the
- * first byte of a new stream reaches the chip.  Called with fw->lock. */
-static int check_pending(struct flash_writer *fw)
+/* The writers held back, to be answered once fw->lock is released.
+ * Called with fw->lock. */
+static int take_waiters(struct flash_writer *fw, fuse_req_t wreq[MAX_WAITERS], size_t wsize[MAX_WAITERS])
 {
-	char why[240];
-	if (fw->stream_checked)
-		return 0;
-	int rc = device_image_check(fw->dev, fw->pend_off, fw->pend, fw->pend_len, why, sizeof why);
-	fw->stream_checked = rc == 0;
-	if (rc < 0) {
-		device_set_error(fw->dev, rc, "refused: %s", why);
-		LOGW("%s: flash.bin write refused: %s", device_name(fw->dev), why);
-	}
-	return rc;
+	int nw = fw->n_wait_w;
+	memcpy(wreq, fw->wait_w, nw * sizeof *wreq);
+	memcpy(wsize, fw->wait_wsize, nw * sizeof *wsize);
+	fw->n_wait_w = 0;
+	return nw;
 }
 
 /* Writers held back by LEAD go on as the chip takes the data. */
@@ -240,12 +249,8 @@ static void job_progress(struct dev_job *j, uint64_t done)
 	int nw = 0;
 	pthread_mutex_lock(&fw->lock);
 	fw->run_done = done;
-	if (fw->n_wait_w && !must_wait(fw)) {
-		nw = fw->n_wait_w;
-		memcpy(wreq, fw->wait_w, sizeof wreq);
-		memcpy(wsize, fw->wait_wsize, sizeof wsize);
-		fw->n_wait_w = 0;
-	}
+	if (!must_wait(fw))
+		nw = take_waiters(fw, wreq, wsize);
 	pthread_mutex_unlock(&fw->lock);
 	for (int i = 0; i < nw; i++)
 		reply_detached(wreq[i], 0, wsize[i]);
@@ -286,10 +291,7 @@ static void job_done(struct dev_job *j)
 		}
 	}
 	if (!must_wait(fw) || fw->sticky) {
-		nw = fw->n_wait_w;
-		memcpy(wreq, fw->wait_w, sizeof wreq);
-		memcpy(wsize, fw->wait_wsize, sizeof wsize);
-		fw->n_wait_w = 0;
+		nw = take_waiters(fw, wreq, wsize);
 		werr = fw->sticky;
 	}
 	if (fw->inflight == 0 && fw->wait_commit) {
