@@ -112,9 +112,10 @@ void dev_rcache_put(esp_device *d, uint32_t off, const uint8_t *buf, uint32_t le
 			continue;
 		}
 		bool ok = true;
-		for (uint32_t p = a; ok && p < b; p += erased ? sizeof ff : b - a)
-			ok = erased ? file_io(c->fd, (uint8_t *)ff, b - p < sizeof ff ? b - p : sizeof ff, p, true)
-				    : file_io(c->fd, (uint8_t *)buf + (a - off), b - a, a, true);
+		if (!erased)
+			ok = file_io(c->fd, (uint8_t *)buf + (a - off), b - a, a, true);
+		for (uint32_t p = a; erased && ok && p < b; p += sizeof ff)
+			ok = file_io(c->fd, (uint8_t *)ff, b - p < sizeof ff ? b - p : sizeof ff, p, true);
 		*st = ok ? B_CURRENT : B_UNKNOWN;
 		a = b;
 	}
