@@ -212,20 +212,21 @@ int esp__write_skip_same(esp_loader *l, uint32_t offset, const uint8_t *buf, siz
 			/* a blank range (an erased chip) needs no more questions:
 			 * a block is right exactly when it should be all 0xFF */
 			rc = all_ff(local, b - a);
-		} else if (all_ff(local, b - a)) {
-			/* left alone or erased: that takes the whole block's answer */
-			rc = device_same(l, a, local, b - a, &blank);
-		} else if (!sample) {
+		} else if (!sample || all_ff(local, b - a)) {
+			/* blocks keep matching; or one to leave alone or erase,
+			 * which takes the whole block's answer */
 			rc = device_same(l, a, local, b - a, &blank);
 		} else {
 			/* step 2 once blocks differ: its first sector, the whole
 			 * block only if that matches */
 			uint32_t k = b - a < ESP_SECTOR ? b - a : ESP_SECTOR;
 			bool kb = false;
-			bool known = a == offset && k == s0 && s0_same >= 0;
-			first = known ? s0_same : device_same(l, a, local, k, &kb);
-			if (known)
+			if (a == offset && k == s0 && s0_same >= 0) {
+				first = s0_same;    /* asked in step 1 */
 				kb = s0_blank;
+			} else {
+				first = device_same(l, a, local, k, &kb);
+			}
 			if (first == 0) {
 				rc = 0;
 				blank = kb;      /* an erased block, or one to write whole anyway */
