@@ -387,6 +387,10 @@ static void read_flash(fuse_req_t req, struct handle *h, size_t size, off_t off)
 	pthread_mutex_lock(&vfs.lock);
 	struct flash_writer *w = h->node->dir->writer;
 	bool busy = w && w != h->fw && fw_busy(w);
+	if ((uint64_t)off != h->rd_next)
+		h->rd_start = (uint64_t)off;  /* not where the last read ended: a new run */
+	h->rd_next = (uint64_t)off + size;
+	uint64_t run_base = (uint64_t)off - h->rd_start, run_total = fsize - h->rd_start;
 	pthread_mutex_unlock(&vfs.lock);
 	if (busy) {
 		fuse_reply_err(req, EBUSY);
@@ -410,6 +414,10 @@ static void read_flash(fuse_req_t req, struct handle *h, size_t size, off_t off)
 	r->j.offset = (uint32_t)off;
 	r->j.len = (uint32_t)size;
 	r->j.buf = buf;
+	/* state: "reading flash.bin at 0x120000: 28% (1179648/4194304 bytes)"
+	 * for a reader going through to the end, as cp, dd and cmp do */
+	r->j.prog_base = run_base;
+	r->j.prog_total = run_total;
 	submit_req_job(h->dev, r);
 }
 
