@@ -175,6 +175,10 @@ uint32_t esp_loader_flash_size(const esp_loader *l);
 /* erase_size word for FLASH_BEGIN to the ESP8266 ROM, which erases too
  * much (PROTOCOL.md A9, esptool's formula). */
 uint32_t esp_esp8266_erase_size(uint32_t offset, uint32_t size);
+/* Bytes from offset the ESP8266 ROM really erases for a write of size
+ * bytes there (with that erase size): one sector more than asked when an
+ * odd number of sectors lies inside one 64 KiB block. */
+uint32_t esp_esp8266_rom_erases(uint32_t offset, uint32_t size);
 /* RFC 4648 base64 (whitespace ignored); returns the decoded length or
  * -EINVAL (bad input) / -ENOSPC (out too small). */
 int esp_base64_decode(const char *in, size_t in_len, uint8_t *out, size_t cap);

@@ -471,19 +471,21 @@ static const char *chip_name(esp_device *d)
  * not be verified (the ESP8266 ROM has no MD5), or that the end of its
  * last sector was padded with 0xFF.  A write that needs neither clears
  * what an earlier one left. */
-static void write_note(esp_device *d, struct dev_job *j, uint32_t a0, uint32_t alen, uint32_t padded)
+static void write_note(esp_device *d, struct dev_job *j, uint32_t a0, uint32_t alen, uint32_t pad_lo,
+		       uint32_t pad_hi)
 {
 	char note[240];
 	int n = 0;
 	const char *what = j->what[0] ? j->what : "flash";
 	if (!esp_loader_last_write_verified(d->ld))
-		n = snprintf(note, sizeof note, "%s 0x%x-0x%x %s", what, a0, a0 + alen,
-			     esp_loader_error(d->ld));
-	if (padded && n >= 0 && (size_t)n < sizeof note)
-		n += snprintf(note + n, sizeof note - (size_t)n, "%s%s written up to 0x%x; the 0x%x bytes "
-			      "after it, to the end of its sector, were set to 0xFF: the %s ROM cannot "
-			      "read them to keep them (as with esptool)", n ? "; " : "", what,
-			      a0 + alen - padded, padded, chip_name(d));
+		n = snprintf(note, sizeof note, "%s 0x%x-0x%x written, not verified: %s", what, a0,
+			     a0 + alen, esp_loader_secure_download(d->ld)
+					? "Secure Download Mode forbids MD5"
+					: "the ROM has no MD5 (the stub would verify)");
+	if (pad_hi > pad_lo && n >= 0 && (size_t)n < sizeof note)
+		n += snprintf(note + n, sizeof note - (size_t)n, "%s0x%x-0x%x after the data set to 0xFF: "
+			      "the %s ROM erases it and cannot read it to keep it (esptool does the same)",
+			      n ? "; " : "", pad_lo, pad_hi, chip_name(d));
 	if (n > 0)
 		LOGW("%s: %s", d->name, note);
 	dev_set_note(d, n > 0 ? note : "");
@@ -502,14 +504,23 @@ static int job_write(esp_device *d, struct dev_job *j)
 	uint64_t a1 = (end + ESP_SECTOR - 1) & ~(uint64_t)(ESP_SECTOR - 1);
 	if (a1 > fsize)
 		a1 = fsize;
-	uint32_t alen = (uint32_t)(a1 - a0);
 	uint8_t *buf = j->buf;
 	bool own = false;
-	uint32_t padded = 0;
+	uint32_t pad_lo = 0, pad_hi = 0;  /* set to 0xFF for want of the old bytes */
 	int rc = job_enter_loader(d, j);
 	if (rc < 0)
 		return rc;
-	if (a0 != j->offset || a1 != end) {
+	/* The ESP8266 ROM erases an even number of sectors inside a 64 KiB
+	 * block: an odd count takes the next sector with it, which is then
+	 * written back too (known from the cache, else left erased and said). */
+	uint64_t a2 = a1;
+	const struct esp_chip_info *chip = esp_loader_chip(d->ld);
+	if (!esp_loader_is_stub(d->ld) && chip && chip->id == ESP_CHIP_ESP8266 && a1 > a0) {
+		a2 = a0 + (uint64_t)esp_esp8266_rom_erases(a0, (uint32_t)(a1 - a0));
+		a2 = a2 < a1 ? a1 : a2 > fsize ? fsize : a2;
+	}
+	uint32_t alen = (uint32_t)(a2 - a0);
+	if (a0 != j->offset || a2 != end) {
 		buf = malloc(alen);
 		if (!buf)
 			return -ENOMEM;
@@ -520,7 +531,7 @@ static int job_write(esp_device *d, struct dev_job *j)
 				/* nothing is erased yet: refuse rather than lose them */
 				snprintf(j->err, sizeof j->err, "write at 0x%x starts inside a sector; the "
 					 "%.16s ROM cannot read the 0x%x bytes before it to keep them: start "
-					 "at a multiple of 4096 or use the stub; nothing written",
+					 "at a multiple of 4096 or use the stub",
 					 j->offset, chip_name(d), j->offset - a0);
 				goto out;
 			}
@@ -535,9 +546,20 @@ static int job_write(esp_device *d, struct dev_job *j)
 				 * so.  Refusing here would come after earlier jobs of the
 				 * same copy were written, and every retry the same. */
 				memset(buf + (end - a0), 0xFF, (size_t)(a1 - end));
-				padded = (uint32_t)(a1 - end);
+				pad_lo = (uint32_t)end;
+				pad_hi = (uint32_t)a1;
 				rc = 0;
 			}
+		}
+		if (rc == 0 && a2 > a1) {
+			uint32_t k = (uint32_t)(a2 - a1);
+			rc = dev_rcache_get(d, (uint32_t)a1, buf + (a1 - a0), k);
+			if (rc >= 0 && (uint32_t)rc != k) {
+				memset(buf + (a1 - a0), 0xFF, k);
+				pad_lo = pad_hi ? pad_lo : (uint32_t)a1;
+				pad_hi = (uint32_t)a2;
+			}
+			rc = rc < 0 ? rc : 0;
 		}
 		if (rc < 0)
 			goto out;
@@ -566,7 +588,7 @@ static int job_write(esp_device *d, struct dev_job *j)
 		goto out;
 	}
 	dev_flash_known(d, a0, buf, alen, false);
-	write_note(d, j, a0, alen, padded);
+	write_note(d, j, a0, alen, pad_lo, pad_hi);
 out:
 	if (own)
 		free(buf);

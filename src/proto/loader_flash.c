@@ -49,6 +49,18 @@ uint32_t esp_esp8266_erase_size(uint32_t offset, uint32_t size)
 	return (n - head) * S;
 }
 
+uint32_t esp_esp8266_rom_erases(uint32_t offset, uint32_t size)
+{
+	/* what the ROM then does with the erase size asked for (A9): n
+	 * sectors plus those up to the next 64 KiB boundary when the area
+	 * crosses it, else twice n; so an odd count inside a block takes
+	 * the sector after it too */
+	const uint32_t S = ESP_SECTOR;
+	uint32_t n = esp_esp8266_erase_size(offset, size) / S;
+	uint32_t head = 16 - offset / S % 16;
+	return (n > head ? n + head : 2 * n) * S;
+}
+
 static int check_range(esp_loader *l, const char *what, uint32_t offset, uint64_t len)
 {
 	if ((uint64_t)offset + len > l->flash_size) {
