@@ -454,6 +454,20 @@ int device_sim_unplug_at(esp_device *d, int pct)
 	return 0;
 }
 
+int device_sim_corrupt(esp_device *d, double rate)
+{
+	if (!d->sim)
+		return -EOPNOTSUPP;
+	if (!(rate >= 0 && rate <= 1))
+		return -EINVAL;
+	struct sim_faults f;
+	memset(&f, 0, sizeof f);
+	f.corrupt_rate = rate;
+	f.seed = 1;
+	sim_set_faults(d->sim, &f);
+	return 0;
+}
+
 int device_sim_buttons(esp_device *d, int boot, bool press_reset)
 {
 	if (!d->sim)

@@ -508,7 +508,8 @@ static void write_erase(fuse_req_t req, struct handle *h, const char *buf, size_
 /* state accepts commands, sysfs-style: "reset" restarts the application;
  * simulated devices also take test hooks: "unplug", "replug" (into another
  * USB socket, within the hotplug debounce window), "unplug-at N" (pull the
- * cable when a flash write reaches N%), "buttons" (hold BOOT, press
+ * cable when a flash write reaches N%), "corrupt RATE" (flip that share of
+ * the bits the chip sends, from a fixed seed), "buttons" (hold BOOT, press
  * RESET, release BOOT) and the same one by one: "hold-boot", "press-reset",
  * "release-boot". */
 static void write_state(fuse_req_t req, struct handle *h, const char *buf, size_t size)
@@ -520,13 +521,14 @@ static void write_state(fuse_req_t req, struct handle *h, const char *buf, size_
 	cmd[strcspn(cmd, "\r\n")] = 0;
 	if (!strcmp(cmd, "unplug") || !strcmp(cmd, "buttons") || !strcmp(cmd, "replug") ||
 	    !strncmp(cmd, "unplug-at ", 10) || !strcmp(cmd, "hold-boot") ||
-	    !strcmp(cmd, "release-boot") || !strcmp(cmd, "press-reset")) {
+	    !strcmp(cmd, "release-boot") || !strcmp(cmd, "press-reset") || !strncmp(cmd, "corrupt ", 8)) {
 		int rc = !strcmp(cmd, "unplug")        ? device_sim_unplug(h->dev)
 			 : !strcmp(cmd, "replug")      ? device_sim_replug(h->dev)
 			 : !strcmp(cmd, "buttons")     ? device_sim_download(h->dev)
 			 : !strcmp(cmd, "hold-boot")   ? device_sim_buttons(h->dev, 1, false)
 			 : !strcmp(cmd, "release-boot") ? device_sim_buttons(h->dev, 0, false)
 			 : !strcmp(cmd, "press-reset") ? device_sim_buttons(h->dev, -1, true)
+			 : !strncmp(cmd, "corrupt ", 8) ? device_sim_corrupt(h->dev, strtod(cmd + 8, NULL))
 						       : device_sim_unplug_at(h->dev, atoi(cmd + 10));
 		if (rc < 0)
 			fuse_reply_err(req, -rc);
