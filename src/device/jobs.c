@@ -478,7 +478,7 @@ static void write_note(esp_device *d, struct dev_job *j, uint32_t a0, uint32_t a
 	int n = 0;
 	const char *what = j->what[0] ? j->what : "flash";
 	if (!esp_loader_last_write_verified(d->ld))
-		n = snprintf(note, sizeof note, "%s 0x%x-0x%x written, not verified: %s", what, a0,
+		n = snprintf(note, sizeof note, "%s written up to 0x%x, not verified: %s", what,
 			     a0 + alen, esp_loader_secure_download(d->ld)
 					? "Secure Download Mode forbids MD5"
 					: "the ROM has no MD5 (the stub would verify)");
