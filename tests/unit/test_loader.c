@@ -117,6 +117,37 @@ static void detect_by_magic_after_unsupported_gsi(void)
 	fake_free(f);
 }
 
+/* The real ESP32 ROM (in QEMU) answers GET_SECURITY_INFO, which it does
+ * not know, with its previous reply again, status 01 05, 8 copies after a
+ * SYNC; the copies arrive over a 115200 baud line while the client has
+ * moved on.  Issue 10: espfs took a stale copy as the answer to the next
+ * READ_REG ("ROM does not support command 0x0a"). */
+static void esp32_rom_repeats_its_previous_reply(void)
+{
+	struct fake *f = fake_new(MAGIC_ESP32, 4);
+	f->pace_us = 87; /* 10 bits per byte at 115200 */
+	f->repeat_unknown = true;
+	fake_set_reg(f, 0x3FF5A004u, 0x12345600u); /* MAC words */
+	fake_set_reg(f, 0x3FF5A008u, 0x0000240Au);
+	esp_loader *l = connected(f);
+	const struct esp_chip_info *c = NULL;
+	CHECK_EQ(esp_loader_detect_chip(l, &c), 0);
+	CHECK_MSG(c && c->id == ESP_CHIP_ESP32, "%s", esp_loader_error(l));
+	uint8_t mac[6] = { 0 };
+	CHECK_EQ(esp_loader_read_mac(l, mac), 0);
+	/* after a READ_REG the ROM repeats that one reply, value and all */
+	uint32_t v = 0;
+	CHECK_EQ(esp_loader_command(l, ESP_GET_SECURITY_INFO, NULL, 0, 0, 3000, NULL, NULL, 0, 0),
+		 -EOPNOTSUPP);
+	CHECK_EQ(esp_loader_read_reg(l, 0x3FF5A004u, &v), 0);
+	CHECK_EQ(v, 0x12345600u);
+	fake_set_reg(f, 0x3FF00000u, 0xABCD);
+	CHECK_EQ(esp_loader_read_reg(l, 0x3FF00000u, &v), 0);
+	CHECK_EQ(v, 0xABCDu);
+	esp_loader_free(l);
+	fake_free(f);
+}
+
 static void detect_by_security_info(void)
 {
 	struct fake *f = fake_new(0xDEADBEEF, 4); /* magic would not match */
@@ -874,6 +905,7 @@ int main(void)
 	RUN(reset_lines_are_driven_and_enotty_tolerated);
 	RUN(silent_device_times_out_quickly);
 	RUN(detect_by_magic_after_unsupported_gsi);
+	RUN(esp32_rom_repeats_its_previous_reply);
 	RUN(detect_by_security_info);
 	RUN(mac_rules);
 	RUN(jedec_and_attach);
