@@ -180,6 +180,13 @@ static void drain_repeats(esp_loader *l)
 		LOGD("%s: dropped %d repeated replies after an unsupported command", l->t->name, dropped);
 }
 
+/* FLASH_BEGIN .. READ_REG: every ROM and stub has them, so a failure
+ * reply under another opcode cannot be their answer, only a late copy. */
+static bool every_loader_knows(uint8_t op)
+{
+	return op >= ESP_FLASH_BEGIN && op <= ESP_READ_REG;
+}
+
 static bool is_unsupported(const uint8_t *st)
 {
 	return st[0] == 0x01 && st[1] == 0x05;
@@ -210,7 +217,8 @@ int esp__recv(esp_loader *l, uint8_t op, uint32_t timeout_ms, uint32_t *value,
 		if (n < 8 || f[0] != 0x01 || f[1] != op) {
 			/* The ROM answers an unknown command with status 1/0x05;
 			 * some ROMs do so under another opcode (A2). */
-			if (n >= 10 && n <= 12 && f[0] == 0x01 && f[8] != 0 && f[9] == 0x05) {
+			if (n >= 10 && n <= 12 && f[0] == 0x01 && f[8] != 0 && f[9] == 0x05 &&
+			    !every_loader_knows(op)) {
 				esp__err(l, "%s does not support command 0x%02x", esp__who(l), op);
 				if (!l->stub)
 					drain_repeats(l);
