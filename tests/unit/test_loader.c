@@ -165,6 +165,37 @@ static void late_repeats_are_not_taken_for_a_reply(void)
 	fake_free(f);
 }
 
+/* Revision from eFuse, per esptool's targets: ESP32 v3.0 (three ECO
+ * bits in eFuse words 3 and 5 and APB_CTRL_DATE), C3 v0.3 (BLK1 word 3). */
+static void revision_from_efuse(void)
+{
+	struct fake *f = fake_new(MAGIC_ESP32, 4);
+	fake_set_reg(f, 0x3FF5A00Cu, 1u << 15);
+	fake_set_reg(f, 0x3FF5A014u, 1u << 20 | 1u << 24);
+	fake_set_reg(f, 0x3FF6607Cu, 1u << 31);
+	esp_loader *l = connected(f);
+	unsigned rev = 0;
+	CHECK_EQ(esp_loader_read_revision(l, &rev), 0);
+	CHECK_EQ(rev, 301u);
+	esp_loader_free(l);
+	fake_free(f);
+	f = fake_new(MAGIC_ESP32, 4);
+	fake_set_reg(f, 0x3FF5A00Cu, 1u << 15); /* bits 0b001: v1 */
+	l = connected(f);
+	CHECK_EQ(esp_loader_read_revision(l, &rev), 0);
+	CHECK_EQ(rev, 100u);
+	esp_loader_free(l);
+	fake_free(f);
+	f = fake_new(0x1B31506Fu, 4); /* ESP32-C3 */
+	fake_set_reg(f, 0x60008850u, 3u << 18);
+	fake_set_reg(f, 0x60008858u, 1u << 24 | 1u << 23);
+	l = connected(f);
+	CHECK_EQ(esp_loader_read_revision(l, &rev), 0);
+	CHECK_EQ(rev, 111u);
+	esp_loader_free(l);
+	fake_free(f);
+}
+
 static void detect_by_security_info(void)
 {
 	struct fake *f = fake_new(0xDEADBEEF, 4); /* magic would not match */
@@ -924,6 +955,7 @@ int main(void)
 	RUN(detect_by_magic_after_unsupported_gsi);
 	RUN(esp32_rom_repeats_its_previous_reply);
 	RUN(late_repeats_are_not_taken_for_a_reply);
+	RUN(revision_from_efuse);
 	RUN(detect_by_security_info);
 	RUN(mac_rules);
 	RUN(jedec_and_attach);
