@@ -28,6 +28,9 @@
 #include "vfs.h"
 
 #define LINGER_MS 2000
+/* a file its writer left uncommitted (rsync renames right after its
+ * close; --delay-updates at the end of the run) */
+#define LEFTOVER_MS 60000
 
 /* What a commit does once the chip holds the file. */
 enum then { THEN_ANSWER, THEN_REMOVE, THEN_RENAME };
@@ -72,8 +75,12 @@ bool stage_expired(struct node *n)
 {
 	struct stage *s = n->stage;
 	/* refused files go too: the reason is in state, the source is intact */
-	return s && ((s->committed && !s->dirty) || s->failed) && !s->committing &&
-	       s->opens == 0 && now_ms() - s->committed_at_ms > LINGER_MS;
+	if (!s || s->committing || s->opens)
+		return false;
+	uint64_t age = now_ms() - s->committed_at_ms;
+	if ((s->committed && !s->dirty) || s->failed)
+		return age > LINGER_MS;
+	return s->leftover && age > LEFTOVER_MS;
 }
 
 int stage_sweep(uint64_t parent)
@@ -106,10 +113,11 @@ int stage_sweep(uint64_t parent)
 void stage_closed(struct node *n)
 {
 	struct stage *s = n->stage;
-	if (s->opens == 0 && s->dirty && !s->committing && !s->discarded) {
-		/* the writer went away without a commit (killed, or a temp
-		 * name nobody renamed): a leftover, never flashed */
-		s->failed = true;
+	if (s->opens == 0 && s->dirty && !s->committing && !s->discarded && !s->failed) {
+		/* the writer went away without a commit (rsync's raw data
+		 * waiting for its rename, a killed gio): no reader flashes it,
+		 * a rename still does, and it goes away after a while */
+		s->leftover = true;
 		s->committed_at_ms = now_ms();
 	}
 }
@@ -176,6 +184,7 @@ void stage_write(struct handle *h, fuse_req_t req, const char *buf, size_t size,
 				s->len = (size_t)off + size;
 			s->dirty = true;
 			s->failed = false;
+			s->leftover = false;
 			h->wrote = true;
 			clock_gettime(CLOCK_REALTIME, &n->mtime);
 		}
@@ -211,11 +220,26 @@ int stage_truncate(struct node *n, off_t size)
  * gio's ".goutputstream-XXXXXX" replaces an existing file: flash.bin,
  * unless a visible staging file could be the one replaced (then false:
  * not known before the rename).  Called with vfs.lock. */
+static bool is_gio_temp(const struct node *n)
+{
+	return !strncmp(n->name, ".goutputstream-", 15);
+}
+
+static bool is_rsync_temp(const struct node *n)
+{
+	const char *name = n->name;
+	size_t l = strlen(name);
+	bool rsync = name[0] == '.' && l > 8 && name[l - 7] == '.';
+	for (size_t i = l - 6; rsync && i < l; i++)
+		rsync = isalnum((unsigned char)name[i]);
+	return rsync;
+}
+
 static bool target_name(struct node *n, char *out, size_t cap)
 {
 	const char *name = n->name;
 	size_t l = strlen(name);
-	if (!strncmp(name, ".goutputstream-", 15)) {
+	if (is_gio_temp(n)) {
 		for (struct node *c = vfs.nodes; c; c = c->next)
 			if (c->parent == n->parent && c->kind == N_STAGE && !c->removed &&
 			    c->name[0] != '.')
@@ -223,10 +247,7 @@ static bool target_name(struct node *n, char *out, size_t cap)
 		snprintf(out, cap, "flash.bin");
 		return true;
 	}
-	bool rsync = name[0] == '.' && l > 8 && name[l - 7] == '.';
-	for (size_t i = l - 6; rsync && i < l; i++)
-		rsync = isalnum((unsigned char)name[i]);
-	if (rsync) {
+	if (is_rsync_temp(n)) {
 		snprintf(out, cap, "%.*s", (int)(l - 8), name + 1);
 		return true;
 	}
@@ -312,6 +333,21 @@ static void commit_done(struct dev_job *j)
 	free(sj);
 }
 
+/* Content that cannot prove it is complete: raw bytes (NAME@0xOFF.bin,
+ * a flash dump).  An image's own structure shows a truncated copy. */
+static bool raw_content(struct node *n, const char *target)
+{
+	char why[240];
+	uint32_t off;
+	const char *at = strrchr(target, '@');
+	if (at && strstr(at, ".bin"))
+		return true;
+	return device_image_target(n->dev, n->stage->buf, n->stage->len, target, false, &off, why,
+				   sizeof why) < 0 &&
+	       device_image_target(n->dev, n->stage->buf, n->stage->len, target, true, &off, why,
+				   sizeof why) == 0;
+}
+
 /* Start flashing n's content, judged as `target` (a name, or NULL when
  * not known yet: then content that cannot be placed without the name is
  * left for the rename, answer 1).  `then` says what happens to the node
@@ -380,8 +416,16 @@ static int commit(struct node *n, fuse_req_t req, const char *target, enum then 
 	return 0;
 }
 
-/* The writer's close or fsync: commit what it wrote.  fsync: a temp name
- * whose target is unknown commits only content that places itself. */
+/* The writer's close or fsync: commit what it wrote.
+ *  - fsync: always (gio fsyncs only a complete copy); a temp name whose
+ *    target is unknown commits only content that places itself;
+ *  - close of gio's temp file: never (gio closes it after its rename,
+ *    and on a cancelled copy before deleting it);
+ *  - close of rsync's temp file: an image (its structure shows a cut
+ *    copy; a wrong chip fails rsync here, so --remove-source-files keeps
+ *    the source); raw data waits for the rename: an interrupted rsync
+ *    closes its temp file too, then deletes it;
+ *  - close of any other name (cp, KIO's .part): commit. */
 static void writer_commit(struct handle *h, fuse_req_t req, bool fsync)
 {
 	struct node *n = h->node;
@@ -391,8 +435,12 @@ static void writer_commit(struct handle *h, fuse_req_t req, bool fsync)
 	if (h->wrote && s->dirty && !s->committing && !s->discarded) {
 		char target[256];
 		bool known = target_name(n, target, sizeof target);
+		bool wait_rename = !fsync && (is_gio_temp(n) ||
+					      (is_rsync_temp(n) && raw_content(n, target)));
 		if (fuse_req_interrupted(req)) {
 			rc = -EINTR;  /* a killed writer: never flash a partial upload */
+		} else if (wait_rename) {
+			rc = 0;
 		} else if (known || fsync) {
 			rc = commit(n, req, known ? target : NULL, THEN_ANSWER, NULL);
 			if (rc == 0) {
