@@ -34,6 +34,7 @@ struct dev_identity {
 	bool known;                        /* attach succeeded */
 	const struct esp_chip_info *chip;
 	uint8_t mac[6];
+	int revision;                      /* major * 100 + minor; -1 unknown */
 	uint32_t flash_size, jedec;
 	int n_parts;
 	struct dev_partition parts[DEV_MAX_PARTS];

@@ -66,6 +66,10 @@ bool esp_loader_is_stub(const esp_loader *l);
 int esp_loader_detect_chip(esp_loader *l, const struct esp_chip_info **chip);
 const struct esp_chip_info *esp_loader_chip(const esp_loader *l);
 int esp_loader_read_mac(esp_loader *l, uint8_t mac[6]);
+/* Chip revision from eFuse (and on the ESP32 the APB_CTRL date register),
+ * as esptool reads it: *rev = major * 100 + minor.  -EOPNOTSUPP on chips
+ * whose eFuse layout espfs does not know (all but ESP32 and ESP32-C3). */
+int esp_loader_read_revision(esp_loader *l, unsigned *rev);
 /* Attaches SPI flash first if not yet done; reads JEDEC ID and size. */
 int esp_loader_flash_id(esp_loader *l, uint32_t *jedec, uint32_t *size);
 int esp_loader_spi_attach(esp_loader *l);

@@ -14,6 +14,7 @@ esp_device *dev_alloc(esp_devmgr *m, const char *name, const struct dev_options 
 	if (!d)
 		return NULL;
 	atomic_init(&d->refs, 1);
+	d->id.revision = -1;
 	snprintf(d->name, sizeof d->name, "%s", name);
 	d->opt = *opt;
 	d->mgr = m;

@@ -40,8 +40,11 @@ static int on_progress(void *ctx, uint64_t done, uint64_t total)
 	(void)total;
 	uint64_t now = esp_now_us(esp_clock_real());
 	bool notify = false;
+	/* a write covers whole sectors; the file's own bytes are j->len, and
+	 * state never shows more than 100% of them */
+	uint64_t own = p->j->kind == DEV_JOB_WRITE && done > p->j->len ? p->j->len : done;
 	pthread_mutex_lock(&p->d->lock);
-	p->d->prog_done = p->base + done;
+	p->d->prog_done = p->base + own;
 	if (now - p->d->last_progress_us > 250000) {
 		p->d->last_progress_us = now;
 		notify = true;
