@@ -519,9 +519,11 @@ static int read_rom_checked(esp_loader *l, uint32_t offset, uint8_t *out, uint32
 				rc = -EIO;
 			}
 		}
-		/* damage on the way (a mismatch, a garbled or lost reply) is
-		 * worth another try; a port that is gone is not */
-		if (rc != -EIO && rc != -EPROTO && rc != -ETIMEDOUT)
+		/* damage on the way (a mismatch, a garbled or lost reply, or
+		 * the ROM's 01 05 "invalid message" for a request that lost
+		 * bytes: it knows both commands) is worth another try; a port
+		 * that is gone is not */
+		if (rc != -EIO && rc != -EPROTO && rc != -ETIMEDOUT && rc != -EOPNOTSUPP)
 			return rc;
 		esp__trace(l, "reread", 0, offset);
 	}
