@@ -1,11 +1,12 @@
 /* Registers a client can touch through READ_REG / WRITE_REG: the chip
- * detect magic, the eFuse MAC words, the UART clock divider, the SPI flash
+ * detect magic, the eFuse MAC and revision words (profile.h), the UART clock divider, the SPI flash
  * controller (so reading the JEDEC ID works the way it does on silicon:
  * program USR/USR2/lengths, start with CMD bit 18, poll, read W0) and the
  * RTC watchdog (a system reset clients use to leave download mode).
  * Everything else is plain memory that reads back what was written, 0
  * otherwise. */
 #include <string.h>
+#include "profile.h"
 #include "sim_priv.h"
 
 #define SPI_CMD_USR   (1u << 18)
@@ -48,6 +49,77 @@ void sim_mac_words(const struct esp_chip_info *c, const uint8_t m[6], uint32_t w
 	/* general rule: mac0 = bytes 2..5, mac1 low 16 bits = bytes 0..1 */
 	w[0] = (uint32_t)m[2] << 24 | (uint32_t)m[3] << 16 | (uint32_t)m[4] << 8 | m[5];
 	w[1] = (uint32_t)m[0] << 8 | m[1];
+	if (c->id == ESP_CHIP_ESP32) {
+		/* bits 16..23: the eFuse CRC-8 of the MAC (Dallas/Maxim,
+		 * reflected polynomial 0x8C, initial 0, over bytes 0..5);
+		 * QEMU's efuse-esp32.bin holds 0xF5 for 24:0a:c4:12:34:56 */
+		uint8_t crc = 0;
+		for (int i = 0; i < 6; i++) {
+			crc ^= m[i];
+			for (int k = 0; k < 8; k++)
+				crc = (crc & 1) ? (uint8_t)((crc >> 1) ^ 0x8C) : (uint8_t)(crc >> 1);
+		}
+		w[1] |= (uint32_t)crc << 16;
+	} else if (c->id == ESP_CHIP_ESP32C6 || c->id == ESP_CHIP_ESP32H2) {
+		/* bits 16..31: MAC_EXT, the ff:fe that makes the EUI-64
+		 * (esptool prints MAC_EXT from here) */
+		w[1] |= 0xFFFEu << 16;
+	}
+}
+
+/* eFuse words that carry the chip revision (esptool's get_major/minor_
+ * chip_version per target; ESP32 and C3 values as QEMU's eFuse files
+ * and its APB_CTRL_DATE read).  Returns true and the word when addr is
+ * one of them. */
+static bool revision_word(const struct esp_chip_info *c, uint32_t addr, uint32_t *v)
+{
+	struct sim_rev r = sim_chip_rev(c);
+	uint32_t blk1 = c->mac_reg[0];
+	switch (c->id) {
+	case ESP_CHIP_ESP32:
+		/* BLK0 word 3 bit 15 CHIP_VER_REV1, word 5 bit 20 CHIP_VER_REV2,
+		 * APB_CTRL_DATE bit 31: all three set is v3; word 5 bits
+		 * 24..25 the minor */
+		if (addr == 0x3FF5A00C) {
+			*v = r.major >= 1 ? 1u << 15 : 0;
+			return true;
+		}
+		if (addr == 0x3FF5A014) {
+			*v = (r.major >= 2 ? 1u << 20 : 0) | (r.minor & 3) << 24;
+			return true;
+		}
+		if (addr == 0x3FF6607C) {
+			*v = 0x16042000u | (r.major >= 3 ? 1u << 31 : 0);
+			return true;
+		}
+		return false;
+	case ESP_CHIP_ESP32S2:
+		/* BLK1 word 3: major bits 18..19, minor bit 3 at bit 20;
+		 * word 4: minor bits 0..2 at bits 4..6 */
+		if (addr == blk1 + 12) {
+			*v = (r.major & 3) << 18 | ((r.minor >> 3) & 1) << 20;
+			return true;
+		}
+		if (addr == blk1 + 16) {
+			*v = (r.minor & 7) << 4;
+			return true;
+		}
+		return false;
+	case ESP_CHIP_ESP32S3: case ESP_CHIP_ESP32C3: case ESP_CHIP_ESP32C6: case ESP_CHIP_ESP32H2:
+		/* BLK1 word 3: minor bits 0..2 at bits 18..20; word 5: minor
+		 * bit 3 at bit 23, major at bits 24..25 */
+		if (addr == blk1 + 12) {
+			*v = (r.minor & 7) << 18;
+			return true;
+		}
+		if (addr == blk1 + 20) {
+			*v = ((r.minor >> 3) & 1) << 23 | (r.major & 3) << 24;
+			return true;
+		}
+		return false;
+	default:
+		return false;
+	}
 }
 
 static uint32_t *store(sim_device *d, uint32_t addr, bool create)
@@ -163,7 +235,7 @@ uint32_t sim_reg_read(sim_device *d, uint32_t addr)
 {
 	const struct esp_chip_info *c = d->chip;
 	if (addr == ESP_CHIP_DETECT_MAGIC_REG)
-		return c->magic[0];
+		return sim_chip_magic(c);
 	uint32_t w[4];
 	sim_mac_words(c, d->mac, w);
 	if (addr == c->mac_reg[0])
@@ -176,6 +248,9 @@ uint32_t sim_reg_read(sim_device *d, uint32_t addr)
 		if (addr == c->mac_reg[2])
 			return w[3];
 	}
+	uint32_t rv;
+	if (revision_word(c, addr, &rv))
+		return rv;
 	struct clk_reg ck = uart_clkdiv(c);
 	if (addr == ck.addr)
 		return ck.clk_hz / (d->dev_baud ? d->dev_baud : 115200);

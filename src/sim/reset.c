@@ -105,7 +105,9 @@ void sim_boot_app(sim_device *d, uint64_t now_us, int cause)
 {
 	stop_running(d);
 	usb_update(d, SIM_MODE_APP);
-	int app_cause = cause == CAUSE_POWERON ? 0 : cause == CAUSE_EN ? 1 : 2;
+	/* the app's ROM line: a watchdog reset is RTCWDT_RTC_RST (0x10) as
+	 * on silicon, not a software CPU reset */
+	int app_cause = cause == CAUSE_POWERON ? 0 : cause == CAUSE_EN ? 1 : cause == CAUSE_WDT ? 3 : 2;
 	uint64_t t = now_us * 1000 < d->now_ns ? d->now_ns : now_us * 1000;
 	d->mode = sim_app_glue_boot(d, t / 1000, app_cause) ? SIM_MODE_APP : SIM_MODE_BOOT_LOOP;
 }

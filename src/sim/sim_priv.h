@@ -21,6 +21,7 @@ struct sim_app;
 
 #define SIM_MAX_FRAME (0x10000 + 64)  /* biggest command frame we accept */
 #define SIM_MAX_SEGS 8
+#define SIM_ROM_BUF 72                /* 64 data (READ_FLASH_SLOW) + 4 status, rounded */
 
 /* USB identities (PROTOCOL.md A16). */
 #define SIM_VID_ESPRESSIF 0x303A
@@ -71,6 +72,11 @@ struct sim_loader {
 	 * command (esp-flasher-stub behaviour) */
 	uint8_t deferred_err;
 	uint32_t rom_value;            /* ROM reply value field (sticky) */
+	/* ESP32-family ROM reply state (measured on the genuine ROMs, see
+	 * loader.c): the buffer replies are built in (its bytes after the
+	 * status stay from earlier replies) and the sticky error byte */
+	uint8_t rom_buf[SIM_ROM_BUF];
+	uint8_t rom_err;
 };
 
 /* SPI flash controller of the chip, as far as clients drive it. */
