@@ -344,8 +344,11 @@ void sim_loader_frame(sim_device *d, const uint8_t *f, size_t n, uint64_t t)
 	switch (op) {
 	case OP_ERASE_FLASH: case OP_ERASE_REGION: sim_ld_erase_cmd(d, op, p, pn, t); return;
 	case OP_READ_FLASH: sim_ld_read_flash(d, p, pn, t); return;
-	case OP_RUN_USER_CODE: /* no reply */
-		sim_boot_app(d, start_time(d, t) / 1000 + 1, 4);
+	case OP_RUN_USER_CODE:
+		/* no reply.  The legacy stub resets into the firmware;
+		 * esp-flasher-stub accepts it and does nothing (a TODO there) */
+		if (l->stub_legacy)
+			sim_boot_app(d, start_time(d, t) / 1000 + 1, 4);
 		return;
 	default: sim_ld_unsupported(d, op, t); return;
 	}

@@ -288,6 +288,15 @@ void sim_ld_flash_end(sim_device *d, uint8_t op, const uint8_t *p, size_t n, uin
 			l->zs_live = false;
 		}
 		l->op = 0;
+		if (l->stub_legacy) {
+			/* the legacy stub answers, then with word 0 resets the
+			 * CPU: the ROM starts again without re-sampling the
+			 * straps (esptool's way back to the ROM loader) */
+			sim_ld_ok(d, op, 0, NULL, 0, s);
+			if (run == 0)
+				sim_chip_reset(d, false, 4, s / 1000 + 1);
+			return;
+		}
 		if (short_write)
 			sim_ld_fail(d, op, STUB_BAD_LEN, s);
 		else

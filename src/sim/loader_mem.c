@@ -83,6 +83,23 @@ void sim_ld_mem_data(sim_device *d, const uint8_t *p, size_t n, uint32_t csum, u
 	sim_ld_ok(d, OP_MEM_DATA, 0, NULL, 0, s);
 }
 
+/* The two stub flavours act differently on RUN_USER_CODE and FLASH_END(0)
+ * (PROTOCOL.md A3).  The device cannot read the code it was sent, so it
+ * knows esptool's legacy stub by its entry point: those of the legacy
+ * stub images esp-web-flasher 5.1.5 ships.  Any other code is taken for
+ * esp-flasher-stub (esptool-js 0.7.0), as before. */
+static bool legacy_stub_entry(esp_chip_id chip, uint32_t entry)
+{
+	switch (chip) {
+	case ESP_CHIP_ESP8266: return entry == 0x4010D004;
+	case ESP_CHIP_ESP32:   return entry == 0x400BE5AC;
+	case ESP_CHIP_ESP32S2: return entry == 0x40028760;
+	case ESP_CHIP_ESP32S3: return entry == 0x40378978;
+	case ESP_CHIP_ESP32C3: return entry == 0x40380670;
+	default:               return false;
+	}
+}
+
 void sim_ld_mem_end(sim_device *d, const uint8_t *p, size_t n, uint64_t t)
 {
 	struct sim_loader *l = &d->ld;
@@ -108,6 +125,7 @@ void sim_ld_mem_end(sim_device *d, const uint8_t *p, size_t n, uint64_t t)
 	memcpy(keep, l->segs, sizeof keep);
 	l->n_segs = 0;
 	sim_loader_init(d, true);
+	d->ld.stub_legacy = legacy_stub_entry(d->chip->id, entry);
 	memcpy(d->ld.segs, keep, sizeof keep);
 	d->ld.n_segs = nk;
 	d->mode = SIM_MODE_STUB;

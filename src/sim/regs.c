@@ -13,6 +13,7 @@
 #define SPI_USR_CMD   (1u << 31)
 #define SPI_USR_ADDR  (1u << 30)
 #define SPI_USR_MISO  (1u << 28)
+#define SPI_USR_MOSI  (1u << 27)
 
 struct clk_reg { uint32_t addr; uint32_t clk_hz; };
 
@@ -188,6 +189,11 @@ static void spi_execute(sim_device *d)
 	uint8_t out[64];
 	memset(out, 0xFF, sizeof out);     /* an idle MISO line reads high */
 	uint32_t a = (s->usr & SPI_USR_ADDR) ? s->addr : 0;
+	uint32_t mosi_bits = 0;
+	if (s->usr & SPI_USR_MOSI)
+		mosi_bits = d->chip->spi_has_dlen ? (s->mosi_dlen & 0x3FF) + 1 : ((s->usr1 >> 17) & 0x1FF) + 1;
+	uint32_t mosi_bytes = mosi_bits / 8;
+	uint8_t *sr = d->fsr.sr;
 	if (d->chip->id == ESP_CHIP_ESP8266 || d->chip->id == ESP_CHIP_ESP32)
 		a >>= 8;                     /* address in the top 24 bits there */
 	if (!d->ld.attached)
@@ -198,8 +204,27 @@ static void spi_execute(sim_device *d)
 		out[1] = (d->jedec >> 8) & 0xFF;
 		out[2] = (d->jedec >> 16) & 0xFF;
 		break;
-	case 0x05: case 0x35: case 0x15: /* status registers: idle, no protection */
-		memset(out, 0, sizeof out);
+	/* Status registers (esptool read_status/write_status): reads repeat
+	 * the register while clocked; a write needs WREN first and clears
+	 * WEL; SR1's WIP/WEL bits are not writable.  01 takes SR1 and, with
+	 * a second byte, SR2 (16-bit WRSR); 31 SR2, 11 SR3. */
+	case 0x05: memset(out, sr[0], sizeof out); break;
+	case 0x35: memset(out, sr[1], sizeof out); break;
+	case 0x15: memset(out, sr[2], sizeof out); break;
+	case 0x06: sr[0] |= 0x02; break;      /* write enable */
+	case 0x04: sr[0] &= (uint8_t)~0x02; break;
+	case 0x01: case 0x31: case 0x11:
+		if ((sr[0] & 0x02) && mosi_bytes) {
+			uint8_t b0 = (uint8_t)(s->w[0] & 0xFF), b1 = (uint8_t)((s->w[0] >> 8) & 0xFF);
+			if (cmd == 0x01) {
+				sr[0] = (uint8_t)((b0 & 0xFC) | (sr[0] & 0x03));
+				if (mosi_bytes >= 2)
+					sr[1] = b1;
+			} else {
+				sr[cmd == 0x31 ? 1 : 2] = b0;
+			}
+		}
+		sr[0] &= (uint8_t)~0x02;
 		break;
 	case 0x5A: { /* SFDP: the signature at address 0 */
 		static const uint8_t sfdp[8] = { 'S', 'F', 'D', 'P', 0x06, 0x01, 0x00, 0xFF };

@@ -45,6 +45,7 @@ struct sim_seg {
 /* State of the ROM loader / stub. */
 struct sim_loader {
 	bool stub;
+	bool stub_legacy;             /* the stub is esptool's legacy one (loader_mem.c) */
 	/* flash write in progress (FLASH_BEGIN / FLASH_DEFL_BEGIN) */
 	int op;                       /* 0 none, 1 plain, 2 deflate */
 	uint32_t op_offset, op_size, op_blocks, op_block_size;
@@ -83,6 +84,12 @@ struct sim_loader {
 struct sim_spi {
 	uint32_t cmd, addr, usr, usr1, usr2, mosi_dlen, miso_dlen;
 	uint32_t w[16];
+};
+
+/* The flash chip's status registers SR1..SR3 (SR1 bit 0 WIP, bit 1 WEL).
+ * Non-volatile: kept across chip resets. */
+struct sim_flash_sr {
+	uint8_t sr[3];
 };
 
 #define SIM_MAX_REGS 64
@@ -139,6 +146,7 @@ struct sim_device {
 
 	struct sim_loader ld;
 	struct sim_spi spi;
+	struct sim_flash_sr fsr;
 	struct { uint32_t addr, val; } regs[SIM_MAX_REGS];
 	int n_regs;
 

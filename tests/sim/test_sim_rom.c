@@ -243,6 +243,67 @@ static void jedec_id_through_the_spi_controller(void)
 	}
 }
 
+/* One SPI user command: cmd byte, optional MOSI bytes from W0, MISO
+ * bits read into W0 (esptool run_spiflash_command). */
+static uint32_t spi_user(struct st *s, const struct esp_chip_info *c, uint8_t cmd, uint32_t mosi, int mosi_bits, int miso_bits)
+{
+	uint32_t usr = 1u << 31;
+	if (miso_bits)
+		usr |= 1u << 28;
+	if (mosi_bits)
+		usr |= 1u << 27;
+	if (c->spi_has_dlen) {
+		st_write_reg(s, c->spi.miso_dlen, miso_bits ? (uint32_t)miso_bits - 1 : 0);
+		st_write_reg(s, c->spi.mosi_dlen, mosi_bits ? (uint32_t)mosi_bits - 1 : 0);
+	} else {
+		st_write_reg(s, c->spi.usr1, (miso_bits ? (uint32_t)miso_bits - 1 : 0) << 8 |
+			     (mosi_bits ? (uint32_t)mosi_bits - 1 : 0) << 17);
+	}
+	st_write_reg(s, c->spi.usr, usr);
+	st_write_reg(s, c->spi.usr2, (7u << 28) | cmd);
+	st_write_reg(s, c->spi.w0, mosi);
+	st_write_reg(s, c->spi.cmd, 1u << 18);
+	return st_read_reg(s, c->spi.w0);
+}
+
+/* Flash status registers through the SPI peripheral: 05/35/15 read what
+ * 01/31/11 wrote after a write enable (06); without it nothing changes;
+ * WIP/WEL are not writable; a 16-bit 01 sets SR1 and SR2. */
+static void flash_status_registers(void)
+{
+	for (size_t i = 0; i < NCHIPS; i++) {
+		const struct esp_chip_info *c = esp_chip_by_name(chips[i]);
+		struct st s;
+		if (st_open(&s, chips[i]) < 0) {
+			CHECK(0);
+			continue;
+		}
+		if (c->id == ESP_CHIP_ESP8266) {
+			uint32_t b[4] = { 0, 0, 0x400, 0 };
+			st_words(&s, 0x02, b, 4, 200);
+		} else {
+			uint32_t att[2] = { 0, 0 };
+			st_words(&s, 0x0D, att, 2, 200);
+		}
+		CHECK_EQ(spi_user(&s, c, 0x05, 0, 0, 8) & 0xFF, 0);
+		spi_user(&s, c, 0x31, 0x02, 8, 0);            /* no WREN: ignored */
+		CHECK_EQ(spi_user(&s, c, 0x35, 0, 0, 8) & 0xFF, 0);
+		spi_user(&s, c, 0x06, 0, 0, 0);
+		CHECK_EQ(spi_user(&s, c, 0x05, 0, 0, 8) & 0xFF, 0x02);   /* WEL */
+		spi_user(&s, c, 0x31, 0x02, 8, 0);            /* QE in SR2 */
+		CHECK_EQ(spi_user(&s, c, 0x35, 0, 0, 8) & 0xFF, 0x02);
+		CHECK_EQ(spi_user(&s, c, 0x05, 0, 0, 8) & 0xFF, 0);      /* WEL cleared */
+		spi_user(&s, c, 0x06, 0, 0, 0);
+		spi_user(&s, c, 0x01, 0x001F, 16, 0);         /* SR1 0x1F, SR2 0x00 */
+		CHECK_EQ(spi_user(&s, c, 0x05, 0, 0, 8) & 0xFF, 0x1C);   /* bits 0..1 read-only */
+		CHECK_EQ(spi_user(&s, c, 0x35, 0, 0, 8) & 0xFF, 0);
+		spi_user(&s, c, 0x06, 0, 0, 0);
+		spi_user(&s, c, 0x11, 0x60, 8, 0);
+		CHECK_EQ(spi_user(&s, c, 0x15, 0, 0, 16) & 0xFFFF, 0x6060);
+		st_close(&s);
+	}
+}
+
 static void prepare_rom_flash(struct st *s, uint32_t size)
 {
 	uint32_t attach[2] = { 0, 0 };
@@ -654,6 +715,7 @@ int main(void)
 	RUN(esp8266_mac_follows_its_oui_rules);
 	RUN(derived_mac_is_stable_per_name);
 	RUN(jedec_id_through_the_spi_controller);
+	RUN(flash_status_registers);
 	RUN(rom_flash_write_and_md5);
 	RUN(rom_limits_writes_to_2mb_until_set_params);
 	RUN(rom_error_codes);
