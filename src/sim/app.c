@@ -144,7 +144,7 @@ struct rom_facts {
 	unsigned boot;              /* strap value printed as boot:0x.. */
 };
 static const struct rom_facts roms[] = {
-	{ ESP_CHIP_ESP32, "ets Jun  8 2016 00:22:57", NULL, 0x13 },
+	{ ESP_CHIP_ESP32, "ets Jul 29 2019 12:21:46", NULL, 0x13 },   /* the v3 ROM (QEMU) */
 	{ ESP_CHIP_ESP32S2, "ESP-ROM:esp32s2-rc4-20191025", "Build:Oct 25 2019", 0x8 },
 	{ ESP_CHIP_ESP32S3, "ESP-ROM:esp32s3-20210327", "Build:Mar 27 2021", 0x8 },
 	{ ESP_CHIP_ESP32C2, "ESP-ROM:esp32c2-20220101", "Build:Jan  1 2022", 0xc },

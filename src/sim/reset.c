@@ -55,7 +55,7 @@ static const char *rom_banner(const sim_device *d, int cause, bool download, cha
 	case ESP_CHIP_ESP32:
 		rst = cause == CAUSE_WDT ? "rst:0x10 (RTCWDT_RTC_RESET)" :
 		      cause == CAUSE_SW ? "rst:0xc (SW_CPU_RESET)" : "rst:0x1 (POWERON_RESET)";
-		snprintf(b, cap, "ets Jun  8 2016 00:22:57\r\n\r\n%s,boot:%s\r\n%s", rst,
+		snprintf(b, cap, "ets Jul 29 2019 12:21:46\r\n\r\n%s,boot:%s\r\n%s", rst,
 			 download ? "0x3 (DOWNLOAD_BOOT(UART0/UART1/SDIO_REI_REO_V2))" : "0x13 (SPI_FAST_FLASH_BOOT)",
 			 download ? "waiting for download\r\n" : "");
 		return b;
