@@ -72,6 +72,8 @@ static void rom_reply(sim_device *d, uint8_t op, uint32_t value, const uint8_t *
 	l->rom_buf[n + 1] = l->rom_err;
 	uint32_t v = code ? l->rom_value : rom_value(d, op, value);
 	sim_reply(d, op, v, l->rom_buf, n, l->rom_buf + n, 4, t);
+	l->rom_last_op = op;
+	l->rom_last_copies = 1;
 }
 
 void sim_ld_ok(sim_device *d, uint8_t op, uint32_t value, const uint8_t *data, size_t n, uint64_t t)
@@ -137,14 +139,28 @@ void sim_ld_fail2(sim_device *d, uint8_t op, uint8_t rom, uint8_t stub, uint64_t
 	sim_ld_fail(d, op, d->ld.stub ? stub : rom, t);
 }
 
-/* An opcode this responder does not know.  ROM: error 0x05 sent with an
- * opcode field of 0 (esptool and esptool-js recognise "unsupported" by a
- * reply whose opcode differs from the request, PROTOCOL.md A2; which
- * opcode the ROM puts there is not documented: sim choice). */
+/* An opcode this responder does not know.
+ * ESP32-family ROM (measured on the genuine ESP32 and C3 ROMs): it sends
+ * its previous reply again, as many copies as that reply had (8 after a
+ * SYNC, 1 after a READ_REG), with status 01 05 written at the start of
+ * the reply buffer and the data dropped: opcode and value field of the
+ * previous reply, size 4 (after an MD5 reply: 01 13 04 00 <value> 01 05
+ * and two stale bytes).  esptool drains these (200 ms of quiet); a client
+ * that does not reads a stale copy as the answer to its next command.
+ * ESP8266 ROM (unmeasured): error 0x05 with an opcode field of 0, which
+ * esptool also takes for "unsupported" (opcode differs, PROTOCOL.md A2). */
 void sim_ld_unsupported(sim_device *d, uint8_t op, uint64_t t)
 {
 	if (d->ld.stub) {
 		sim_ld_fail(d, op, op == OP_SECURITY_INFO ? STUB_NOT_IMPL : STUB_INVALID_CMD, t);
+		return;
+	}
+	if (rom_model(d)) {
+		struct sim_loader *l = &d->ld;
+		uint8_t last = l->rom_last_op, copies = l->rom_last_copies ? l->rom_last_copies : 1;
+		for (int i = 0; i < copies; i++)
+			rom_reply(d, last, 0, NULL, 0, ROM_INVALID_MSG, t);
+		l->rom_last_copies = copies;
 		return;
 	}
 	uint8_t st[4] = { 1, ROM_INVALID_MSG, 0, 0 };
@@ -194,6 +210,7 @@ static void sync_cmd(sim_device *d, const uint8_t *p, size_t n, uint64_t t)
 	uint32_t v = d->ld.stub ? 0 : 0x20120707u;
 	for (int i = 0; i < 8; i++)
 		sim_ld_ok(d, OP_SYNC, v, NULL, 0, s);
+	d->ld.rom_last_copies = 8;
 }
 
 static void security_info(sim_device *d, uint64_t t)

@@ -78,6 +78,8 @@ struct sim_loader {
 	 * status stay from earlier replies) and the sticky error byte */
 	uint8_t rom_buf[SIM_ROM_BUF];
 	uint8_t rom_err;
+	uint8_t rom_last_op;           /* opcode of the last reply, and */
+	uint8_t rom_last_copies;       /* how many copies it went out in */
 };
 
 /* SPI flash controller of the chip, as far as clients drive it. */

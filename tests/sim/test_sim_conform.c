@@ -208,8 +208,55 @@ static void c3_security_info_bytes(void)
 	st_close(&s);
 }
 
+/* An unknown command makes the ROM send its previous reply again, as
+ * many copies as it had, status 01 05 at the start of the buffer, no
+ * data (measured; before: one frame with opcode 0). */
+static void rom_repeats_last_reply_on_unknown_command(void)
+{
+	static const char *chips[] = { "esp32", "esp32c3" };
+	for (size_t c = 0; c < 2; c++) {
+		struct st s;
+		if (st_open(&s, chips[c]) < 0) {
+			CHECK(0);
+			continue;
+		}
+		/* before any reply: one frame, opcode 0 */
+		st_cmd(&s, 0x55, NULL, 0, 0);
+		static const uint8_t first[12] = { 1, 0, 4, 0, 0, 0, 0, 0, 1, 5, 0, 0 };
+		CHECK_EQ(st_resp(&s, 200), 12);
+		CHECK_MEM(s.dec.buf, first, 12);
+		CHECK_EQ(st_resp(&s, 300), -ETIMEDOUT);
+		CHECK_EQ(st_sync(&s, NULL), 0);
+		static const uint8_t after_sync[12] = { 1, 8, 4, 0, 7, 7, 0x12, 0x20, 1, 5, 0, 0 };
+		st_cmd(&s, 0x55, NULL, 0, 0);
+		for (int i = 0; i < 8; i++) {
+			CHECK_EQ(st_resp(&s, 200), 12);
+			CHECK_MEM(s.dec.buf, after_sync, 12);
+		}
+		CHECK_EQ(st_resp(&s, 300), -ETIMEDOUT);
+		uint32_t magic = st_read_reg(&s, 0x40001000);
+		st_cmd(&s, 0xD0, NULL, 0, 0);
+		CHECK_EQ(st_resp(&s, 200), 12);
+		CHECK(s.dec.buf[1] == 0x0A && st_le32(s.dec.buf + 4) == magic);
+		CHECK(s.dec.buf[8] == 1 && s.dec.buf[9] == 5);
+		CHECK_EQ(st_resp(&s, 300), -ETIMEDOUT);
+		/* after an MD5 reply: its opcode, size 4, stale bytes '7' '6' */
+		uint32_t att[2] = { 0, 0 };
+		st_words(&s, 0x0D, att, 2, 200);
+		uint32_t md5[4] = { 0, 0x800, 0, 0 };
+		CHECK_EQ(st_words(&s, 0x13, md5, 4, 1000), 36);
+		uint8_t h2 = s.dec.buf[10], h3 = s.dec.buf[11];
+		st_cmd(&s, 0x55, NULL, 0, 0);
+		CHECK_EQ(st_resp(&s, 200), 12);
+		CHECK(s.dec.buf[1] == 0x13 && s.dec.buf[2] == 4);
+		CHECK(s.dec.buf[8] == 1 && s.dec.buf[9] == 5 && s.dec.buf[10] == h2 && s.dec.buf[11] == h3);
+		st_close(&s);
+	}
+}
+
 int main(void)
 {
+	RUN(rom_repeats_last_reply_on_unknown_command);
 	RUN(rom_reply_buffer_and_sticky_error);
 	RUN(rom_data_sequence_rule);
 	RUN(revision_from_efuse_words);
