@@ -61,7 +61,7 @@ SYNC = cmd(0x08, bytes([7, 7, 0x12, 0x20]) + b"\x55" * 32)
 class Link:
     def __init__(self, path):
         self.fd = os.open(path, os.O_RDWR | os.O_NOCTTY)
-        tty.setraw(self.fd)
+        tty.setraw(self.fd, termios.TCSANOW)   # TCSAFLUSH would drop the banner already queued
         a = termios.tcgetattr(self.fd)
         a[4] = a[5] = termios.B115200
         termios.tcsetattr(self.fd, termios.TCSANOW, a)
@@ -218,7 +218,8 @@ def banner_same_but_strap(rd, sd):
     import re
     if not rd.startswith(b"ets ") and not rd.startswith(b"ESP-ROM"):
         return "partial"
-    norm = lambda b: re.sub(rb"boot:0x[0-9a-f]+ \([^)]*\)\)?", b"boot:<strap>", b)
+    # UART_BOOT (QEMU's ESP32 strap 0x0f) prints no "waiting for download"
+    norm = lambda b: re.sub(rb"boot:0x[0-9a-f]+ \([^)]*\)\)?", b"boot:<strap>", b).replace(b"waiting for download\r\n", b"")
     return norm(rd) == norm(sd)
 
 def explained(chip, name):
@@ -276,7 +277,8 @@ def main():
                 if isinstance(res.get(k), str) or k not in res:
                     print("%s %s: %s" % (chip, k, res.get(k)))
                     return 1
-            lost = [n for (n, rd, _), (_, sd, _) in zip(res["rom"], res["sim"]) if not rd and sd]
+            lost = [n for (n, rd, _), (_, sd, _) in zip(res["rom"], res["sim"])
+                    if not rd and sd and not n.startswith("boot banner")]
             if not lost or attempt == 2:
                 break
             # QEMU under load now and then loses a frame (no answer at all,
