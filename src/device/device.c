@@ -261,6 +261,88 @@ void dev_set_errorv(esp_device *d, int err, const char *fmt, va_list ap)
 	dev_state_changed(d);
 }
 
+void dev_flash_warn(esp_device *d, uint32_t lo, uint32_t hi, const char *fmt, ...)
+{
+	va_list ap;
+	if (hi <= lo)
+		return;
+	pthread_mutex_lock(&d->lock);
+	/* an earlier warning over a wider range still holds there */
+	if (d->warn_hi > d->warn_lo) {
+		if (d->warn_lo < lo)
+			lo = d->warn_lo;
+		if (d->warn_hi > hi)
+			hi = d->warn_hi;
+	}
+	d->warn_lo = lo;
+	d->warn_hi = hi;
+	va_start(ap, fmt);
+	vsnprintf(d->warn, sizeof d->warn, fmt, ap);
+	va_end(ap);
+	for (char *p = d->warn; *p; p++)
+		if (*p == '\n' || *p == '\r')
+			*p = ' ';
+	pthread_mutex_unlock(&d->lock);
+	dev_state_changed(d);
+}
+
+void dev_flash_covered(esp_device *d, uint32_t lo, uint32_t hi)
+{
+	pthread_mutex_lock(&d->lock);
+	bool had = d->warn_hi > d->warn_lo;
+	if (had) {
+		/* a rewrite comes in pieces from the start (cp) or as a whole;
+		 * a piece in the middle leaves the warning as it is */
+		if (lo <= d->warn_lo && hi > d->warn_lo)
+			d->warn_lo = hi;
+		if (hi >= d->warn_hi && lo < d->warn_hi)
+			d->warn_hi = lo;
+		if (d->warn_hi <= d->warn_lo) {
+			d->warn_lo = d->warn_hi = 0;
+			d->warn[0] = 0;
+		}
+	}
+	/* the flash changed: what the last boot log said no longer holds */
+	d->bootwarn[0] = 0;
+	bool changed = had && !d->warn[0];
+	pthread_mutex_unlock(&d->lock);
+	if (changed)
+		dev_state_changed(d);
+}
+
+void device_flash_incomplete(esp_device *d, int err, uint32_t lo, uint32_t hi, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	dev_flash_warn(d, lo, hi, "%s", msg);
+	device_set_error(d, err, "%s", msg);
+	dev_journal_sync(d);
+}
+
+void device_flash_ack(esp_device *d)
+{
+	pthread_mutex_lock(&d->lock);
+	d->warn_lo = d->warn_hi = 0;
+	d->warn[0] = 0;
+	d->bootwarn[0] = 0;
+	pthread_mutex_unlock(&d->lock);
+	dev_clear_error(d);
+	dev_journal_sync(d);
+	dev_state_changed(d);
+}
+
+uint32_t device_write_limit(esp_device *d)
+{
+	pthread_mutex_lock(&d->lock);
+	uint32_t s = d->id.known && d->id.flash_size && !d->flash_size_guessed ? d->id.flash_size
+										: UINT32_MAX;
+	pthread_mutex_unlock(&d->lock);
+	return s;
+}
+
 void device_set_error(esp_device *d, int err, const char *fmt, ...)
 {
 	va_list ap;
@@ -302,12 +384,17 @@ static const char *job_verb(enum dev_job_kind k)
 	return "busy";
 }
 
-/* "<mode> idle" | "<mode> <verb> <what> <progress>" | "<mode> error <ERRNO>: <reason>" */
+/* "<mode> idle" | "<mode> <verb> <what> <progress>" | "<mode> error <ERRNO>: <reason>"
+ * | "<mode> warning: <what the flash holds>".  A standing warning (an
+ * unfinished write or erase, a boot loop) follows the error, or takes the
+ * place of "idle": a later job's success does not make it untrue. */
 size_t device_state_text(esp_device *d, char *buf, size_t cap)
 {
 	int n;
 	pthread_mutex_lock(&d->lock);
 	struct dev_job *j = d->current;
+	const char *warn = d->warn_hi > d->warn_lo ? d->warn : "";
+	const char *boot = d->bootwarn;
 	if (j && d->wait_download_until_ms) {
 		uint64_t now = esp_now_us(esp_clock_real()) / 1000;
 		unsigned left = now < d->wait_download_until_ms
@@ -334,7 +421,15 @@ size_t device_state_text(esp_device *d, char *buf, size_t cap)
 			n = snprintf(buf, cap, "%s %s %s\n", d->mode, job_verb(j->kind),
 				     j->what[0] ? j->what : "");
 	} else if (d->err) {
-		n = snprintf(buf, cap, "%s error %s: %s\n", d->mode, errno_name(d->err), d->errmsg);
+		/* the error usually is the warning (set together): once */
+		bool w = warn[0] && !strstr(d->errmsg, warn);
+		bool b = boot[0] && !strstr(d->errmsg, boot);
+		n = snprintf(buf, cap, "%s error %s: %s%s%s%s%s\n", d->mode, errno_name(d->err),
+			     d->errmsg, w ? "; also: " : "", w ? warn : "", b ? "; also: " : "",
+			     b ? boot : "");
+	} else if (warn[0] || boot[0]) {
+		n = snprintf(buf, cap, "%s warning: %s%s%s\n", d->mode, warn,
+			     warn[0] && boot[0] ? "; " : "", boot);
 	} else {
 		n = snprintf(buf, cap, "%s idle\n", d->mode);
 	}

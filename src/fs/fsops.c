@@ -483,7 +483,7 @@ static void write_erase(fuse_req_t req, struct handle *h, const char *buf, size_
 {
 	char why[200];
 	uint32_t off = 0, len = 0;
-	int rc = parse_erase(buf, size, device_flash_size(h->dev), &off, &len, why, sizeof why);
+	int rc = parse_erase(buf, size, device_write_limit(h->dev), &off, &len, why, sizeof why);
 	if (rc < 0) {
 		device_set_error(h->dev, rc, "%s", why);
 		fuse_reply_err(req, -rc);
@@ -498,6 +498,7 @@ static void write_erase(fuse_req_t req, struct handle *h, const char *buf, size_
 }
 
 /* state accepts commands, sysfs-style: "reset" restarts the application;
+ * "ack" drops the standing warning about what the flash holds;
  * simulated devices also take test hooks: "unplug", "replug" (into another
  * USB socket, within the hotplug debounce window), "unplug-at N" (pull the
  * cable when a flash write reaches N%), "buttons" (hold BOOT, press
@@ -526,8 +527,15 @@ static void write_state(fuse_req_t req, struct handle *h, const char *buf, size_
 			fuse_reply_write(req, size);
 		return;
 	}
+	if (!strcmp(cmd, "ack")) {
+		/* the user has seen the standing warning (an unfinished write,
+		 * a boot loop) and takes it from here */
+		device_flash_ack(h->dev);
+		fuse_reply_write(req, size);
+		return;
+	}
 	if (strcmp(cmd, "reset")) {
-		device_set_error(h->dev, EINVAL, "state: unknown command \"%.20s\" (try \"reset\")", cmd);
+		device_set_error(h->dev, EINVAL, "state: unknown command \"%.20s\" (try \"reset\" or \"ack\")", cmd);
 		fuse_reply_err(req, EINVAL);
 		return;
 	}
