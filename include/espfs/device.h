@@ -150,6 +150,10 @@ int device_sim_buttons(esp_device *d, int boot, bool press_reset);
 int device_sim_replug(esp_device *d);
 /* Test hook: pull the cable when a flash write reaches pct percent. */
 int device_sim_unplug_at(esp_device *d, int pct);
+/* Test hook: a fault of the simulated device from now on: "stall" (it
+ * stops answering), "program-fail" (flash programming fails),
+ * "garbage" (it answers random bytes), "none". */
+int device_sim_fault(esp_device *d, const char *name);
 /* Times the chip was reset (into the loader or back into the app). */
 unsigned device_reset_count(esp_device *d);
 

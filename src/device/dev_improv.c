@@ -80,7 +80,7 @@ int dev_improv_get_info(esp_device *d, struct dev_improv_info *out, char *err, s
 }
 
 int dev_improv_provision(esp_device *d, const char *ssid, const char *pass, atomic_int *cancel,
-			 struct dev_improv_info *info, char *err, size_t errlen)
+			 struct dev_improv_info *info, bool identify, char *err, size_t errlen)
 {
 #ifdef ESPFS_HAVE_IMPROV
 	struct improv_client c;
@@ -89,6 +89,13 @@ int dev_improv_provision(esp_device *d, const char *ssid, const char *pass, atom
 	 * Ctrl-C on `echo ... > wifi` returns within ~0.1 s */
 	c.cancel = cancel;
 	int rc = improv_get_state(&c, IMPROV_AFTER_FLASH_TIMEOUT_MS);
+	if (rc < 0)
+		scan_boot_log(&c, info->bootfail, sizeof info->bootfail);
+	if (rc < 0 && info->bootfail[0] && rc != -EINTR) {
+		snprintf(err, errlen, "no Improv answer: the chip does not start (boot-looping: %s)",
+			 info->bootfail);
+		return rc;
+	}
 	if (rc < 0) {
 		if (rc == -EINTR)
 			snprintf(err, errlen, "wifi \"%s\": cancelled", ssid);
@@ -97,11 +104,11 @@ int dev_improv_provision(esp_device *d, const char *ssid, const char *pass, atom
 				 c.msg[0] ? c.msg : strerror(-rc));
 		return rc;
 	}
-	if (info) {
+	info->state = rc;
+	if (identify) {
 		/* the app answered: who it is, for a device that was not
 		 * identified at attach (a failure here changes nothing) */
 		struct improv_info ii;
-		info->state = rc;
 		if (improv_device_info(&c, &ii, INFO_TIMEOUT_MS) == 0)
 			fill_info(info, &ii);
 		else if (c.cancel && atomic_load(c.cancel))
@@ -122,6 +129,7 @@ int dev_improv_provision(esp_device *d, const char *ssid, const char *pass, atom
 	(void)pass;
 	(void)cancel;
 	(void)info;
+	(void)identify;
 	snprintf(err, errlen, "Improv client not built");
 	return -EOPNOTSUPP;
 #endif

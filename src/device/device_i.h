@@ -10,6 +10,8 @@
 #include "espfs/sim.h"
 #include "espfs/transport.h"
 
+#define DEV_MAX_WARNS 4
+
 struct dev_improv_info {
 	bool known;
 	int state;                     /* Improv state at attach (-1 unknown) */
@@ -55,13 +57,21 @@ struct esp_device {
 	char mode[16];                 /* "attaching", "app", "rom", "stub", "unplugged" */
 	int err;                       /* last error (positive errno) or 0 */
 	char errmsg[1024];
-	/* What the flash holds that nobody asked for: a write or erase that
-	 * did not finish left [warn_lo, warn_hi) erased, partly written or
-	 * half old, half new.  Shown in state until a successful write or
-	 * erase covers the range or the user says "ack" to state; kept in a
+	/* What the flash holds that nobody asked for: writes or erases that
+	 * did not finish left these ranges erased, partly written or half
+	 * old, half new.  Each is shown in state until a successful write or
+	 * erase covers its range or the user says "ack" to state; kept in a
 	 * journal (journal.c) so a restart of espfs still says it. */
-	uint32_t warn_lo, warn_hi;     /* set when warn_hi > warn_lo */
-	char warn[1024];
+	struct dev_warn {
+		uint32_t lo, hi;
+		uint32_t lo0, hi0;     /* the range the text speaks of */
+		/* an erase that stopped: nothing half written, only less
+		 * erased than asked; any later write or erase into the
+		 * range means the user has taken it in hand */
+		bool erase;
+		char text[700];
+	} warns[DEV_MAX_WARNS];
+	int n_warns;
 	/* The application does not start: its boot log (seen at attach) */
 	char bootwarn[200];
 	unsigned state_gen;
@@ -151,6 +161,8 @@ bool dev_can_leave_loader(esp_device *d);
 /* device.c: the standing warning (warn_lo/hi above) */
 void dev_flash_warn(esp_device *d, uint32_t lo, uint32_t hi, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
+/* dev_flash_warn for an erase that stopped part way */
+void dev_erase_warn(esp_device *d, uint32_t lo, uint32_t hi, const char *text);
 /* A successful write or erase of [lo, hi): what it covered of the warning
  * range is what the user asked for now. */
 void dev_flash_covered(esp_device *d, uint32_t lo, uint32_t hi);
@@ -176,6 +188,9 @@ bool device_attached(esp_device *d);
 /* identity.c */
 int dev_attach(esp_device *d);
 bool dev_has_bootloader(esp_device *d);
+/* Identify the chip now (--no-probe: when a job first needs it); it stays
+ * in the loader.  0 or -errno with the reason in err. */
+int dev_identify(esp_device *d, char *err, size_t errlen);
 /* Attach failed: try again (sync only).  0 once identified. */
 int dev_reprobe(esp_device *d);
 int dev_reopen(esp_device *d);
@@ -194,11 +209,13 @@ void devmgr_emit(esp_devmgr *m, esp_device *d, enum dev_event ev);
 
 /* dev_improv.c: adapter to the Improv client. */
 int dev_improv_get_info(esp_device *d, struct dev_improv_info *out, char *err, size_t errlen);
-/* cancel: non-zero stops the exchange within ~100 ms (-EINTR).  info
- * (may be NULL): filled from the device-info RPC once the app answered,
- * for a device whose identity came late. */
+/* cancel: non-zero stops the exchange within ~100 ms (-EINTR).  info:
+ * the Improv state the app answered (-1 none), its device info when
+ * identify (for a device whose identity came late), and, when no app
+ * answered, what its console said about not starting (bootfail). */
 int dev_improv_provision(esp_device *d, const char *ssid, const char *pass,
-			 atomic_int *cancel, struct dev_improv_info *info, char *err, size_t errlen);
+			 atomic_int *cancel, struct dev_improv_info *info, bool identify,
+			 char *err, size_t errlen);
 /* Fold an Improv answer into the identity: the improv block, the wifi
  * status, and the chip (and its default flash size, marked guessed) when
  * the loader never told us. */

@@ -118,8 +118,7 @@ static int probe(esp_device *d, char *err, size_t errlen)
 	pthread_mutex_lock(&d->lock);
 	if (d->id.known && memcmp(d->id.mac, mac, 6) != 0) {
 		/* another chip on this port: the warnings were about the old one */
-		d->warn_lo = d->warn_hi = 0;
-		d->warn[0] = 0;
+		d->n_warns = 0;
 		d->bootwarn[0] = 0;
 	}
 	d->id.chip = chip;
@@ -160,6 +159,14 @@ static int probe(esp_device *d, char *err, size_t errlen)
 		dev_rcache_put(d, 0, head, n, false);
 	free(head);
 	return 0;
+}
+
+int dev_identify(esp_device *d, char *err, size_t errlen)
+{
+	int rc = probe(d, err, errlen);
+	if (rc == 0)
+		dev_event(d, DEV_EV_ADDED);  /* identity now known: by-mac link */
+	return rc;
 }
 
 bool dev_has_bootloader(esp_device *d)

@@ -72,12 +72,16 @@ char *device_info_json(esp_device *d)
 	cJSON *rs = cJSON_AddObjectToObject(o, "reset");
 	cJSON_AddStringToObject(rs, "enter", d->reset_in[0] ? d->reset_in : "unknown");
 	cJSON_AddStringToObject(rs, "leave", d->reset_out[0] ? d->reset_out : "unknown");
-	if (d->warn_hi > d->warn_lo) {
-		/* the standing warning: what the flash holds that nobody asked for */
-		cJSON *fw = cJSON_AddObjectToObject(o, "flash_warning");
-		add_hex(fw, "from", d->warn_lo);
-		add_hex(fw, "to", d->warn_hi);
-		cJSON_AddStringToObject(fw, "reason", d->warn);
+	if (d->n_warns) {
+		/* the standing warnings: what the flash holds that nobody asked for */
+		cJSON *a = cJSON_AddArrayToObject(o, "flash_warnings");
+		for (int i = 0; i < d->n_warns; i++) {
+			cJSON *fw = cJSON_CreateObject();
+			add_hex(fw, "from", d->warns[i].lo);
+			add_hex(fw, "to", d->warns[i].hi);
+			cJSON_AddStringToObject(fw, "reason", d->warns[i].text);
+			cJSON_AddItemToArray(a, fw);
+		}
 	}
 	if (d->bootwarn[0])
 		cJSON_AddStringToObject(o, "boot_warning", d->bootwarn);

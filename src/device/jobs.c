@@ -319,9 +319,12 @@ static int job_enter_loader(esp_device *d, struct dev_job *j)
 	pthread_mutex_lock(&d->lock);
 	bool manual = !strcmp(d->reset_in, "manual");
 	pthread_mutex_unlock(&d->lock);
-	/* unidentified, or only the buttons ever worked: straight to them */
-	int rc = device_identity_known(d) && !manual ? dev_enter_loader(d, j->err, sizeof j->err)
-						      : -ETIMEDOUT;
+	/* unidentified, or only the buttons ever worked: straight to them;
+	 * --no-probe put off the identification until a job needs the chip */
+	bool known = device_identity_known(d);
+	int rc = manual ? -ETIMEDOUT
+		 : known ? dev_enter_loader(d, j->err, sizeof j->err)
+		 : d->opt.no_probe ? dev_identify(d, j->err, sizeof j->err) : -ETIMEDOUT;
 	if (rc == -ENODEV && dev_reopen(d) == 0)
 		rc = dev_enter_loader(d, j->err, sizeof j->err);
 	/* A small read at the start of an unidentified chip's flash is a
@@ -482,7 +485,10 @@ static int job_write(esp_device *d, struct dev_job *j)
 		 * be erased or half written, whatever reached it. */
 		snprintf(what, sizeof what, "write of 0x%x-0x%x %s at 0x%llx", a0, a0 + alen,
 			 rc == -EINTR ? "cancelled" : "failed", (unsigned long long)(a0 + done));
-		set_reason(d, j->err, sizeof j->err, what, rc);
+		if (rc == -EINTR)
+			snprintf(j->err, sizeof j->err, "%s", what);
+		else
+			set_reason(d, j->err, sizeof j->err, what, rc);
 		size_t l = strlen(j->err);
 		snprintf(j->err + l, sizeof j->err - l, "; flash 0x%x-0x%x may be erased or partly "
 			 "written (the chip took %llu of its %u bytes, unverified)", a0, a0 + alen,
@@ -571,7 +577,7 @@ static int job_provision(esp_device *d, struct dev_job *j)
 	bool ask = !d->improv.known;  /* identity that comes late */
 	pthread_mutex_unlock(&d->lock);
 	for (;;) {
-		rc = d->tr ? dev_improv_provision(d, j->ssid, j->pass, &j->cancel, ask ? &info : NULL,
+		rc = d->tr ? dev_improv_provision(d, j->ssid, j->pass, &j->cancel, &info, ask,
 						  j->err, sizeof j->err)
 			   : -ENODEV;
 		if (rc == 0 || (rc != -ETIMEDOUT && rc != -ENODEV) || job_cancelled(j))
@@ -591,6 +597,11 @@ static int job_provision(esp_device *d, struct dev_job *j)
 	}
 	if (rc == -ENODEV && !d->tr)
 		snprintf(j->err, sizeof j->err, "the application's port did not come back");
+	if (info.bootfail[0] && !info.known && info.state < 0) {
+		pthread_mutex_lock(&d->lock);
+		snprintf(d->bootwarn, sizeof d->bootwarn, "boot-looping: %s", info.bootfail);
+		pthread_mutex_unlock(&d->lock);
+	}
 	if (info.known || info.state >= 0) {
 		/* the application answered: it runs, whatever attach saw */
 		dev_improv_apply(d, &info);
@@ -648,7 +659,12 @@ int dev_run_job(esp_device *d, struct dev_job *j)
 		snprintf(j->err, sizeof j->err, "%s", strerror(-rc));
 	/* A loader that lost sync is re-entered from scratch next time: after
 	 * an error, or a cancel that cut a wait for an answer short. */
-	if ((rc < 0 && rc != -EINTR && rc != -EINVAL && rc != -EFBIG) || d->wait_cancelled)
+	if (d->wait_cancelled && d->in_loader && dev_can_leave_loader(d))
+		/* the chip may still be busy with the command cut short: reset
+		 * it (into its application, where the next job expects it
+		 * unless it needs the loader, which it then enters anew) */
+		dev_leave_loader(d);
+	else if ((rc < 0 && rc != -EINTR && rc != -EINVAL && rc != -EFBIG) || d->wait_cancelled)
 		dev_left_loader(d);
 	d->wait_cancelled = false;
 	return rc;

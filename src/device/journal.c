@@ -71,20 +71,40 @@ static int journal_path(esp_device *d, char *out, size_t cap)
 	return 0;
 }
 
-static void put(esp_device *d, const char *kind, uint32_t lo, uint32_t hi, const char *what,
-		const char *text)
+/* The journal: the standing warnings, and the range a job is about to
+ * touch (running: what), if any. */
+static void put(esp_device *d, bool running, uint32_t lo, uint32_t hi, const char *what)
 {
 	char path[512], tmp[530];
 	if (journal_path(d, path, sizeof path) < 0)
 		return;
+	pthread_mutex_lock(&d->lock);
+	int n = d->n_warns;
+	struct dev_warn *w = n ? malloc((size_t)n * sizeof *w) : NULL;
+	if (w)
+		memcpy(w, d->warns, (size_t)n * sizeof *w);
+	else
+		n = 0;
+	pthread_mutex_unlock(&d->lock);
+	if (!n && !running) {
+		if (unlink(path) < 0 && errno != ENOENT)
+			LOGW("%s: cannot remove the journal %s: %s", d->name, path, strerror(errno));
+		return;
+	}
 	snprintf(tmp, sizeof tmp, "%s.new", path);
 	FILE *f = fopen(tmp, "w");
 	if (!f) {
 		LOGW("%s: cannot write the journal %s: %s", d->name, tmp, strerror(errno));
+		free(w);
 		return;
 	}
-	fprintf(f, "espfs-journal 1\n%s 0x%x 0x%x %lld %s\n%s\n", kind, lo, hi,
-		(long long)time(NULL), what, text);
+	long long now = (long long)time(NULL);
+	fprintf(f, "espfs-journal 1\n");
+	if (running)
+		fprintf(f, "running 0x%x 0x%x %lld %s\n\n", lo, hi, now, what);
+	for (int i = 0; i < n; i++)
+		fprintf(f, "incomplete 0x%x 0x%x %lld -\n%s\n", w[i].lo, w[i].hi, now, w[i].text);
+	free(w);
 	if (fclose(f) != 0 || rename(tmp, path) != 0) {
 		LOGW("%s: cannot write the journal %s: %s", d->name, path, strerror(errno));
 		unlink(tmp);
@@ -93,71 +113,64 @@ static void put(esp_device *d, const char *kind, uint32_t lo, uint32_t hi, const
 
 void dev_journal_begin(esp_device *d, uint32_t lo, uint32_t hi, const char *what)
 {
-	char text[sizeof d->warn];
-	pthread_mutex_lock(&d->lock);
-	if (d->warn_hi > d->warn_lo) {
-		if (d->warn_lo < lo)
-			lo = d->warn_lo;
-		if (d->warn_hi > hi)
-			hi = d->warn_hi;
-	}
-	snprintf(text, sizeof text, "%s", d->warn_hi > d->warn_lo ? d->warn : "");
-	pthread_mutex_unlock(&d->lock);
-	put(d, "running", lo, hi, what, text);
+	char w[64];
+	/* one word: the record is space-separated */
+	snprintf(w, sizeof w, "%s", what);
+	for (char *p = w; *p; p++)
+		if (*p == ' ' || *p == '\n')
+			*p = '_';
+	put(d, true, lo, hi, w);
 }
 
 void dev_journal_sync(esp_device *d)
 {
-	char text[sizeof d->warn], path[512];
-	pthread_mutex_lock(&d->lock);
-	uint32_t lo = d->warn_lo, hi = d->warn_hi;
-	snprintf(text, sizeof text, "%s", d->warn);
-	pthread_mutex_unlock(&d->lock);
-	if (hi > lo)
-		put(d, "incomplete", lo, hi, "-", text);
-	else if (journal_path(d, path, sizeof path) == 0 && unlink(path) < 0 && errno != ENOENT)
-		LOGW("%s: cannot remove the journal %s: %s", d->name, path, strerror(errno));
+	put(d, false, 0, 0, NULL);
 }
 
 void dev_journal_load(esp_device *d)
 {
-	char path[512], kind[16] = "", what[64] = "", text[1024] = "", line[64];
-	unsigned lo = 0, hi = 0;
-	long long t = 0;
+	char path[512], line[64];
 	pthread_mutex_lock(&d->lock);
-	bool have = d->warn_hi > d->warn_lo;
+	bool have = d->n_warns > 0;
 	pthread_mutex_unlock(&d->lock);
 	if (have || journal_path(d, path, sizeof path) < 0)
 		return;
 	FILE *f = fopen(path, "r");
 	if (!f)
 		return;
-	bool ok = fgets(line, sizeof line, f) && !strcmp(line, "espfs-journal 1\n") &&
-		  fscanf(f, "%15s %x %x %lld %63s", kind, &lo, &hi, &t, what) == 5 && hi > lo;
-	if (ok) {
+	if (!fgets(line, sizeof line, f) || strcmp(line, "espfs-journal 1\n")) {
+		LOGW("%s: ignoring a malformed journal %s", d->name, path);
+		fclose(f);
+		return;
+	}
+	char kind[16], what[64], text[1024];
+	unsigned lo, hi;
+	long long t;
+	int n = 0;
+	while (fscanf(f, "%15s %x %x %lld %63s", kind, &lo, &hi, &t, what) == 5) {
 		fgetc(f);  /* the end of that line */
 		if (!fgets(text, sizeof text, f))
 			text[0] = 0;
 		text[strcspn(text, "\n")] = 0;
+		if (hi <= lo)
+			continue;
+		char when[32] = "?";
+		time_t tt = (time_t)t;
+		struct tm tm;
+		if (gmtime_r(&tt, &tm))
+			strftime(when, sizeof when, "%Y-%m-%d %H:%M UTC", &tm);
+		if (!strcmp(kind, "running"))
+			dev_flash_warn(d, lo, hi, "flash 0x%x-0x%x: a %s write or erase there was "
+				       "interrupted (previous espfs run, %s); it may be erased or partly "
+				       "written and the chip may not boot: write it again, or \"ack\" "
+				       "to state", lo, hi, what, when);
+		else if (strstr(text, "(previous espfs run"))  /* carried over more than once */
+			dev_flash_warn(d, lo, hi, "%s", text);
+		else
+			dev_flash_warn(d, lo, hi, "%s (previous espfs run, %s)", text, when);
+		n++;
 	}
 	fclose(f);
-	if (!ok) {
-		LOGW("%s: ignoring a malformed journal %s", d->name, path);
-		return;
-	}
-	char when[32] = "?";
-	time_t tt = (time_t)t;
-	struct tm tm;
-	if (gmtime_r(&tt, &tm))
-		strftime(when, sizeof when, "%Y-%m-%d %H:%M UTC", &tm);
-	if (!strcmp(kind, "running"))
-		dev_flash_warn(d, lo, hi, "flash 0x%x-0x%x: a %s write or erase there was interrupted "
-			       "(previous espfs run, %s); the flash may be erased or partly written "
-			       "and the chip may not boot: write it again, or \"ack\" to state%s%s",
-			       lo, hi, what, when, text[0] ? "; before that: " : "", text);
-	else
-		dev_flash_warn(d, lo, hi, "flash 0x%x-0x%x (previous espfs run, %s): %s", lo, hi,
-			       when, text);
-	LOGW("%s: the journal says flash 0x%x-0x%x was left unfinished by an earlier run", d->name,
-	     lo, hi);
+	if (n)
+		LOGW("%s: the journal %s says an earlier run left flash unfinished", d->name, path);
 }

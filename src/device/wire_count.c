@@ -64,6 +64,10 @@ static int ct_read(esp_transport *t, uint8_t *b, size_t n, uint32_t ms)
 {
 	struct counting_tr *c = (struct counting_tr *)t;
 	int rc;
+	if (ms && job_cancelled(c->d)) {
+		c->d->wait_cancelled = true;
+		return -EINTR;
+	}
 	for (;;) {
 		uint32_t slice = ms > CANCEL_POLL_MS ? CANCEL_POLL_MS : ms;
 		rc = esp_tr_read(c->inner, b, n, slice);

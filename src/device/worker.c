@@ -88,6 +88,8 @@ static void flash_outcome(esp_device *d, struct dev_job *j)
 	}
 	if (j->rc == 0)
 		dev_flash_covered(d, lo, hi);
+	else if (j->touched_flash && j->kind == DEV_JOB_ERASE)
+		dev_erase_warn(d, lo, hi, j->err);
 	else if (j->touched_flash)
 		dev_flash_warn(d, lo, hi, "%s", j->err);
 	else
@@ -214,7 +216,10 @@ void *dev_worker_main(void *arg)
 		} else if (rc == -ENODEV) {
 			dev_mark_gone(d);
 		}
-		else if (rc < 0 && rc != -EINTR && j->kind != DEV_JOB_READ)
+		else if (rc < 0 && j->kind != DEV_JOB_READ)
+			/* a cancel too: a cancelled erase says what it erased (the
+			 * writers of flash.bin and staged files then say what the
+			 * whole upload left) */
 			device_set_error(d, rc, "%s", j->err[0] ? j->err : strerror(-rc));
 		else if (rc == 0 && j->kind != DEV_JOB_READ)
 			dev_clear_error(d);

@@ -416,7 +416,8 @@ void fw_commit(struct flash_writer *fw, fuse_req_t req)
 		fw->pend_len = 0;
 		atomic_store(&fw->cancel, 1);
 		if (!fw->inflight) {
-			mark_incomplete(fw, EINTR, "interrupted");
+			if (!fw->sticky)  /* a failed job already said what it left */
+				mark_incomplete(fw, EINTR, "interrupted");
 			fw->dirty = 0;
 			fw->sent = 0;
 			fw->handed = 0;

@@ -503,7 +503,8 @@ static void write_erase(fuse_req_t req, struct handle *h, const char *buf, size_
  * USB socket, within the hotplug debounce window), "unplug-at N" (pull the
  * cable when a flash write reaches N%), "buttons" (hold BOOT, press
  * RESET, release BOOT) and the same one by one: "hold-boot", "press-reset",
- * "release-boot". */
+ * "release-boot"; "fault stall|program-fail|garbage|none" (simulated
+ * device faults from now on). */
 static void write_state(fuse_req_t req, struct handle *h, const char *buf, size_t size)
 {
 	char cmd[32];
@@ -521,6 +522,14 @@ static void write_state(fuse_req_t req, struct handle *h, const char *buf, size_
 			 : !strcmp(cmd, "release-boot") ? device_sim_buttons(h->dev, 0, false)
 			 : !strcmp(cmd, "press-reset") ? device_sim_buttons(h->dev, -1, true)
 						       : device_sim_unplug_at(h->dev, atoi(cmd + 10));
+		if (rc < 0)
+			fuse_reply_err(req, -rc);
+		else
+			fuse_reply_write(req, size);
+		return;
+	}
+	if (!strncmp(cmd, "fault ", 6)) {
+		int rc = device_sim_fault(h->dev, cmd + 6);
 		if (rc < 0)
 			fuse_reply_err(req, -rc);
 		else
