@@ -34,6 +34,7 @@ struct dev_identity {
 	bool known;                        /* attach succeeded */
 	const struct esp_chip_info *chip;
 	uint8_t mac[6];
+	int revision;                      /* major * 100 + minor; -1 unknown */
 	uint32_t flash_size, jedec;
 	int n_parts;
 	struct dev_partition parts[DEV_MAX_PARTS];
@@ -154,6 +155,9 @@ int device_sim_unplug_at(esp_device *d, int pct);
  * stops answering), "program-fail" (flash programming fails),
  * "garbage" (it answers random bytes), "none". */
 int device_sim_fault(esp_device *d, const char *name);
+/* Test hook: from now on flip bits in what the chip sends, each byte
+ * with probability rate (0 stops it), from a fixed seed. */
+int device_sim_corrupt(esp_device *d, double rate);
 /* Times the chip was reset (into the loader or back into the app). */
 unsigned device_reset_count(esp_device *d);
 

@@ -115,6 +115,12 @@ static int probe(esp_device *d, char *err, size_t errlen)
 		snprintf(err, errlen, "read MAC: %s", esp_loader_error(d->ld));
 		return rc;
 	}
+	unsigned rev = 0;
+	int rrc = esp_loader_read_revision(d->ld, &rev);
+	if (rrc == -ENODEV)
+		return rrc;
+	if (rrc < 0 && rrc != -EOPNOTSUPP)
+		LOGW("%s: cannot read the chip revision: %s", d->name, esp_loader_error(d->ld));
 	pthread_mutex_lock(&d->lock);
 	if (d->id.known && memcmp(d->id.mac, mac, 6) != 0) {
 		/* another chip on this port: the warnings were about the old one */
@@ -122,6 +128,7 @@ static int probe(esp_device *d, char *err, size_t errlen)
 		d->bootwarn[0] = 0;
 	}
 	d->id.chip = chip;
+	d->id.revision = rrc < 0 ? -1 : (int)rev;
 	memcpy(d->id.mac, mac, 6);
 	if (!d->id.flash_size) {
 		/* the flash ID gave no size: the chip's usual one, marked as a
