@@ -623,8 +623,9 @@ static int job_write(esp_device *d, struct dev_job *j)
 		 * block before programming it), none of it verified, and the
 		 * chip erases ahead of what it programs: the whole range may
 		 * be erased or half written, whatever reached it. */
-		snprintf(what, sizeof what, "write of 0x%x-0x%x %s at 0x%llx", a0, a0 + alen,
-			 rc == -EINTR ? "cancelled" : "failed", (unsigned long long)(a0 + done));
+		snprintf(what, sizeof what, "write of 0x%x-0x%x %s at 0x%llx (%llu%%)", a0, a0 + alen,
+			 rc == -EINTR ? "cancelled" : "stopped", (unsigned long long)(a0 + done),
+			 (unsigned long long)(alen ? done * 100 / alen : 0));
 		if (rc == -EINTR)
 			snprintf(j->err, sizeof j->err, "%s", what);
 		else
