@@ -90,6 +90,12 @@ needs_guard_state() {
 }
 needs_guard_state
 
+# --- the read-only files ----------------------------------------------------
+for f in chip mac info.json; do
+	check "writing $f is refused, flash untouched" refused "$f" "$D/$f" "x"
+done
+check "chip still reads as before" grep -qx "ESP32" "$D/chip"
+
 # --- flash.bin offsets and sizes -------------------------------------------
 snap
 if dd if="$T/rand.bin" of="$D/flash.bin" bs=4k seek=1024 conv=notrunc status=none 2>"$T/err"
