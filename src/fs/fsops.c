@@ -424,6 +424,10 @@ static void read_flash(fuse_req_t req, struct handle *h, size_t size, off_t off)
 	pthread_mutex_lock(&vfs.lock);
 	struct flash_writer *w = h->node->dir->writer;
 	bool busy = w && w != h->fw && fw_busy(w);
+	if ((uint64_t)off != h->rd_next)
+		h->rd_start = (uint64_t)off;  /* not where the last read ended: a new run */
+	h->rd_next = (uint64_t)off + size;
+	uint64_t run_base = (uint64_t)off - h->rd_start, run_total = fsize - h->rd_start;
 	pthread_mutex_unlock(&vfs.lock);
 	if (busy) {
 		fuse_reply_err(req, EBUSY);
@@ -459,6 +463,10 @@ static void read_flash(fuse_req_t req, struct handle *h, size_t size, off_t off)
 	r->j.offset = (uint32_t)off;
 	r->j.len = (uint32_t)size;
 	r->j.buf = buf;
+	/* state: "reading flash.bin at 0x120000: 28% (1179648/4194304 bytes)"
+	 * for a reader going through to the end, as cp, dd and cmp do */
+	r->j.prog_base = run_base;
+	r->j.prog_total = run_total;
 	submit_req_job(h->dev, r);
 }
 
@@ -564,7 +572,8 @@ static void write_erase(fuse_req_t req, struct handle *h, const char *buf, size_
 /* state accepts commands, sysfs-style: "reset" restarts the application;
  * simulated devices also take test hooks: "unplug", "replug" (into another
  * USB socket, within the hotplug debounce window), "unplug-at N" (pull the
- * cable when a flash write reaches N%), "buttons" (hold BOOT, press
+ * cable when a flash write reaches N%), "corrupt RATE" (flip that share of
+ * the bits the chip sends, from a fixed seed), "buttons" (hold BOOT, press
  * RESET, release BOOT) and the same one by one: "hold-boot", "press-reset",
  * "release-boot". */
 static void write_state(fuse_req_t req, struct handle *h, const char *buf, size_t size)
@@ -576,13 +585,14 @@ static void write_state(fuse_req_t req, struct handle *h, const char *buf, size_
 	cmd[strcspn(cmd, "\r\n")] = 0;
 	if (!strcmp(cmd, "unplug") || !strcmp(cmd, "buttons") || !strcmp(cmd, "replug") ||
 	    !strncmp(cmd, "unplug-at ", 10) || !strcmp(cmd, "hold-boot") ||
-	    !strcmp(cmd, "release-boot") || !strcmp(cmd, "press-reset")) {
+	    !strcmp(cmd, "release-boot") || !strcmp(cmd, "press-reset") || !strncmp(cmd, "corrupt ", 8)) {
 		int rc = !strcmp(cmd, "unplug")        ? device_sim_unplug(h->dev)
 			 : !strcmp(cmd, "replug")      ? device_sim_replug(h->dev)
 			 : !strcmp(cmd, "buttons")     ? device_sim_download(h->dev)
 			 : !strcmp(cmd, "hold-boot")   ? device_sim_buttons(h->dev, 1, false)
 			 : !strcmp(cmd, "release-boot") ? device_sim_buttons(h->dev, 0, false)
 			 : !strcmp(cmd, "press-reset") ? device_sim_buttons(h->dev, -1, true)
+			 : !strncmp(cmd, "corrupt ", 8) ? device_sim_corrupt(h->dev, strtod(cmd + 8, NULL))
 						       : device_sim_unplug_at(h->dev, atoi(cmd + 10));
 		if (rc < 0)
 			fuse_reply_err(req, -rc);

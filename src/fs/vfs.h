@@ -67,6 +67,10 @@ struct handle {
 	struct flash_writer *fw;
 	bool wrote;               /* staging: this handle wrote data (a writer) */
 	struct handle *next_state;
+	/* flash.bin reads: where this handle's sequential run of reads
+	 * began and where its next read would follow on (state shows the
+	 * progress of the whole run, not of one 128 KiB request) */
+	uint64_t rd_start, rd_next;
 };
 
 struct vfs {
