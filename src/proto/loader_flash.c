@@ -75,12 +75,6 @@ static int send_block(esp_loader *l, uint8_t op, uint32_t seq, const uint8_t *da
 	return esp__send(l, op, buf, 16 + padded_to, esp__checksum(buf + 16, padded_to));
 }
 
-static bool damaged_in_transit(const esp_loader *l)
-{
-	const uint8_t *s = l->last_status;
-	return (s[0] == 0x01 && s[1] == 0x07) || s[0] == 0xC1;  /* ROM / stub checksum error */
-}
-
 /* Blocks are sent and acknowledged one by one, and that is already a
  * pipeline: a stub ACKs a block as soon as it has it and programs it while
  * the next one is on the wire.  Sending a further block before that ACK
@@ -113,10 +107,11 @@ static int write_blocks(esp_loader *l, uint8_t op, uint32_t offset, const uint8_
 			if (rc == 0)
 				rc = esp__recv(l, op, tmo, NULL, NULL, 0, 0);
 			/* The device refused the block as damaged on the way (bad
-			 * checksum): it did not use it, so sending it again is
-			 * safe.  Anything else (no reply, a garbled reply) leaves
+			 * checksum, or a ROM's "invalid message": bytes lost on the
+			 * line; esptool retries any refusal): it did not use it,
+			 * so sending it again is safe.  Anything else (no reply, a garbled reply) leaves
 			 * open whether it was taken, so it is not retried. */
-			if (rc < 0 && attempt < WRITE_BLOCK_ATTEMPTS && damaged_in_transit(l))
+			if (rc < 0 && attempt < WRITE_BLOCK_ATTEMPTS && esp__damaged_in_transit(l))
 				continue;
 			break;
 		}

@@ -914,6 +914,50 @@ static void stub_json_and_upload(void)
 }
 
 
+/* MEM_END answered, no "OHAI": mode 1 the ROM jumped and nothing answers
+ * any more; mode 2 the ROM is still there. */
+static int stub_fail_mode;
+static void stub_fail_script(struct fake *f, const uint8_t *p, size_t n)
+{
+	if (n >= 8 && p[0] == 0 && p[1] == 0x06) {
+		fake_reply(f, 0x06, 0, NULL, 0, 0, 0);
+		if (stub_fail_mode == 1)
+			f->dead = true;
+		return;
+	}
+	fake_generic(f, p, n);
+}
+
+/* Issue 10: "stub did not start; using the ROM loader" was said after
+ * MEM_END, when the ROM may have jumped away.  Whether something still
+ * answers is checked and said. */
+static void failed_stub_start_says_what_answers(void)
+{
+	esp_stub s = { .entry = 0x40080000, .text_start = 0x40080000, .text_len = 8 };
+	uint8_t text[8] = { 0 };
+	s.text = text;
+	snprintf(s.source, sizeof s.source, "test.json");
+	for (stub_fail_mode = 1; stub_fail_mode <= 2; stub_fail_mode++) {
+		struct fake *f = fake_new(MAGIC_ESP32, 4);
+		f->respond = stub_fail_script;
+		esp_loader *l = connected(f);
+		CHECK(esp_loader_run_stub(l, &s) < 0);
+		CHECK(!esp_loader_is_stub(l));
+		if (stub_fail_mode == 1) {
+			CHECK(!esp_loader_synced(l));
+			CHECK_MSG(strstr(esp_loader_error(l), "no longer answers") != NULL, "%s", esp_loader_error(l));
+		} else {
+			CHECK(esp_loader_synced(l));
+			CHECK_MSG(strstr(esp_loader_error(l), "ROM loader still answers") != NULL, "%s",
+				  esp_loader_error(l));
+			uint32_t v = 0;
+			CHECK_EQ(esp_loader_read_reg(l, 0x40001000, &v), 0);
+		}
+		esp_loader_free(l);
+		fake_free(f);
+	}
+}
+
 static void stub_search_order(void)
 {
 	char dir[] = "/tmp/espfs-stubs-XXXXXX";
@@ -1005,6 +1049,7 @@ int main(void)
 	RUN(status_mapping);
 	RUN(base64_vectors);
 	RUN(stub_json_and_upload);
+	RUN(failed_stub_start_says_what_answers);
 	RUN(stub_search_order);
 	RUN(stub_files_from_esptool_js);
 	return t_done();
