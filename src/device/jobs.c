@@ -9,7 +9,13 @@
 #include "espfs/clock.h"
 #include "espfs/log.h"
 
-#define ERASE_CHUNK 0x40000u
+/* Erases go in steps of this much, cancellable between steps: 128 KiB is
+ * two 64 KiB block erases, ~0.3 s on a typical NOR chip (tBE 150 ms), so
+ * a Ctrl-C is answered well within a second.  A whole-chip erase is done
+ * the same way rather than with one ERASE_FLASH (which cannot be stopped
+ * and takes ~10 s per 4 MB): the same total time (64 KiB blocks are what
+ * a chip erase costs too), but cancellable. */
+#define ERASE_CHUNK 0x20000u
 #define READ_CHUNK 0x10000u
 #define DOWNLOAD_WAIT_DEFAULT_MS 60000u
 #define DOWNLOAD_POLL_MS 250
@@ -40,8 +46,11 @@ static int on_progress(void *ctx, uint64_t done, uint64_t total)
 	(void)total;
 	uint64_t now = esp_now_us(esp_clock_real());
 	bool notify = false;
+	/* a write covers whole sectors; the file's own bytes are j->len, and
+	 * state never shows more than 100% of them */
+	uint64_t own = p->j->kind == DEV_JOB_WRITE && done > p->j->len ? p->j->len : done;
 	pthread_mutex_lock(&p->d->lock);
-	p->d->prog_done = p->base + done;
+	p->d->prog_done = p->base + own;
 	if (now - p->d->last_progress_us > 250000) {
 		p->d->last_progress_us = now;
 		notify = true;
@@ -325,9 +334,12 @@ static int job_enter_loader(esp_device *d, struct dev_job *j)
 	pthread_mutex_lock(&d->lock);
 	bool manual = !strcmp(d->reset_in, "manual");
 	pthread_mutex_unlock(&d->lock);
-	/* unidentified, or only the buttons ever worked: straight to them */
-	int rc = device_identity_known(d) && !manual ? dev_enter_loader(d, j->err, sizeof j->err)
-						      : -ETIMEDOUT;
+	/* unidentified, or only the buttons ever worked: straight to them;
+	 * --no-probe put off the identification until a job needs the chip */
+	bool known = device_identity_known(d);
+	int rc = manual ? -ETIMEDOUT
+		 : known ? dev_enter_loader(d, j->err, sizeof j->err)
+		 : d->opt.no_probe ? dev_identify(d, j->err, sizeof j->err) : -ETIMEDOUT;
 	if (rc == -ENODEV && dev_reopen(d) == 0)
 		rc = dev_enter_loader(d, j->err, sizeof j->err);
 	/* A small read at the start of an unidentified chip's flash is a
@@ -346,6 +358,24 @@ static int job_enter_loader(esp_device *d, struct dev_job *j)
 	return rc;
 }
 
+/* Progress of a chip read that fetches whole sectors around what the
+ * job asked for: only the asked-for part counts. */
+struct read_prog {
+	struct prog_ctx pc;
+	uint32_t lead, want;    /* bytes before the asked-for part; its length */
+};
+
+static int on_read_progress(void *ctx, uint64_t done, uint64_t total)
+{
+	struct read_prog *rp = ctx;
+	uint64_t k = done > rp->lead ? done - rp->lead : 0;
+	return on_progress(&rp->pc, k < rp->want ? k : rp->want, total);
+}
+
+/* [off, off+len) from whatever knows it: the head kept since attach,
+ * the read cache (any range it holds, whole or in part), and the chip
+ * for the rest, fetched in whole sectors (the cache's unit) and at most
+ * READ_CHUNK at a time, so a cancel waits for one such piece. */
 static int read_range(esp_device *d, struct dev_job *j, uint32_t off, uint8_t *buf, uint32_t len,
 		      bool progress)
 {
@@ -354,47 +384,86 @@ static int read_range(esp_device *d, struct dev_job *j, uint32_t off, uint8_t *b
 	int rc = job_enter_loader(d, j);
 	if (rc < 0)
 		return rc;
+	uint32_t fsize = device_flash_size(d);
+	uint8_t *tmp = NULL;
 	for (uint32_t done = 0; done < len;) {
-		/* pieces on READ_CHUNK (64 KiB) boundaries: the read cache's unit */
-		uint32_t a = off + done;
-		uint32_t n = READ_CHUNK - a % READ_CHUNK;
-		if (n > len - done)
-			n = len - done;
+		uint32_t a = off + done, rest = len - done;
 		struct prog_ctx pc = { d, j, done };
 		if (job_cancelled(j)) {
 			snprintf(j->err, sizeof j->err, "read cancelled");
-			return -EINTR;
+			rc = -EINTR;
+			break;
 		}
-		rc = dev_rcache_get(d, a, buf + done, n);
+		/* the head, as far as this range reaches into it */
+		uint32_t k = 0;
+		if (a < DEV_HEAD_SIZE) {
+			uint32_t h = DEV_HEAD_SIZE - a < rest ? DEV_HEAD_SIZE - a : rest;
+			if (device_head_read(d, a, buf + done, h) == 0)
+				k = h;
+		}
+		rc = k ? (int)k : dev_rcache_get(d, a, buf + done, rest);
+		if (rc > 0) {
+			done += (uint32_t)rc;
+			rc = progress && on_progress(&pc, rc, rest) ? -EINTR : 0;
+			if (rc < 0)
+				break;
+			continue;
+		}
 		if (rc == 0) {
-			rc = esp_loader_read_flash(d->ld, a, buf + done, n, progress ? on_progress : NULL, &pc);
-			if (rc == 0)
-				dev_flash_known(d, a, buf + done, n, false);
-		} else if (rc > 0) {
-			rc = progress ? on_progress(&pc, n, n) : 0;
-			if (rc)
-				rc = -EINTR;
+			/* what the cache lacks from a, in whole sectors */
+			uint32_t miss = dev_rcache_missing(d, a, rest);
+			if (!miss)
+				miss = rest;
+			uint32_t s0 = a & ~(ESP_SECTOR - 1);
+			uint64_t s1 = ((uint64_t)a + miss + ESP_SECTOR - 1) & ~(uint64_t)(ESP_SECTOR - 1);
+			uint64_t cap = ((uint64_t)s0 / READ_CHUNK + 1) * READ_CHUNK;
+			if (s1 > cap)
+				s1 = cap;
+			if (s1 > fsize)
+				s1 = fsize;
+			uint32_t n = (uint32_t)(s1 - s0), use = n - (a - s0) < rest ? n - (a - s0) : rest;
+			uint8_t *dst = buf + done;
+			if (s0 != a || n > rest) {
+				if (!tmp && !(tmp = malloc(READ_CHUNK))) {
+					rc = -ENOMEM;
+					break;
+				}
+				dst = tmp;
+			}
+			struct read_prog rp = { pc, a - s0, use };
+			rc = esp_loader_read_flash(d->ld, s0, dst, n, progress ? on_read_progress : NULL, &rp);
+			if (rc == 0) {
+				dev_flash_known(d, s0, dst, n, false);
+				if (dst != buf + done)
+					memcpy(buf + done, dst + (a - s0), use);
+				done += use;
+			}
 		}
 		if (rc < 0) {
 			char what[64];
 			snprintf(what, sizeof what, "read at 0x%x", a);
 			set_reason(d, j->err, sizeof j->err, what, rc);
-			return rc;
+			break;
 		}
-		done += n;
 	}
-	return 0;
+	free(tmp);
+	return rc < 0 ? rc : 0;
 }
 
 static int job_read(esp_device *d, struct dev_job *j)
 {
-	return read_range(d, j, j->offset, j->buf, j->len, true);
+	int rc = read_range(d, j, j->offset, j->buf, j->len, true);
+	dev_read_result(d, j, rc);
+	return rc;
 }
 
 /* The old bytes around a write that does not cover whole sectors (the
- * chip erases whole ones).  After an image the rest of its last sector is
- * nearly always erased: one MD5 (~1 ms) says so instead of reading it
- * back (~40 ms for 4 KiB at 921600). */
+ * chip erases whole ones): from the head or the read cache when they
+ * hold them; after an image the rest of its last sector is nearly always
+ * erased, and one MD5 (~1 ms) says so instead of reading it back (~40 ms
+ * for 4 KiB at 921600).  -EOPNOTSUPP when none of that knows them and
+ * the chip cannot read (a ROM other than the ESP32's, without a stub):
+ * job_write decides what then. */
 static int keep_around(esp_device *d, struct dev_job *j, uint32_t off, uint8_t *buf, uint32_t len)
 {
 	if (device_head_read(d, off, buf, len) == 0)
@@ -402,16 +471,79 @@ static int keep_around(esp_device *d, struct dev_job *j, uint32_t off, uint8_t *
 	int rc = job_enter_loader(d, j);
 	if (rc < 0)
 		return rc;
+	rc = dev_rcache_get(d, off, buf, len);
+	if (rc < 0 || (uint32_t)rc == len)
+		return rc < 0 ? rc : 0;
 	memset(buf, 0xFF, len);
-	if (esp_loader_flash_holds(d->ld, off, buf, len) == 1)
-		return 0;
+	if (esp_loader_can_md5(d->ld)) {
+		rc = esp_loader_flash_holds(d->ld, off, buf, len);
+		if (rc != 0)
+			return rc < 0 ? rc : 0;
+	}
+	if (!esp_loader_can_read(d->ld))
+		return -EOPNOTSUPP;
 	return read_range(d, j, off, buf, len, false);
+}
+
+/* The flash size, from the chip when it was never identified (attach
+ * failed, --no-probe): the job enters the loader first (waiting for
+ * download mode if need be) instead of judging against a size of 0. */
+static int known_flash_size(esp_device *d, struct dev_job *j, uint32_t *fsize)
+{
+	pthread_mutex_lock(&d->lock);
+	bool sure = d->id.known && d->id.flash_size && !d->flash_size_guessed;
+	pthread_mutex_unlock(&d->lock);
+	if (!sure) {
+		int rc = job_enter_loader(d, j);
+		if (rc < 0)
+			return rc;
+	}
+	*fsize = device_flash_size(d);
+	if (!*fsize) {
+		snprintf(j->err, sizeof j->err, "the flash size is unknown: the chip did not answer "
+			 "the flash ID command");
+		return -EIO;
+	}
+	return 0;
+}
+
+static const char *chip_name(esp_device *d)
+{
+	const struct esp_chip_info *c = d->ld ? esp_loader_chip(d->ld) : NULL;
+	return c ? c->name : "chip's";
+}
+
+/* What a successful write leaves in state besides "idle": that it could
+ * not be verified (the ESP8266 ROM has no MD5), or that the end of its
+ * last sector was padded with 0xFF.  A write that needs neither clears
+ * what an earlier one left. */
+static void write_note(esp_device *d, struct dev_job *j, uint32_t a0, uint32_t alen, uint32_t pad_lo,
+		       uint32_t pad_hi)
+{
+	char note[240];
+	int n = 0;
+	const char *what = j->what[0] ? j->what : "flash";
+	if (!esp_loader_last_write_verified(d->ld))
+		n = snprintf(note, sizeof note, "%s written up to 0x%x, not verified: %s", what,
+			     a0 + alen, esp_loader_secure_download(d->ld)
+					? "Secure Download Mode forbids MD5"
+					: "the ROM has no MD5 (the stub would verify)");
+	if (pad_hi > pad_lo && n >= 0 && (size_t)n < sizeof note)
+		n += snprintf(note + n, sizeof note - (size_t)n, "%s0x%x-0x%x after the data set to 0xFF: "
+			      "the %s ROM erases it and cannot read it to keep it (esptool does the same)",
+			      n ? "; " : "", pad_lo, pad_hi, chip_name(d));
+	if (n > 0)
+		LOGW("%s: %s", d->name, note);
+	dev_set_note(d, n > 0 ? note : "");
 }
 
 static int job_write(esp_device *d, struct dev_job *j)
 {
-	uint32_t fsize = device_flash_size(d);
+	uint32_t fsize;
 	uint64_t end = (uint64_t)j->offset + j->len;
+	int rc = known_flash_size(d, j, &fsize);
+	if (rc < 0)
+		return rc;
 	if (end > fsize) {
 		snprintf(j->err, sizeof j->err, "write ends at 0x%llx, past the end of the %u-byte flash",
 			 (unsigned long long)end, fsize);
@@ -421,21 +553,69 @@ static int job_write(esp_device *d, struct dev_job *j)
 	uint64_t a1 = (end + ESP_SECTOR - 1) & ~(uint64_t)(ESP_SECTOR - 1);
 	if (a1 > fsize)
 		a1 = fsize;
-	uint32_t alen = (uint32_t)(a1 - a0);
 	uint8_t *buf = j->buf;
 	bool own = false;
-	int rc = job_enter_loader(d, j);
+	uint32_t pad_lo = 0, pad_hi = 0;  /* set to 0xFF for want of the old bytes */
+	rc = job_enter_loader(d, j);
 	if (rc < 0)
 		return rc;
-	if (a0 != j->offset || a1 != end) {
+	/* The ESP8266 ROM erases an even number of sectors inside a 64 KiB
+	 * block: an odd count takes the next sector with it, which is then
+	 * written back too (known from the cache, else left erased and said). */
+	uint64_t a2 = a1;
+	const struct esp_chip_info *chip = esp_loader_chip(d->ld);
+	if (!esp_loader_is_stub(d->ld) && chip && chip->id == ESP_CHIP_ESP8266 && a1 > a0) {
+		/* the longer write may be erased differently: until it is exact */
+		for (int k = 0; k < 4; k++) {
+			uint64_t e = a0 + (uint64_t)esp_esp8266_rom_erases(a0, (uint32_t)(a2 - a0));
+			e = e > fsize ? fsize : e;
+			if (e <= a2)
+				break;
+			a2 = e;
+		}
+	}
+	uint32_t alen = (uint32_t)(a2 - a0);
+	if (a0 != j->offset || a2 != end) {
 		buf = malloc(alen);
 		if (!buf)
 			return -ENOMEM;
 		own = true;
-		if (a0 < j->offset)
+		if (a0 < j->offset) {
 			rc = keep_around(d, j, a0, buf, j->offset - a0);
-		if (rc == 0 && a1 > end)
+			if (rc == -EOPNOTSUPP) {
+				/* nothing is erased yet: refuse rather than lose them */
+				snprintf(j->err, sizeof j->err, "write at 0x%x starts inside a sector; the "
+					 "%.16s ROM cannot read the 0x%x bytes before it to keep them: start "
+					 "at a multiple of 4096 or use the stub",
+					 j->offset, chip_name(d), j->offset - a0);
+				goto out;
+			}
+		}
+		if (rc == 0 && a1 > end) {
 			rc = keep_around(d, j, (uint32_t)end, buf + (end - a0), (uint32_t)(a1 - end));
+			if (rc == -EOPNOTSUPP) {
+				/* The end of a piece of the user's data (a stream's last
+				 * job, or the end of a write that is followed by one at
+				 * another offset), and no way to learn what follows it
+				 * in its sector: pad with 0xFF, as esptool does, and say
+				 * so.  Refusing here would come after earlier jobs of the
+				 * same copy were written, and every retry the same. */
+				memset(buf + (end - a0), 0xFF, (size_t)(a1 - end));
+				pad_lo = (uint32_t)end;
+				pad_hi = (uint32_t)a1;
+				rc = 0;
+			}
+		}
+		if (rc == 0 && a2 > a1) {
+			uint32_t k = (uint32_t)(a2 - a1);
+			rc = dev_rcache_get(d, (uint32_t)a1, buf + (a1 - a0), k);
+			if (rc >= 0 && (uint32_t)rc != k) {
+				memset(buf + (a1 - a0), 0xFF, k);
+				pad_lo = pad_hi ? pad_lo : (uint32_t)a1;
+				pad_hi = (uint32_t)a2;
+			}
+			rc = rc < 0 ? rc : 0;
+		}
 		if (rc < 0)
 			goto out;
 		memcpy(buf + (j->offset - a0), j->buf, j->len);
@@ -447,6 +627,7 @@ static int job_write(esp_device *d, struct dev_job *j)
 	}
 	struct prog_ctx pc = { d, j, 0 };
 	j->touched_flash = true;
+	dev_journal_begin(d, a0, a0 + alen, j->what[0] ? j->what : "flash");
 	rc = esp_loader_write_flash(d->ld, a0, buf, alen, ESP_WRITE_COMPRESS | ESP_WRITE_SKIP_SAME,
 				   on_progress, &pc);
 	if (rc < 0) {
@@ -455,14 +636,26 @@ static int job_write(esp_device *d, struct dev_job *j)
 		pthread_mutex_lock(&d->lock);
 		uint64_t done = d->prog_done;
 		pthread_mutex_unlock(&d->lock);
-		/* where it stopped, for the state line */
-		snprintf(what, sizeof what, "write of 0x%x bytes at 0x%x stopped at 0x%llx (%llu%%)",
-			 alen, a0, (unsigned long long)(a0 + done),
+		/* What the flash holds now, for the state line.  The progress
+		 * counts blocks the chip acknowledged (a stub acknowledges a
+		 * block before programming it), none of it verified, and the
+		 * chip erases ahead of what it programs: the whole range may
+		 * be erased or half written, whatever reached it. */
+		snprintf(what, sizeof what, "write of 0x%x-0x%x %s at 0x%llx (%llu%%)", a0, a0 + alen,
+			 rc == -EINTR ? "cancelled" : "stopped", (unsigned long long)(a0 + done),
 			 (unsigned long long)(alen ? done * 100 / alen : 0));
-		set_reason(d, j->err, sizeof j->err, what, rc);
+		if (rc == -EINTR)
+			snprintf(j->err, sizeof j->err, "%s", what);
+		else
+			set_reason(d, j->err, sizeof j->err, what, rc);
+		size_t l = strlen(j->err);
+		snprintf(j->err + l, sizeof j->err - l, "; flash 0x%x-0x%x may be erased or partly "
+			 "written (the chip took %llu of its %u bytes, unverified)", a0, a0 + alen,
+			 (unsigned long long)done, alen);
 		goto out;
 	}
 	dev_flash_known(d, a0, buf, alen, false);
+	write_note(d, j, a0, alen, pad_lo, pad_hi);
 out:
 	if (own)
 		free(buf);
@@ -471,42 +664,55 @@ out:
 
 static int job_erase(esp_device *d, struct dev_job *j)
 {
-	int rc = job_enter_loader(d, j);
+	uint32_t fsize;
+	int rc = known_flash_size(d, j, &fsize);
 	if (rc < 0)
 		return rc;
-	uint32_t fsize = device_flash_size(d);
-	if (j->len == 0) {
-		rc = esp_loader_erase_all(d->ld);
-		if (rc < 0) {
-			dev_flash_unknown(d, 0, fsize);
-			set_reason(d, j->err, sizeof j->err, "erase", rc);
-			return rc;
-		}
-		dev_flash_known(d, 0, NULL, fsize, true);
-		return 0;
+	rc = job_enter_loader(d, j);
+	if (rc < 0)
+		return rc;
+	uint32_t off = j->len ? j->offset : 0, len = j->len ? j->len : fsize;
+	if ((uint64_t)off + len > fsize) {
+		snprintf(j->err, sizeof j->err, "erase of 0x%x-0x%llx ends past the end of the "
+			 "%u-byte flash", off, (unsigned long long)off + len, fsize);
+		return -EFBIG;
 	}
-	for (uint32_t done = 0; done < j->len;) {
-		uint32_t n = j->len - done < ERASE_CHUNK ? j->len - done : ERASE_CHUNK;
+	if (job_cancelled(j)) {
+		snprintf(j->err, sizeof j->err, "erase cancelled; nothing was erased");
+		return -EINTR;
+	}
+	dev_journal_begin(d, off, off + len, "erase");
+	/* each step runs to its end: a cancel is seen between steps */
+	d->no_cancel_wait = true;
+	for (uint32_t done = 0; done < len;) {
+		uint32_t n = len - done < ERASE_CHUNK ? len - done : ERASE_CHUNK;
 		if (job_cancelled(j)) {
-			snprintf(j->err, sizeof j->err, "erase cancelled after 0x%x bytes", done);
-			return -EINTR;
+			snprintf(j->err, sizeof j->err, "erase of 0x%x-0x%x cancelled: flash "
+				 "0x%x-0x%x is erased, 0x%x-0x%x untouched", off, off + len, off,
+				 off + done, off + done, off + len);
+			rc = -EINTR;
+			break;
 		}
-		rc = esp_loader_erase_region(d->ld, j->offset + done, n);
+		j->touched_flash = true;
+		rc = esp_loader_erase_region(d->ld, off + done, n);
 		if (rc < 0) {
-			char what[64];
-			dev_flash_unknown(d, j->offset + done, n);
-			snprintf(what, sizeof what, "erase at 0x%x", j->offset + done);
+			char what[160];
+			dev_flash_unknown(d, off + done, n);
+			snprintf(what, sizeof what, "erase of 0x%x-0x%x failed at 0x%x (flash 0x%x-0x%x "
+				 "is erased, 0x%x-0x%x may be partly erased)", off, off + len, off + done,
+				 off, off + done, off + done, off + n + done);
 			set_reason(d, j->err, sizeof j->err, what, rc);
-			return rc;
+			break;
 		}
-		dev_flash_known(d, j->offset + done, NULL, n, true);
+		dev_flash_known(d, off + done, NULL, n, true);
 		done += n;
 		pthread_mutex_lock(&d->lock);
 		d->prog_done = done;
 		pthread_mutex_unlock(&d->lock);
 		dev_state_changed(d);
 	}
-	return 0;
+	d->no_cancel_wait = false;
+	return rc;
 }
 
 static int job_provision(esp_device *d, struct dev_job *j)
@@ -524,8 +730,15 @@ static int job_provision(esp_device *d, struct dev_job *j)
 	snprintf(d->wifi_ssid, sizeof d->wifi_ssid, "%s", j->ssid);
 	pthread_mutex_unlock(&d->lock);
 	int rc;
+	struct dev_improv_info info;
+	memset(&info, 0, sizeof info);
+	info.state = -1;
+	pthread_mutex_lock(&d->lock);
+	bool ask = !d->improv.known;  /* identity that comes late */
+	pthread_mutex_unlock(&d->lock);
 	for (;;) {
-		rc = d->tr ? dev_improv_provision(d, j->ssid, j->pass, &j->cancel, j->err, sizeof j->err)
+		rc = d->tr ? dev_improv_provision(d, j->ssid, j->pass, &j->cancel, &info, ask,
+						  j->err, sizeof j->err)
 			   : -ENODEV;
 		if (rc == 0 || (rc != -ETIMEDOUT && rc != -ENODEV) || job_cancelled(j))
 			break;
@@ -544,8 +757,24 @@ static int job_provision(esp_device *d, struct dev_job *j)
 	}
 	if (rc == -ENODEV && !d->tr)
 		snprintf(j->err, sizeof j->err, "the application's port did not come back");
+	if (info.bootfail[0] && !info.known && info.state < 0) {
+		pthread_mutex_lock(&d->lock);
+		snprintf(d->bootwarn, sizeof d->bootwarn, "boot-looping: %s", info.bootfail);
+		pthread_mutex_unlock(&d->lock);
+	}
+	if (info.known || info.state >= 0) {
+		/* the application answered: it runs, whatever attach saw */
+		dev_improv_apply(d, &info);
+		pthread_mutex_lock(&d->lock);
+		bool stale = d->err == ETIMEDOUT || d->err == ENODEV;
+		pthread_mutex_unlock(&d->lock);
+		if (stale)  /* "waiting for download mode" from attach */
+			dev_clear_error(d);
+		dev_set_mode(d, "app");
+	}
 	pthread_mutex_lock(&d->lock);
-	snprintf(d->wifi_status, sizeof d->wifi_status, "%s", rc == 0 ? "connected" : "failed");
+	snprintf(d->wifi_status, sizeof d->wifi_status, "%s",
+		 rc == 0 ? "connected" : rc == -EINTR ? "unknown" : "failed");
 	pthread_mutex_unlock(&d->lock);
 	return rc;
 }
@@ -588,8 +817,15 @@ int dev_run_job(esp_device *d, struct dev_job *j)
 	}
 	if (rc < 0 && !j->err[0])
 		snprintf(j->err, sizeof j->err, "%s", strerror(-rc));
-	/* A loader that lost sync is re-entered from scratch next time. */
-	if (rc < 0 && rc != -EINTR && rc != -EINVAL && rc != -EFBIG)
+	/* A loader that lost sync is re-entered from scratch next time: after
+	 * an error, or a cancel that cut a wait for an answer short. */
+	if (d->wait_cancelled && d->in_loader && dev_can_leave_loader(d))
+		/* the chip may still be busy with the command cut short: reset
+		 * it (into its application, where the next job expects it
+		 * unless it needs the loader, which it then enters anew) */
+		dev_leave_loader(d);
+	else if ((rc < 0 && rc != -EINTR && rc != -EINVAL && rc != -EFBIG) || d->wait_cancelled)
 		dev_left_loader(d);
+	d->wait_cancelled = false;
 	return rc;
 }

@@ -95,7 +95,7 @@ struct flash_writer *fw_open(esp_device *d)
 	pthread_mutex_init(&fw->lock, NULL);
 	device_ref(d);
 	fw->dev = d;
-	fw->fsize = device_flash_size(d);
+	fw->fsize = device_write_limit(d);
 	atomic_init(&fw->cancel, 0);
 	return fw;
 }
@@ -106,6 +106,41 @@ bool fw_busy(struct flash_writer *fw)
 	bool b = fw->pend_len || fw->inflight;
 	pthread_mutex_unlock(&fw->lock);
 	return b;
+}
+
+bool fw_active(struct flash_writer *fw)
+{
+	pthread_mutex_lock(&fw->lock);
+	bool b = fw->dirty || fw->pend_len || fw->inflight;
+	pthread_mutex_unlock(&fw->lock);
+	return b;
+}
+
+bool fw_read_overlay(struct flash_writer *fw, uint32_t off, size_t len, uint8_t **ov,
+		     uint32_t *ov_off, size_t *ov_len)
+{
+	*ov = NULL;
+	*ov_off = 0;
+	*ov_len = 0;
+	pthread_mutex_lock(&fw->lock);
+	uint64_t a = off > fw->pend_off ? off : fw->pend_off;
+	uint64_t b = (uint64_t)off + len;
+	uint64_t pend_end = (uint64_t)fw->pend_off + fw->pend_len;
+	if (pend_end < b)
+		b = pend_end;
+	if (fw->pend_len && a < b) {
+		*ov = malloc(b - a);
+		if (*ov) {
+			memcpy(*ov, fw->pend + (a - fw->pend_off), b - a);
+			*ov_off = (uint32_t)a;
+			*ov_len = b - a;
+		}
+	}
+	/* bytes handed to the device are on the chip once its queued jobs
+	 * ran: a read job queues behind them (the cached head may be older) */
+	bool queued = fw->inflight > 0;
+	pthread_mutex_unlock(&fw->lock);
+	return queued;
 }
 
 static void on_interrupt(fuse_req_t req, void *data)
@@ -124,14 +159,23 @@ static void reply_detached(fuse_req_t req, int err, size_t wsize)
 		fuse_reply_write(req, wsize);
 }
 
+/* why: the failed job's reason (it says what the flash holds in its range)
+ * or what stopped the upload between jobs.  The range from the start of
+ * the upload to the end of what was handed to the chip holds part of the
+ * new data: a standing warning (device_flash_incomplete) until it is
+ * written again. */
 static void mark_incomplete(struct flash_writer *fw, int err, const char *why)
 {
-	if (fw->handed && (fw->sent || fw->flash_touched))
-		device_set_error(fw->dev, err,
-				 "flash.bin incomplete: %s after %llu bytes written from 0x%x; "
-				 "the flash holds a partial image, write it again",
+	if (fw->handed && (fw->sent || fw->flash_touched)) {
+		uint64_t end = (fw->have_next && fw->next_contig > fw->first_off
+					? fw->next_contig : (uint64_t)fw->first_off + fw->handed);
+		end = (end + ESP_SECTOR - 1) & ~(uint64_t)(ESP_SECTOR - 1);
+		device_flash_incomplete(fw->dev, err, fw->first_off, end > UINT32_MAX ? UINT32_MAX : (uint32_t)end,
+				 "flash.bin incomplete: %s; %llu bytes from 0x%x were written and "
+				 "verified before that; the flash holds a partial image, write it "
+				 "again (or \"ack\" to state)",
 				 why, (unsigned long long)fw->sent, fw->first_off);
-	else
+	} else
 		device_set_error(fw->dev, err, "flash.bin: %s; nothing was written", why);
 }
 
@@ -273,7 +317,7 @@ static void job_done(struct dev_job *j)
 		fw->sent += j->len;
 	} else if (!fw->sticky) {
 		fw->sticky = -j->rc;
-		if (j->rc == -EINTR)
+		if (j->rc == -EINTR && !j->touched_flash)
 			mark_incomplete(fw, EINTR, "interrupted");
 		else  /* incl. ENODEV: a replugged device shows where it stopped */
 			mark_incomplete(fw, -j->rc, j->err);
@@ -407,7 +451,8 @@ void fw_commit(struct flash_writer *fw, fuse_req_t req)
 		fw->pend_len = 0;
 		atomic_store(&fw->cancel, 1);
 		if (!fw->inflight) {
-			mark_incomplete(fw, EINTR, "interrupted");
+			if (!fw->sticky)  /* a failed job already said what it left */
+				mark_incomplete(fw, EINTR, "interrupted");
 			fw->dirty = 0;
 			fw->sent = 0;
 			fw->handed = 0;
