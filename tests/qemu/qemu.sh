@@ -45,6 +45,9 @@ stop_espfs_quiet() {
 }
 trap qemu_cleanup EXIT
 
+# espfs keeps a journal of unfinished writes per MAC; every QEMU chip has
+# the same MAC, so another run's journal must not speak for this one
+export XDG_STATE_HOME=$T/state
 FLASH=$T/flash.bin
 LINK=$T/$CHIP-uart
 # start_qemu MODE: run-esp in the background, wait for its pty link
