@@ -61,6 +61,12 @@ esp_transport *esp_loader_transport(esp_loader *l);
  * A stub left running at another baud rate will not answer: reset it. */
 int esp_loader_connect(esp_loader *l, esp_reset_mode mode, int attempts);
 bool esp_loader_is_stub(const esp_loader *l);
+/* The loader answered SYNC since the last connect or reset: a later
+ * failure (detection, flash id) is not "no download mode". */
+bool esp_loader_synced(const esp_loader *l);
+/* The last command could not even be sent: the port stopped taking data
+ * within the command's deadline (nothing reads it: a stalled chip). */
+bool esp_loader_send_stalled(const esp_loader *l);
 
 /* GET_SECURITY_INFO, then the magic register. */
 int esp_loader_detect_chip(esp_loader *l, const struct esp_chip_info **chip);

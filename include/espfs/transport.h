@@ -19,7 +19,8 @@ struct esp_transport_ops {
 	 * buffered (1..len bytes).  -ETIMEDOUT if nothing arrived, -ENODEV if
 	 * the port went away. */
 	int (*read)(esp_transport *t, uint8_t *buf, size_t len, uint32_t timeout_ms);
-	/* Write all of buf (blocking). */
+	/* Write all of buf (blocking, at most write_timeout_ms in all:
+	 * -ETIMEDOUT when the port does not take the bytes by then). */
 	int (*write)(esp_transport *t, const uint8_t *buf, size_t len);
 	/* Discard bytes received but not yet read. */
 	int (*flush_input)(esp_transport *t);
@@ -37,6 +38,10 @@ struct esp_transport {
 	unsigned flags;            /* ESP_TR_* */
 	uint32_t baud;
 	uint16_t usb_vid, usb_pid; /* 0 when unknown */
+	/* How long one write may block when nothing reads the port (a chip
+	 * that stopped reading its UART); 0: the transport's default (10 s).
+	 * The loader sets it from each command's deadline. */
+	uint32_t write_timeout_ms;
 	char name[64];             /* e.g. "ttyACM0" or "sim0" */
 };
 

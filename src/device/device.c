@@ -6,6 +6,7 @@
 #include <string.h>
 #include "device_i.h"
 #include "espfs/clock.h"
+#include "espfs/image.h"
 #include "espfs/log.h"
 
 esp_device *dev_alloc(esp_devmgr *m, const char *name, const struct dev_options *opt)
@@ -191,6 +192,17 @@ void dev_head_update(esp_device *d, uint32_t off, const uint8_t *buf, size_t len
 			d->id.n_parts = tmp.n_parts;
 			memcpy(d->id.parts, tmp.parts, sizeof tmp.parts);
 		}
+	} else if (!d->head_valid && off <= ESP_PT_OFFSET && (uint64_t)off + len >= ESP_PT_OFFSET + 0xC00) {
+		/* No copy of the head (the C3 ROM cannot read flash), but this
+		 * write holds the whole partition table: what it wrote is the
+		 * table now (issue 10: info.json kept an empty list). */
+		struct dev_identity tmp = d->id;
+		if (erased)
+			tmp.n_parts = 0;
+		else
+			dev_parse_partitions(buf + (ESP_PT_OFFSET - off), 0xC00, &tmp);
+		d->id.n_parts = tmp.n_parts;
+		memcpy(d->id.parts, tmp.parts, sizeof tmp.parts);
 	}
 	pthread_mutex_unlock(&d->lock);
 }

@@ -228,7 +228,11 @@ int dev_attach(esp_device *d)
 		dev_set_mode(d, "unknown");
 		if (d->ld && rc != -ENODEV && identify_app(d) == 0)
 			return 0;
-		if (d->ld && rc != -ENODEV) {
+		if (d->ld && rc != -ENODEV && esp_loader_synced(d->ld)) {
+			/* the loader answered: the chip is in download mode and
+			 * what failed after that is the news, not BOOT+RESET */
+			device_set_error(d, rc, "attach: %s", err);
+		} else if (d->ld && rc != -ENODEV) {
 			/* e.g. a native-USB chip whose app ignores the reset lines */
 			d->waiting_download = true;
 			device_set_error(d, rc, "waiting for download mode: hold BOOT, press RESET "

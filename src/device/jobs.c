@@ -106,7 +106,9 @@ int dev_enter_loader(esp_device *d, char *err, size_t errlen)
 		pthread_mutex_unlock(&d->lock);
 	}
 	if (rc < 0) {
-		if (rc == -ETIMEDOUT && d->opt.reset == ESP_RESET_NONE)
+		/* the BOOT hint only when the chip was silent, not when it
+		 * stopped taking data (that is what failed, and is said) */
+		if (rc == -ETIMEDOUT && d->opt.reset == ESP_RESET_NONE && !esp_loader_send_stalled(d->ld))
 			snprintf(err, errlen, "no answer from the loader: "
 				 "put the chip in download mode (hold BOOT, press RESET)");
 		else
@@ -127,6 +129,11 @@ int dev_enter_loader(esp_device *d, char *err, size_t errlen)
 		    esp_stub_load_file(path, &stub, serr, sizeof serr) == 0) {
 			int src = esp_loader_run_stub(d->ld, &stub);
 			esp_stub_free(&stub);
+			if (src < 0 && !esp_loader_synced(d->ld)) {
+				/* the ROM jumped to a stub that never ran: nothing answers */
+				set_reason(d, err, errlen, "stub", src);
+				return src;
+			}
 			if (src < 0)
 				LOGW("%s: stub did not start (%s); using the ROM loader", d->name,
 				     esp_loader_error(d->ld));
@@ -279,6 +286,7 @@ static int wait_download_mode(esp_device *d, struct dev_job *j)
 			break;
 		}
 		char err[240];
+		err[0] = 0;
 		dev_left_loader(d);
 		rc = known ? dev_enter_loader(d, err, sizeof err) : dev_reprobe(d);
 		if (rc == -ENODEV && dev_reopen(d) == 0)  /* the port re-enumerated */
@@ -291,8 +299,12 @@ static int wait_download_mode(esp_device *d, struct dev_job *j)
 			break;
 		}
 		if (now_ms() >= deadline) {
-			snprintf(j->err, sizeof j->err, "no download mode within %u s: hold BOOT, "
-				 "press RESET, release BOOT, then try again", wait / 1000);
+			if (d->ld && esp_loader_send_stalled(d->ld))  /* say what really failed */
+				snprintf(j->err, sizeof j->err, "no download mode within %u s: %s", wait / 1000,
+					 esp_loader_error(d->ld));
+			else
+				snprintf(j->err, sizeof j->err, "no download mode within %u s: hold BOOT, "
+					 "press RESET, release BOOT, then try again", wait / 1000);
 			rc = -ETIMEDOUT;
 			break;
 		}

@@ -55,6 +55,9 @@ static int ser_read(esp_transport *t, uint8_t *buf, size_t len, uint32_t timeout
 static int ser_write(esp_transport *t, const uint8_t *buf, size_t len)
 {
 	size_t done = 0;
+	/* one deadline for the whole write, not one per poll */
+	uint32_t limit = t->write_timeout_ms ? t->write_timeout_ms : WRITE_TIMEOUT_MS;
+	uint64_t deadline = esp_now_us(t->clock) + (uint64_t)limit * 1000u;
 	while (done < len) {
 		ssize_t n = write(S(t)->fd, buf + done, len - done);
 		if (n > 0) {
@@ -65,7 +68,11 @@ static int ser_write(esp_transport *t, const uint8_t *buf, size_t len)
 			continue;
 		if (n < 0 && errno == EAGAIN) {
 			struct pollfd p = { .fd = S(t)->fd, .events = POLLOUT };
-			int r = poll(&p, 1, WRITE_TIMEOUT_MS);
+			uint64_t now = esp_now_us(t->clock);
+			if (now >= deadline)
+				return -ETIMEDOUT;
+			uint64_t left_ms = (deadline - now + 999) / 1000;
+			int r = poll(&p, 1, left_ms > INT_MAX ? INT_MAX : (int)left_ms);
 			if (r == 0)
 				return -ETIMEDOUT;
 			if (r < 0 && errno != EINTR)

@@ -412,6 +412,68 @@ static void rom_plain_write_esp32(void)
 	fake_free(f);
 }
 
+/* The ESP32 ROM's FLASH_DEFL of under 32 KiB zeroes the flash up to
+ * 32 KiB past the write's start (seen on the real ROM in QEMU): short
+ * writes through it go plain, longer ones stay compressed; other ROMs
+ * and stubs compress as before. */
+static void esp32_rom_short_writes_go_plain(void)
+{
+	struct fake *f = fake_new(MAGIC_ESP32, 4);
+	fake_set_reg(f, 0x3FF42080, 0x1640EF);
+	esp_loader *l = connected(f);
+	uint8_t *img = pattern(0x9000, 7);
+	CHECK_EQ(esp_loader_write_flash(l, 0x20000, img, 0x2000, ESP_WRITE_COMPRESS, NULL, NULL), 0);
+	CHECK_EQ(fake_count(f, 0x10), 0);
+	CHECK(fake_count(f, 0x02) == 1 && fake_count(f, 0x03) == 8);
+	CHECK_MEM(f->flash + 0x20000, img, 0x2000);
+	CHECK_EQ(esp_loader_write_flash(l, 0x40000, img, 0x9000, ESP_WRITE_COMPRESS, NULL, NULL), 0);
+	CHECK_EQ(fake_count(f, 0x10), 1);
+	esp_loader_free(l);
+	fake_free(f);
+	f = fake_new(0x1B31506Fu, 4); /* the C3 ROM does not spill: compressed */
+	f->jedec = 0x1640EF;
+	fake_set_reg(f, 0x60002058, 0x1640EF);
+	l = connected(f);
+	CHECK_EQ(esp_loader_write_flash(l, 0x20000, img, 0x2000, ESP_WRITE_COMPRESS, NULL, NULL), 0);
+	CHECK_EQ(fake_count(f, 0x10), 1);
+	free(img);
+	esp_loader_free(l);
+	fake_free(f);
+}
+
+/* The C3 ROM in QEMU stops answering mid-write now and then (it lost
+ * bytes and waits for the rest of a frame).  Once it answers SYNC again,
+ * the range is written again from its start and the write succeeds. */
+static int lost_block_at = -1, defl_data_seen;
+static void lost_block_script(struct fake *f, const uint8_t *p, size_t n)
+{
+	if (n >= 8 && p[0] == 0 && p[1] == 0x11 && defl_data_seen++ == lost_block_at)
+		return; /* no reply: the frame never arrived whole */
+	fake_generic(f, p, n);
+}
+
+static void rom_stall_mid_write_is_written_again(void)
+{
+	struct fake *f = fake_new(0x1B31506Fu, 4); /* ESP32-C3 ROM */
+	fake_set_reg(f, 0x60002058, 0x1640EF);
+	f->respond = lost_block_script;
+	esp_loader *l = connected(f);
+	uint8_t *img = pattern(0x20000, 9);
+	lost_block_at = 5;
+	defl_data_seen = 0;
+	CHECK_MSG(esp_loader_write_flash(l, 0x10000, img, 0x20000, ESP_WRITE_COMPRESS, NULL, NULL) == 0,
+		  "%s", esp_loader_error(l));
+	CHECK_EQ(fake_count(f, 0x10), 2);
+	CHECK_MEM(f->flash + 0x10000, img, 0x20000);
+	CHECK(esp_loader_last_write_verified(l));
+	/* a ROM that stays silent: the first error stands */
+	lost_block_at = -1;
+	f->dead = false;
+	esp_loader_free(l);
+	fake_free(f);
+	free(img);
+}
+
 static void begin_is_20_bytes_on_s3_rom_16_on_stub(void)
 {
 	struct fake *f = fake_new(0x9, 4);
@@ -969,6 +1031,50 @@ static void stub_json_and_upload(void)
 }
 
 
+/* MEM_END answered, no "OHAI": mode 1 the ROM jumped and nothing answers
+ * any more; mode 2 the ROM is still there. */
+static int stub_fail_mode;
+static void stub_fail_script(struct fake *f, const uint8_t *p, size_t n)
+{
+	if (n >= 8 && p[0] == 0 && p[1] == 0x06) {
+		fake_reply(f, 0x06, 0, NULL, 0, 0, 0);
+		if (stub_fail_mode == 1)
+			f->dead = true;
+		return;
+	}
+	fake_generic(f, p, n);
+}
+
+/* Issue 10: "stub did not start; using the ROM loader" was said after
+ * MEM_END, when the ROM may have jumped away.  Whether something still
+ * answers is checked and said. */
+static void failed_stub_start_says_what_answers(void)
+{
+	esp_stub s = { .entry = 0x40080000, .text_start = 0x40080000, .text_len = 8 };
+	uint8_t text[8] = { 0 };
+	s.text = text;
+	snprintf(s.source, sizeof s.source, "test.json");
+	for (stub_fail_mode = 1; stub_fail_mode <= 2; stub_fail_mode++) {
+		struct fake *f = fake_new(MAGIC_ESP32, 4);
+		f->respond = stub_fail_script;
+		esp_loader *l = connected(f);
+		CHECK(esp_loader_run_stub(l, &s) < 0);
+		CHECK(!esp_loader_is_stub(l));
+		if (stub_fail_mode == 1) {
+			CHECK(!esp_loader_synced(l));
+			CHECK_MSG(strstr(esp_loader_error(l), "no longer answers") != NULL, "%s", esp_loader_error(l));
+		} else {
+			CHECK(esp_loader_synced(l));
+			CHECK_MSG(strstr(esp_loader_error(l), "ROM loader still answers") != NULL, "%s",
+				  esp_loader_error(l));
+			uint32_t v = 0;
+			CHECK_EQ(esp_loader_read_reg(l, 0x40001000, &v), 0);
+		}
+		esp_loader_free(l);
+		fake_free(f);
+	}
+}
+
 static void stub_search_order(void)
 {
 	char dir[] = "/tmp/espfs-stubs-XXXXXX";
@@ -1045,6 +1151,8 @@ int main(void)
 	RUN(jedec_and_attach);
 	RUN(md5_hex_vs_raw_and_status_placement);
 	RUN(rom_plain_write_esp32);
+	RUN(esp32_rom_short_writes_go_plain);
+	RUN(rom_stall_mid_write_is_written_again);
 	RUN(begin_is_20_bytes_on_s3_rom_16_on_stub);
 	RUN(esp8266_rom_write_has_no_verify);
 	RUN(damaged_block_is_sent_again);
@@ -1061,6 +1169,7 @@ int main(void)
 	RUN(status_mapping);
 	RUN(base64_vectors);
 	RUN(stub_json_and_upload);
+	RUN(failed_stub_start_says_what_answers);
 	RUN(stub_search_order);
 	RUN(stub_files_from_esptool_js);
 	return t_done();
