@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "device_i.h"
+#include "espfs/text.h"
 #include "espfs/clock.h"
 #include "espfs/log.h"
 
@@ -316,7 +317,8 @@ size_t device_state_text(esp_device *d, char *buf, size_t cap)
 			     "(%s %s, %u s left)\n", d->mode, job_verb(j->kind),
 			     j->what[0] ? j->what : "flash", left);
 	} else if (j && j->kind == DEV_JOB_PROVISION) {
-		n = snprintf(buf, cap, "%s provisioning wifi \"%s\"\n", d->mode, j->ssid);
+		/* no SSID: state is readable by every user (docs/files.md) */
+		n = snprintf(buf, cap, "%s provisioning wifi\n", d->mode);
 	} else if (j && j->prog_stream) {
 		n = snprintf(buf, cap, "%s %s %s at 0x%llx (%llu bytes so far)\n", d->mode,
 			     job_verb(j->kind), j->what[0] ? j->what : "flash",
@@ -360,8 +362,10 @@ size_t device_wifi_text(esp_device *d, char *buf, size_t cap)
 {
 	int n;
 	pthread_mutex_lock(&d->lock);
-	if (d->wifi_ssid[0])
-		n = snprintf(buf, cap, "%s %s\n", d->wifi_status, d->wifi_ssid);
+	char ssid[4 * sizeof d->wifi_ssid];  /* an SSID may hold any bytes */
+	esp_text_escape(ssid, sizeof ssid, d->wifi_ssid, strlen(d->wifi_ssid));
+	if (ssid[0])
+		n = snprintf(buf, cap, "%s %s\n", d->wifi_status, ssid);
 	else
 		n = snprintf(buf, cap, "%s\n", d->wifi_status);
 	pthread_mutex_unlock(&d->lock);

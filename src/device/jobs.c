@@ -457,12 +457,39 @@ out:
 	return rc;
 }
 
+/* The whole range is checked before the first erase command, whatever
+ * the caller parsed: a region that wraps, runs past the flash or is not
+ * whole sectors erases nothing.  fsize 0: not known yet (checked again
+ * once the loader has answered). */
+static int erase_range_ok(struct dev_job *j, uint32_t fsize)
+{
+	if (j->len == 0)
+		return 0;
+	if (j->offset % ESP_SECTOR || j->len % ESP_SECTOR) {
+		snprintf(j->err, sizeof j->err, "erase: 0x%x+0x%x is not whole 4 KiB sectors; "
+			 "nothing erased", j->offset, j->len);
+		return -EINVAL;
+	}
+	if ((uint64_t)j->offset + j->len > (fsize ? fsize : UINT32_MAX)) {
+		snprintf(j->err, sizeof j->err, "erase: 0x%x+0x%x is past the end of the %u-byte "
+			 "flash; nothing erased", j->offset, j->len, fsize);
+		return -EFBIG;
+	}
+	return 0;
+}
+
 static int job_erase(esp_device *d, struct dev_job *j)
 {
-	int rc = job_enter_loader(d, j);
+	int rc = erase_range_ok(j, device_flash_size(d));
+	if (rc < 0)
+		return rc;
+	rc = job_enter_loader(d, j);
 	if (rc < 0)
 		return rc;
 	uint32_t fsize = device_flash_size(d);
+	rc = erase_range_ok(j, fsize);
+	if (rc < 0)
+		return rc;
 	if (j->len == 0) {
 		rc = esp_loader_erase_all(d->ld);
 		if (rc < 0) {

@@ -138,7 +138,8 @@ static void commit_done(struct dev_job *j)
 	if (sj->rename && j->rc == 0 && dir)
 		notify_inval_entry(dir, "flash.bin");
 	fuse_req_interrupt_func(sj->req, NULL, NULL);
-	fuse_reply_err(sj->req, -j->rc);
+	/* a rename's EINVAL reads as "subdirectory of itself" (stage_rename) */
+	fuse_reply_err(sj->req, sj->rename && j->rc == -EINVAL ? ENOEXEC : -j->rc);
 	free(j->buf);
 	free(sj);
 }
@@ -261,5 +262,8 @@ void stage_rename(uint64_t parent, const char *name, fuse_req_t req, const char 
 	}
 out:
 	pthread_mutex_unlock(&vfs.lock);
-	fuse_reply_err(req, -rc);
+	/* rename(2) has no "bad image": its EINVAL means "a directory into
+	 * itself" and mv says so.  A refused image answers ENOEXEC ("Exec
+	 * format error"), as execve does for a binary it cannot run. */
+	fuse_reply_err(req, rc == -EINVAL ? ENOEXEC : -rc);
 }
