@@ -175,8 +175,8 @@ static int parse_wifi_json(const char *buf, size_t len, char *ssid, size_t ssid_
 	return rc;
 }
 
-int parse_wifi(const char *buf, size_t len, char *ssid, size_t ssid_cap, char *pass,
-	       size_t pass_cap, char *why, size_t whylen)
+static int parse_wifi_value(const char *buf, size_t len, char *ssid, size_t ssid_cap, char *pass,
+			    size_t pass_cap, char *why, size_t whylen)
 {
 	int rc;
 	len = strip_newline(buf, len);
@@ -207,10 +207,8 @@ int parse_wifi(const char *buf, size_t len, char *ssid, size_t ssid_cap, char *p
 		pass[pl] = 0;
 		rc = 0;
 	}
-	if (rc < 0) {
-		explicit_bzero(pass, pass_cap);
+	if (rc < 0)
 		return rc;
-	}
 	if (!ssid[0]) {
 		snprintf(why, whylen, "wifi: empty SSID");
 		rc = -EINVAL;
@@ -221,7 +219,14 @@ int parse_wifi(const char *buf, size_t len, char *ssid, size_t ssid_cap, char *p
 		snprintf(why, whylen, "wifi: password longer than %d bytes", PASS_MAX);
 		rc = -EINVAL;
 	}
-	if (rc < 0)
+	return rc;
+}
+
+int parse_wifi(const char *buf, size_t len, char *ssid, size_t ssid_cap, char *pass,
+	       size_t pass_cap, char *why, size_t whylen)
+{
+	int rc = parse_wifi_value(buf, len, ssid, ssid_cap, pass, pass_cap, why, whylen);
+	if (rc < 0)  /* every failure, whatever it left in pass */
 		explicit_bzero(pass, pass_cap);
 	return rc;
 }

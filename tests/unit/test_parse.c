@@ -105,7 +105,11 @@ static void wifi_nul(void)
 	CHECK_STR(ssid, "a\\u0000");
 	char raw[] = "Net:sec\0ret";
 	char why[200];
+	memset(pass, 'X', sizeof pass);
 	CHECK_EQ(parse_wifi(raw, sizeof raw - 1, ssid, 33, pass, 65, why, sizeof why), -EINVAL);
+	/* fuzz_attrs: a NUL byte returned before pass was wiped */
+	for (size_t i = 0; i < sizeof pass; i++)
+		CHECK(pass[i] == 0);
 }
 
 static void wifi_valid(void)
