@@ -233,7 +233,7 @@ int parse_wifi(const char *buf, size_t len, char *ssid, size_t ssid_cap, char *p
 
 /* ---- state ---- */
 
-int parse_state_cmd(const char *buf, size_t len, enum state_cmd *cmd, int *arg, char *why,
+int parse_state_cmd(const char *buf, size_t len, struct state_req *out, char *why,
 		    size_t whylen)
 {
 	static const struct {
@@ -246,23 +246,31 @@ int parse_state_cmd(const char *buf, size_t len, enum state_cmd *cmd, int *arg, 
 		{ "press-reset", STATE_CMD_PRESS_RESET },
 	};
 	len = strip_newline(buf, len);
-	*arg = 0;
+	memset(out, 0, sizeof *out);
 	for (size_t k = 0; k < sizeof words / sizeof words[0]; k++)
 		if (len == strlen(words[k].word) && !memcmp(buf, words[k].word, len)) {
-			*cmd = words[k].cmd;
+			out->cmd = words[k].cmd;
 			return 0;
 		}
 	if (len > 10 && !memcmp(buf, "unplug-at ", 10)) {
 		size_t i = 10;
 		uint32_t pct = 0;
-		if (buf[i] >= '1' && buf[i] <= '9' && scan_u32(buf, len, &i, &pct) == 0 && i == len &&
-		    pct <= 100) {
-			*cmd = STATE_CMD_UNPLUG_AT;
-			*arg = (int)pct;
+		if (((buf[i] >= '1' && buf[i] <= '9') || len == 11) &&
+		    scan_u32(buf, len, &i, &pct) == 0 && i == len && pct <= 100) {
+			out->cmd = STATE_CMD_UNPLUG_AT;
+			out->pct = (int)pct;
 			return 0;
 		}
-		if (len == 11 && buf[10] == '0') {
-			*cmd = STATE_CMD_UNPLUG_AT;
+	}
+	if (len > 8 && len < 40 && !memcmp(buf, "corrupt ", 8)) {
+		char num[40], *end = NULL;
+		memcpy(num, buf + 8, len - 8);
+		num[len - 8] = 0;
+		errno = 0;
+		double r = num[0] >= '0' && num[0] <= '9' ? strtod(num, &end) : -1;
+		if (end && !*end && !errno && r >= 0 && r <= 1) {
+			out->cmd = STATE_CMD_CORRUPT;
+			out->rate = r;
 			return 0;
 		}
 	}

@@ -27,8 +27,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t len = size - 1;
 	char why[200], ssid[33], pass[65], out[256];
 	uint32_t off = 0, n = 0;
-	enum state_cmd cmd;
-	int arg, rc;
+	struct state_req q;
+	int rc;
 	switch (data[0] % 5) {
 	case 0: {
 		uint32_t fsize = (data[0] & 0x80) ? 0 : 4u << 20;
@@ -51,10 +51,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 					__builtin_trap();  /* wiped */
 		break;
 	case 2:
-		rc = parse_state_cmd(buf, len, &cmd, &arg, why, sizeof why);
+		rc = parse_state_cmd(buf, len, &q, why, sizeof why);
 		if (rc < 0)
 			check_escaped(why, strlen(why));
-		else if (arg < 0 || arg > 100)
+		else if (q.pct < 0 || q.pct > 100 || !(q.rate >= 0 && q.rate <= 1))
 			__builtin_trap();
 		break;
 	case 3: {

@@ -129,37 +129,44 @@ static void wifi_valid(void)
 	CHECK_EQ(wifi("no colon", ssid, pass), -EINVAL);
 }
 
-static int state(const char *s, size_t len, enum state_cmd *c, int *arg, char *why)
+static int state(const char *s, size_t len, struct state_req *q, char *why)
 {
-	return parse_state_cmd(s, len, c, arg, why, 200);
+	return parse_state_cmd(s, len, q, why, 200);
 }
 
 static void state_cmds(void)
 {
-	enum state_cmd c;
-	int arg;
+	struct state_req q;
 	char why[200];
-	CHECK_EQ(state("reset\n", 6, &c, &arg, why), 0);
-	CHECK_EQ(c, STATE_CMD_RESET);
-	CHECK_EQ(state("press-reset", 11, &c, &arg, why), 0);
-	CHECK_EQ(c, STATE_CMD_PRESS_RESET);
-	CHECK_EQ(state("unplug-at 50\n", 13, &c, &arg, why), 0);
-	CHECK_EQ(c, STATE_CMD_UNPLUG_AT);
-	CHECK_EQ(arg, 50);
-	CHECK_EQ(state("unplug-at 0", 11, &c, &arg, why), 0);
-	CHECK_EQ(arg, 0);
-	CHECK_EQ(state("unplug-at 101", 13, &c, &arg, why), -EINVAL);
-	CHECK_EQ(state("unplug-at 5x", 12, &c, &arg, why), -EINVAL);
-	CHECK_EQ(state("unplug-at -1", 12, &c, &arg, why), -EINVAL);
-	CHECK_EQ(state("unplug-at ", 10, &c, &arg, why), -EINVAL);
+	CHECK_EQ(state("reset\n", 6, &q, why), 0);
+	CHECK_EQ(q.cmd, STATE_CMD_RESET);
+	CHECK_EQ(state("press-reset", 11, &q, why), 0);
+	CHECK_EQ(q.cmd, STATE_CMD_PRESS_RESET);
+	CHECK_EQ(state("unplug-at 50\n", 13, &q, why), 0);
+	CHECK_EQ(q.cmd, STATE_CMD_UNPLUG_AT);
+	CHECK_EQ(q.pct, 50);
+	CHECK_EQ(state("unplug-at 0", 11, &q, why), 0);
+	CHECK_EQ(q.pct, 0);
+	CHECK_EQ(state("unplug-at 101", 13, &q, why), -EINVAL);
+	CHECK_EQ(state("unplug-at 5x", 12, &q, why), -EINVAL);
+	CHECK_EQ(state("unplug-at -1", 12, &q, why), -EINVAL);
+	CHECK_EQ(state("unplug-at x", 11, &q, why), -EINVAL);
+	CHECK_EQ(state("unplug-at ", 10, &q, why), -EINVAL);
+	CHECK_EQ(state("corrupt 0.00003\n", 16, &q, why), 0);
+	CHECK_EQ(q.cmd, STATE_CMD_CORRUPT);
+	CHECK(q.rate > 0.00002 && q.rate < 0.00004);
+	CHECK_EQ(state("corrupt 0", 9, &q, why), 0);
+	CHECK_EQ(state("corrupt 2", 9, &q, why), -EINVAL);
+	CHECK_EQ(state("corrupt nan", 11, &q, why), -EINVAL);
+	CHECK_EQ(state("corrupt 0.1x", 12, &q, why), -EINVAL);
 	/* a known word with more after it was taken (the rest was cut off) */
-	CHECK_EQ(state("reset\nunplug", 12, &c, &arg, why), -EINVAL);
-	CHECK_EQ(state("resetX", 6, &c, &arg, why), -EINVAL);
-	CHECK_EQ(state("reset\0junk", 10, &c, &arg, why), -EINVAL);
-	CHECK_EQ(state("", 0, &c, &arg, why), -EINVAL);
+	CHECK_EQ(state("reset\nunplug", 12, &q, why), -EINVAL);
+	CHECK_EQ(state("resetX", 6, &q, why), -EINVAL);
+	CHECK_EQ(state("reset\0junk", 10, &q, why), -EINVAL);
+	CHECK_EQ(state("", 0, &q, why), -EINVAL);
 	/* raw bytes written to state are never echoed as they are */
 	const char junk[] = "\x1b[2J\xff\xfe\n\x01zz";
-	CHECK_EQ(state(junk, sizeof junk - 1, &c, &arg, why), -EINVAL);
+	CHECK_EQ(state(junk, sizeof junk - 1, &q, why), -EINVAL);
 	CHECK(!strchr(why, '\x1b'));
 	CHECK(!strchr(why, '\n'));
 	CHECK(!strchr(why, '\xff'));
