@@ -1,6 +1,8 @@
 /* Loader replies (src/proto/loader*.c): a fake serial port that answers
- * every request with the fuzz input, in pieces, then falls silent.  Time
- * is a fake clock, so each timeout costs nothing.  The sequence is what
+ * each request with the next segment of the fuzz input (a 2-byte
+ * little-endian length, then that many bytes, delivered in pieces), and
+ * is quiet until the next request.  Time is a fake clock, so each timeout
+ * costs nothing.  The sequence is what
  * espfs does at attach and for a read: SYNC, chip detection, MAC, flash
  * id, MD5, READ_FLASH, a register read, a small write. */
 #include <errno.h>
@@ -16,16 +18,17 @@ struct fuzz_port {
 	esp_fake_clock clk;
 	const uint8_t *data;
 	size_t len, pos, piece;
+	size_t avail;   /* end of the bytes released so far */
 };
 
 static int f_read(esp_transport *t, uint8_t *buf, size_t len, uint32_t timeout_ms)
 {
 	struct fuzz_port *f = (struct fuzz_port *)t;
-	if (f->pos >= f->len) {
+	if (f->pos >= f->avail) {
 		esp_fake_clock_advance(&f->clk, (uint64_t)timeout_ms * 1000 + 1);
 		return -ETIMEDOUT;
 	}
-	size_t n = f->len - f->pos;
+	size_t n = f->avail - f->pos;
 	if (n > len)
 		n = len;
 	if (n > f->piece)
@@ -35,16 +38,23 @@ static int f_read(esp_transport *t, uint8_t *buf, size_t len, uint32_t timeout_m
 	return (int)n;
 }
 
+/* A request: the chip's answer (the next segment) becomes readable. */
 static int f_write(esp_transport *t, const uint8_t *buf, size_t len)
 {
-	(void)t;
+	struct fuzz_port *f = (struct fuzz_port *)t;
 	(void)buf;
+	if (f->pos >= f->avail && f->pos + 2 <= f->len) {
+		size_t seg = f->data[f->pos] | (size_t)f->data[f->pos + 1] << 8;
+		f->pos += 2;
+		f->avail = f->pos + seg < f->len ? f->pos + seg : f->len;
+	}
 	return (int)len;
 }
 
 static int f_flush(esp_transport *t)
 {
-	(void)t;
+	struct fuzz_port *f = (struct fuzz_port *)t;
+	f->pos = f->avail;  /* what was received and not read is gone */
 	return 0;
 }
 
@@ -88,8 +98,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (!l)
 		return 0;
 	const struct esp_chip_info *chip = NULL;
-	if (esp_loader_connect(l, ESP_RESET_NONE, 1) == 0 &&
-	    esp_loader_detect_chip(l, &chip) == 0 && chip) {
+	int crc = esp_loader_connect(l, ESP_RESET_NONE, 1);
+	int drc = crc == 0 ? esp_loader_detect_chip(l, &chip) : -1;
+	if (getenv("FUZZ_DEBUG"))  /* how far a seed gets */
+		fprintf(stderr, "connect %d detect %d chip %s at byte %zu of %zu: %s\n", crc, drc,
+			chip ? chip->name : "-", f.pos, f.len, esp_loader_error(l));
+	if (crc == 0 && drc == 0 && chip) {
 		uint8_t mac[6], md5[16];
 		uint32_t jedec = 0, fsize = 0, v = 0;
 		static uint8_t buf[0x3000];

@@ -36,18 +36,27 @@ put('slip', 'frames', b'\x3f' + reply(0x08) + b'noise\r\n' + reply(0x0a, 0x00f01
 put('slip', 'escapes', b'\x80' + slip(b'\xc0\xdb\xc0\xdb\xdb') + b'\xc0\xdb\xdc\xdb\xdd\xc0')
 put('slip', 'broken', b'\x05' + b'\xc0\x01\xdb\x00\xc0\xc0\xc0ets Jun  8 2016\r\n' + slip(b'x' * 40))
 
-# ---- loader: first byte = piece size; then what the chip answers ----
+# ---- loader: first byte = piece size; then, for each request the host
+# sends, the chip's answer as a 2-byte little-endian length and the bytes ----
+def answers(*replies):
+    return b''.join(struct.pack('<H', len(r)) + r for r in replies)
+
+
 sync = b''.join(reply(0x08, 0x20120707) for _ in range(8))
-esp32 = (sync + reply(0x14, 0, b'', b'\x01\x05') + reply(0x0a, 0x00f01d83) +
-         b''.join(reply(0x0a, v) for v in (0x00000000, 0x12345678, 0x0000abcd, 0x00000000)) +
-         reply(0x0d) + reply(0x0a, 0x001640ef) + reply(0x13, 0, b'0123456789abcdef0123456789abcdef') +
-         reply(0xd2, 0, b'', b'\x01\x07'))
+md5hex = b'0123456789abcdef0123456789abcdef'
+esp32 = answers(sync, reply(0x14, 0, b'', b'\x01\x05'), reply(0x0a, 0x00f01d83),
+                reply(0x0a, 0), reply(0x0a, 0x12345678), reply(0x0a, 0x0000abcd), reply(0x0a, 0),
+                reply(0x0a, 0), reply(0x0a, 0), reply(0x0d), reply(0x0a, 0x001640ef),
+                reply(0x0b), reply(0x13, 0, md5hex), reply(0xd2, 0, b'', b'\x01\x07'),
+                reply(0x0e, 0, bytes(64)), reply(0x0a, 7), reply(0x02), reply(0x03), reply(0x04))
 put('loader', 'esp32_rom', b'\x40' + esp32)
 secinfo = struct.pack('<IB8sII', 0, 0, bytes(8), 9, 0)  # flags, key purposes, chip id 9 (S3), eco
-put('loader', 'esp32s3_secinfo', b'\x07' + sync + reply(0x14, 0, secinfo) + reply(0x0a, 0x9) +
-    reply(0x0d) + reply(0x0a, 0x001840ef))
-put('loader', 'stub_status', b'\xc7' + sync[:30] + reply(0x08, 0, b'', b'\x00\x00\x00\x00') + b'OHAI' +
-    reply(0x0a, 0xfff0c101))
+put('loader', 'esp32s3_secinfo', b'\x07' + answers(sync, reply(0x14, 0, secinfo), reply(0x0a, 0x9),
+                                                    reply(0x0a, 0), reply(0x0a, 0), reply(0x0d),
+                                                    reply(0x0a, 0x001840ef)))
+put('loader', 'stub_status', b'\xc7' + answers(sync[:30] + b'OHAI', reply(0x08, 0, b'', b'\x00\x00\x00\x00'),
+                                                reply(0x0a, 0xfff0c101)))
+put('loader', 'noise', b'\x01' + answers(b'ets Jun  8 2016 00:22:57\r\nrst:0x1 (POWERON_RESET)\r\n' + sync))
 
 # ---- improv: packets ----
 def improv(ptype, data):
