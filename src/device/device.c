@@ -298,9 +298,18 @@ void dev_set_errorv(esp_device *d, int err, const char *fmt, va_list ap)
 	d->saved_err = 0;
 	d->err = err < 0 ? -err : err;
 	vsnprintf(d->errmsg, sizeof d->errmsg, fmt, ap);
-	for (char *p = d->errmsg; *p; p++)  /* keep it one line */
-		if (*p == '\n' || *p == '\r')
-			*p = ' ';
+	/* one line of valid UTF-8 whatever the reason quotes (bytes from a
+	 * device, a file name): newlines become blanks, other control bytes
+	 * and bytes that are not UTF-8 '?' */
+	unsigned char *u = (unsigned char *)d->errmsg;
+	for (size_t i = 0, n = strlen(d->errmsg); i < n;) {
+		size_t k = esp_utf8_seq(u + i, n - i);
+		if (k == 1 && (u[i] == '\n' || u[i] == '\r'))
+			u[i] = ' ';
+		else if (k == 0 || (k == 1 && (u[i] < 0x20 || u[i] == 0x7f)))
+			u[i] = '?';
+		i += k ? k : 1;
+	}
 	pthread_mutex_unlock(&d->lock);
 	dev_state_changed(d);
 }

@@ -105,6 +105,14 @@ sys.exit(0 if t.count('\n') == 1 and t.endswith('\n') and
          all(c >= ' ' and c != '\x7f' for c in t[:-1]) else 1)
 EOF
 # one write(2) (bash's printf writes line by line)
+# a refused drop whose name holds an escape sequence and invalid UTF-8:
+# state quotes the name, and must stay one line of printable UTF-8
+cp "$T/junk" "$D/$(printf 'x\033[31m\377')y.bin" 2>/dev/null
+python3 - "$D/state" <<'EOF' && ok "state after a refused odd name is printable UTF-8 ($(cat "$D/state"))" || nok "state after a refused odd name is printable UTF-8 ($(cat -v "$D/state"))"
+import sys
+t = open(sys.argv[1], 'rb').read().decode('utf-8')
+sys.exit(0 if t.count('\n') == 1 and all(c >= ' ' and c != '\x7f' for c in t[:-1]) else 1)
+EOF
 if python3 -c 'import os,sys; os.write(os.open(sys.argv[1], os.O_WRONLY), b"reset\nunplug")' \
 	"$D/state" 2>/dev/null; then nok "'reset<newline>unplug' in one write is refused"
 else ok "'reset<newline>unplug' in one write is refused"; fi
