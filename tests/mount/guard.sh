@@ -142,6 +142,8 @@ made_user=0
 if ! id "$GUEST" >/dev/null 2>&1; then
 	useradd -M -N -s /usr/sbin/nologin "$GUEST" 2>/dev/null && made_user=1
 fi
+# remove the user we made however the test ends (lib.sh's cleanup too)
+trap '[ $made_user = 1 ] && userdel "$GUEST" 2>/dev/null; cleanup' EXIT
 if id "$GUEST" >/dev/null 2>&1 && command -v runuser >/dev/null; then
 	chmod 755 "$T"
 	cp "$T/d.flash" "$T/orig.flash"
@@ -183,9 +185,7 @@ if id "$GUEST" >/dev/null 2>&1 && command -v runuser >/dev/null; then
 	if start_espfs --sim "esp32,name=again"; then ok "espfs mounts again after kill -9"
 	else nok "espfs mounts again after kill -9 ($(head -c 200 "$LOG"))"; fi
 	check "the new mount serves" [ -f "$MNT/again/flash.bin" ]
-	[ $made_user = 1 ] && userdel "$GUEST" 2>/dev/null
 else
-	[ $made_user = 1 ] && userdel "$GUEST" 2>/dev/null
 	n=$((n + 1)); echo "ok $n - allow_other and kill -9 # SKIP no unprivileged user (useradd failed) or no runuser"
 fi
 done_testing
