@@ -17,4 +17,12 @@ size_t esp_text_escape(char *out, size_t cap, const char *in, size_t inlen);
  * are not one. */
 size_t esp_utf8_seq(const unsigned char *s, size_t n);
 
+/* The offset a dropped file's name forces: "NAME@0x10000.bin" (also with
+ * KIO's ".part" still on it).  The number is unsigned (0x hex, leading-0
+ * octal or decimal), at most 32 bits, with no sign or blanks; false when
+ * the name forces nothing. */
+#include <stdbool.h>
+#include <stdint.h>
+bool esp_name_forced_offset(const char *name, uint32_t *off);
+
 #endif

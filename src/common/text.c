@@ -2,6 +2,7 @@
  * from RFC 3629 section 4: no overlong forms, no surrogates, nothing past
  * U+10FFFF. */
 #include <stdio.h>
+#include <string.h>
 #include "espfs/text.h"
 
 size_t esp_utf8_seq(const unsigned char *s, size_t n)
@@ -80,4 +81,41 @@ size_t esp_text_escape(char *out, size_t cap, const char *in, size_t inlen)
 	}
 	out[o] = 0;
 	return o;
+}
+
+bool esp_name_forced_offset(const char *name, uint32_t *off)
+{
+	const char *at = name ? strrchr(name, '@') : NULL;
+	if (!at)
+		return false;
+	const char *p = at + 1;
+	unsigned base = 10;
+	if (p[0] == '0' && (p[1] == 'x' || p[1] == 'X')) {
+		base = 16;
+		p += 2;
+	} else if (p[0] == '0') {
+		base = 8;
+	}
+	uint64_t v = 0;
+	const char *start = p;
+	for (;; p++) {
+		unsigned d;
+		if (*p >= '0' && *p <= '9')
+			d = (unsigned)(*p - '0');
+		else if (*p >= 'a' && *p <= 'f')
+			d = (unsigned)(*p - 'a' + 10);
+		else if (*p >= 'A' && *p <= 'F')
+			d = (unsigned)(*p - 'A' + 10);
+		else
+			break;
+		if (d >= base)
+			return false;
+		v = v * base + d;
+		if (v > UINT32_MAX)
+			return false;
+	}
+	if (p == start || (strcmp(p, ".bin") && strcmp(p, ".bin.part")))
+		return false;
+	*off = (uint32_t)v;
+	return true;
 }

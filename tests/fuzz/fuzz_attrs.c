@@ -65,6 +65,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		rc = check_name(name);
 		if (rc == 0 && (strlen(name) > ESPFS_NAME_MAX || strchr(name, '/')))
 			__builtin_trap();
+		uint32_t at = 0;
+		if (esp_name_forced_offset(name, &at) && !strchr(name, '@'))
+			__builtin_trap();
 		break;
 	}
 	default: {

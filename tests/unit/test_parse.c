@@ -189,6 +189,19 @@ static void names(void)
 	CHECK_EQ(check_name(""), -EINVAL);
 	CHECK_EQ(check_name("a/b"), -EINVAL);
 	CHECK_EQ(check_name("...bin"), 0);
+	uint32_t off = 0;
+	CHECK(esp_name_forced_offset("data@0x300000.bin", &off));
+	CHECK_EQ(off, 0x300000);
+	CHECK(esp_name_forced_offset("a@b@4096.bin.part", &off));
+	CHECK_EQ(off, 4096);
+	CHECK(!esp_name_forced_offset("x@-0x1000.bin", &off));
+	CHECK(!esp_name_forced_offset("x@ 0x1000.bin", &off));
+	CHECK(!esp_name_forced_offset("x@+4096.bin", &off));
+	CHECK(!esp_name_forced_offset("x@0x100000000.bin", &off));
+	CHECK(!esp_name_forced_offset("x@0x.bin", &off));
+	CHECK(!esp_name_forced_offset("x@0x1000.binx", &off));
+	CHECK(!esp_name_forced_offset("x@09.bin", &off));
+	CHECK(!esp_name_forced_offset("app.bin", &off));
 }
 
 static void escape(void)
