@@ -243,8 +243,9 @@ int parse_state_cmd(const char *buf, size_t len, struct state_req *out, char *wh
 		{ "reset", STATE_CMD_RESET }, { "unplug", STATE_CMD_UNPLUG },
 		{ "replug", STATE_CMD_REPLUG }, { "buttons", STATE_CMD_BUTTONS },
 		{ "hold-boot", STATE_CMD_HOLD_BOOT }, { "release-boot", STATE_CMD_RELEASE_BOOT },
-		{ "press-reset", STATE_CMD_PRESS_RESET },
+		{ "press-reset", STATE_CMD_PRESS_RESET }, { "ack", STATE_CMD_ACK },
 	};
+	static const char *const faults[] = { "stall", "program-fail", "garbage", "none" };
 	len = strip_newline(buf, len);
 	memset(out, 0, sizeof *out);
 	for (size_t k = 0; k < sizeof words / sizeof words[0]; k++)
@@ -274,10 +275,17 @@ int parse_state_cmd(const char *buf, size_t len, struct state_req *out, char *wh
 			return 0;
 		}
 	}
+	for (size_t k = 0; k < sizeof faults / sizeof faults[0]; k++)
+		if (len == 6 + strlen(faults[k]) && !memcmp(buf, "fault ", 6) &&
+		    !memcmp(buf + 6, faults[k], len - 6)) {
+			out->cmd = STATE_CMD_FAULT;
+			out->fault = faults[k];
+			return 0;
+		}
 	/* never echo raw bytes: the state line is shown to every reader */
 	char shown[48];
 	esp_text_escape(shown, sizeof shown, buf, len < 20 ? len : 20);
-	snprintf(why, whylen, "state: unknown command \"%s%s\" (try \"reset\")", shown,
+	snprintf(why, whylen, "state: unknown command \"%s%s\" (try \"reset\" or \"ack\")", shown,
 		 len > 20 ? "..." : "");
 	return -EINVAL;
 }

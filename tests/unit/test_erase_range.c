@@ -68,7 +68,7 @@ static uint8_t *flash_now(void)
 
 static void check_bad(uint32_t off, uint32_t len, int want)
 {
-	char err[200];
+	char err[600];
 	int rc = run_erase(off, len, err, sizeof err);
 	CHECK_MSG(rc == want, "erase 0x%x+0x%x: %d (want %d): %s", off, len, rc, want, err);
 	CHECK_MSG(strstr(err, "nothing erased") != NULL, "reason: %s", err);
@@ -91,7 +91,7 @@ static void bad_ranges(void)
 
 static void good_range(void)
 {
-	char err[200];
+	char err[600];
 	CHECK_EQ(run_erase(0x2000, 0x1000, err, sizeof err), 0);
 	uint8_t *now = flash_now();
 	CHECK(now != NULL);

@@ -159,6 +159,13 @@ static void state_cmds(void)
 	CHECK_EQ(state("corrupt 2", 9, &q, why), -EINVAL);
 	CHECK_EQ(state("corrupt nan", 11, &q, why), -EINVAL);
 	CHECK_EQ(state("corrupt 0.1x", 12, &q, why), -EINVAL);
+	CHECK_EQ(state("ack\n", 4, &q, why), 0);
+	CHECK_EQ(q.cmd, STATE_CMD_ACK);
+	CHECK_EQ(state("fault program-fail\n", 19, &q, why), 0);
+	CHECK_EQ(q.cmd, STATE_CMD_FAULT);
+	CHECK_STR(q.fault, "program-fail");
+	CHECK_EQ(state("fault stallx", 12, &q, why), -EINVAL);
+	CHECK_EQ(state("fault ", 6, &q, why), -EINVAL);
 	/* a known word with more after it was taken (the rest was cut off) */
 	CHECK_EQ(state("reset\nunplug", 12, &q, why), -EINVAL);
 	CHECK_EQ(state("resetX", 6, &q, why), -EINVAL);
