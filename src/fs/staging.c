@@ -330,9 +330,10 @@ static void commit_done(struct dev_job *j)
 	if (onto_flash_bin && j->rc == 0)
 		notify_inval_entry(sj->dir_ino, "flash.bin");
 	fuse_req_interrupt_func(sj->req, NULL, NULL);
-	fuse_reply_err(sj->req, -j->rc);
+	/* a rename's EINVAL reads as "subdirectory of itself" (stage_rename) */
+	fuse_reply_err(sj->req, sj->then != THEN_ANSWER && j->rc == -EINVAL ? ENOEXEC : -j->rc);
 	if (wreq)
-		fuse_reply_err(wreq, -wrc);
+		fuse_reply_err(wreq, wrc == -EINVAL ? ENOEXEC : -wrc);
 	free(j->buf);
 	free(sj);
 }
@@ -523,5 +524,8 @@ out:
 	pthread_mutex_unlock(&vfs.lock);
 	if (rc == 0 && onto_flash_bin)
 		notify_inval_entry(parent, "flash.bin");
-	fuse_reply_err(req, -rc);
+	/* rename(2) has no "bad image": its EINVAL means "a directory into
+	 * itself" and mv says so.  A refused image answers ENOEXEC ("Exec
+	 * format error"), as execve does for a binary it cannot run. */
+	fuse_reply_err(req, rc == -EINVAL ? ENOEXEC : -rc);
 }
