@@ -270,7 +270,7 @@ void dev_read_result(esp_device *d, struct dev_job *j, int rc)
 		}
 		d->err = -rc;
 		d->err_from_read = true;
-		snprintf(d->errmsg, sizeof d->errmsg, "%.32s %.200s", j->what[0] ? j->what : "flash",
+		snprintf(d->errmsg, sizeof d->errmsg, "%.32s: %.200s", j->what[0] ? j->what : "flash",
 			 j->err[0] ? j->err : strerror(-rc));
 	} else {
 		pthread_mutex_unlock(&d->lock);

@@ -512,7 +512,7 @@ static void write_note(esp_device *d, struct dev_job *j, uint32_t a0, uint32_t a
 	int n = 0;
 	const char *what = j->what[0] ? j->what : "flash";
 	if (!esp_loader_last_write_verified(d->ld))
-		n = snprintf(note, sizeof note, "%s 0x%x-0x%x written, not verified: %s", what, a0,
+		n = snprintf(note, sizeof note, "%s written up to 0x%x, not verified: %s", what,
 			     a0 + alen, esp_loader_secure_download(d->ld)
 					? "Secure Download Mode forbids MD5"
 					: "the ROM has no MD5 (the stub would verify)");
@@ -553,8 +553,14 @@ static int job_write(esp_device *d, struct dev_job *j)
 	uint64_t a2 = a1;
 	const struct esp_chip_info *chip = esp_loader_chip(d->ld);
 	if (!esp_loader_is_stub(d->ld) && chip && chip->id == ESP_CHIP_ESP8266 && a1 > a0) {
-		a2 = a0 + (uint64_t)esp_esp8266_rom_erases(a0, (uint32_t)(a1 - a0));
-		a2 = a2 < a1 ? a1 : a2 > fsize ? fsize : a2;
+		/* the longer write may be erased differently: until it is exact */
+		for (int k = 0; k < 4; k++) {
+			uint64_t e = a0 + (uint64_t)esp_esp8266_rom_erases(a0, (uint32_t)(a2 - a0));
+			e = e > fsize ? fsize : e;
+			if (e <= a2)
+				break;
+			a2 = e;
+		}
 	}
 	uint32_t alen = (uint32_t)(a2 - a0);
 	if (a0 != j->offset || a2 != end) {

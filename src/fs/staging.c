@@ -113,7 +113,8 @@ int stage_sweep(uint64_t parent)
 void stage_closed(struct node *n)
 {
 	struct stage *s = n->stage;
-	if (s->opens == 0 && s->dirty && !s->committing && !s->discarded && !s->failed) {
+	bool on_chip = s->committed && !s->dirty;
+	if (s->opens == 0 && !on_chip && !s->committing && !s->discarded && !s->failed) {
 		/* the writer went away without a commit (rsync's raw data
 		 * waiting for its rename, a killed gio): no reader flashes it,
 		 * a rename still does, and it goes away after a while */
