@@ -22,6 +22,13 @@
  * way the chip loops and no application answers. */
 static const char *boot_failure(const char *line)
 {
+	/* ESP-IDF colours its log lines: ESC [ 0 ; 3 1 m before the "E" */
+	while (line[0] == '\x1b' && line[1] == '[') {
+		const char *m = strchr(line, 'm');
+		if (!m)
+			break;
+		line = m + 1;
+	}
 	if (strstr(line, "invalid header:"))
 		return line;
 	if (line[0] == 'E' && line[1] == ' ' && line[2] == '(') {
@@ -39,6 +46,12 @@ static void scan_boot_log(const struct improv_client *c, char *out, size_t cap)
 		const char *why = boot_failure(improv_console_line(&c->ps, i));
 		if (why) {
 			snprintf(out, cap, "%s", why);
+			/* without the colour reset and the line end */
+			for (char *p = out; *p; p++)
+				if (*p == '\x1b' || *p == '\r' || *p == '\n') {
+					*p = 0;
+					break;
+				}
 			return;
 		}
 	}
