@@ -88,6 +88,7 @@ struct esp_device {
 	bool port_missing;
 	bool replugged;
 	bool follow_port;              /* re-attach when the port next moves */
+	struct dev_console *con;       /* console.c */
 	int sim_socket;                /* simulated bus: which socket it is in */       /* the chip's default, until the loader says */
 };
 
@@ -119,6 +120,18 @@ void dev_rcache_demote(esp_device *d);
  * when the chip has run since: 1 done, 0 not cached, <0 error. */
 int dev_rcache_get(esp_device *d, uint32_t off, uint8_t *buf, uint32_t len);
 void dev_rcache_free(esp_device *d);
+
+/* console.c: the worker pauses the console while a job holds the port and
+ * resumes it once the application runs; when idle it pumps (input out, a
+ * short wait for output); the counting transport feeds what it reads. */
+int dev_console_init(esp_device *d);
+void dev_console_free(esp_device *d);
+void dev_console_feed(esp_device *d, const uint8_t *b, size_t n);
+void dev_console_pause(esp_device *d, const char *what);
+void dev_console_resume(esp_device *d);
+bool dev_console_live(esp_device *d);
+void dev_console_pump(esp_device *d);
+uint32_t dev_console_baud(esp_device *d);
 
 /* worker.c */
 void *dev_worker_main(void *arg);

@@ -195,6 +195,7 @@ static int identify_app(esp_device *d)
 	pthread_mutex_unlock(&d->lock);
 	dev_clear_error(d);
 	dev_set_mode(d, "app");
+	dev_console_resume(d);
 	LOGI("%s: application running (%s %s on %s); the loader needs the buttons", d->name,
 	     info.firmware, info.version, chip ? chip->name : info.chip);
 	return 0;
@@ -298,6 +299,7 @@ static int finish_attach(esp_device *d)
 {
 	if (d->opt.no_probe) {
 		dev_set_mode(d, "unknown");
+		dev_console_resume(d);  /* most likely its application runs */
 		return 0;
 	}
 	if (d->manual_download)

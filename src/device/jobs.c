@@ -207,10 +207,11 @@ int dev_leave_loader(esp_device *d)
 		}
 	}
 	dev_left_loader(d);
-	/* The application's console (and Improv) and the ROM after a reset
-	 * both talk at 115200, whatever rate the loader had negotiated. */
-	if (rc == 0 && d->tr && !(d->tr->flags & ESP_TR_NATIVE_USB) && d->tr->baud != 115200)
-		esp_tr_set_baud(d->tr, 115200);
+	/* The application's console (and Improv) talks at its own rate
+	 * (115200 unless --console-baud), whatever the loader negotiated;
+	 * from here what the chip prints is the console's */
+	if (rc == 0)
+		dev_console_resume(d);
 	pthread_mutex_lock(&d->lock);
 	d->resets++;
 	if (rc == 0) {

@@ -149,6 +149,8 @@ int devmgr_add_sim(esp_devmgr *m, const char *spec, char *err, size_t errlen)
 			cfg.improv = true;
 		} else if (!strcmp(tok, "timing")) {
 			cfg.timing = true;
+		} else if (!strcmp(tok, "echo")) {
+			cfg.echo = true;  /* its application echoes console input */
 		} else if (!strcmp(tok, "usb")) {
 			cfg.native_usb = true;
 		} else if (!strcmp(tok, "reenum")) {

@@ -46,8 +46,10 @@ static int ct_read(esp_transport *t, uint8_t *b, size_t n, uint32_t ms)
 {
 	struct counting_tr *c = (struct counting_tr *)t;
 	int rc = esp_tr_read(c->inner, b, n, ms);
-	if (rc > 0)
+	if (rc > 0) {
 		atomic_fetch_add(&c->d->rx_bytes, (uint64_t)rc);
+		dev_console_feed(c->d, b, (size_t)rc);  /* kept only while the app has the port */
+	}
 	return rc;
 }
 

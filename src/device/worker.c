@@ -123,6 +123,13 @@ void *dev_worker_main(void *arg)
 						dev_mark_gone(d);
 					pthread_mutex_lock(&d->lock);
 				}
+			} else if (d->tr && !d->in_loader && dev_console_live(d)) {
+				/* the application has the port: its output goes to
+				 * the console, typed input to it; a queued job ends
+				 * the wait within PUMP_WAIT_MS */
+				pthread_mutex_unlock(&d->lock);
+				dev_console_pump(d);
+				pthread_mutex_lock(&d->lock);
 			} else {
 				pthread_cond_wait(&d->cond, &d->lock);
 			}
@@ -139,6 +146,7 @@ void *dev_worker_main(void *arg)
 		d->prog_done = 0;
 		pthread_mutex_unlock(&d->lock);
 		dev_state_changed(d);
+		dev_console_pause(d, j->what[0] ? j->what : NULL);
 
 		int rc;
 		pthread_mutex_lock(&d->lock);
@@ -172,6 +180,11 @@ void *dev_worker_main(void *arg)
 		pthread_mutex_lock(&d->lock);
 		d->reset_pending = boot;
 		pthread_mutex_unlock(&d->lock);
+		/* a job that left the chip in its application (provisioning,
+		 * one that never reached the loader) gives the console back;
+		 * otherwise the reset into the application does */
+		if (!d->in_loader && d->tr && rc != -ENODEV && !d->waiting_download)
+			dev_console_resume(d);
 		if (rc == -ENODEV && d->hotplug) {
 			/* the registry decides, after its debounce window, whether
 			 * this was an unplug; until then the folder says so, and

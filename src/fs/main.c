@@ -32,7 +32,7 @@ static void usage(const char *prog)
 {
 	printf("usage: %s [options] MOUNTPOINT\n\n"
 	       "Mounts every attached ESP chip as a folder (chip, mac, flash.bin, erase,\n"
-	       "wifi, state, info.json).  See espfs(1) and docs/files.md.\n\n"
+	       "wifi, state, info.json, console).  See espfs(1) and docs/files.md.\n\n"
 	       "espfs options:\n"
 	       "    --sim SPEC         add a simulated device (repeatable); SPEC is\n"
 	       "                       CHIP[,flash=FILE][,name=NAME][,app][,improv]\n"
@@ -45,6 +45,8 @@ static void usage(const char *prog)
 	       "                       ignores it)\n"
 	       "    --download-wait S  how long a job waits for BOOT+RESET when no reset\n"
 	       "                       reaches the loader (default 60)\n"
+	       "    --console-baud N   the application's UART rate for console (default\n"
+	       "                       115200; native USB ignores it)\n"
 	       "    --stub-dir DIR     where the stub flasher JSON files are\n"
 	       "    --no-stub          use the ROM loader only\n"
 	       "    --no-probe         do not enter the loader at attach (no identity)\n"
@@ -102,6 +104,14 @@ static int parse_own(int argc, char **argv, struct opts *o)
 				exit(2);
 			}
 			o->dev.download_wait_ms = (unsigned)sec * 1000u;
+		} else if (take_value(argc, argv, &i, "--console-baud", &v)) {
+			char *end;
+			unsigned long b = strtoul(v, &end, 10);
+			if (*end || !*v || b < 300 || b > 5000000) {
+				fprintf(stderr, "espfs: --console-baud N (300..5000000)\n");
+				exit(2);
+			}
+			o->dev.console_baud = (uint32_t)b;
 		} else if (take_value(argc, argv, &i, "--stub-dir", &v)) {
 			o->dev.stub_dir = v;
 		} else if (!strcmp(argv[i], "--no-scan")) {
@@ -250,6 +260,7 @@ int main(int argc, char **argv)
 	fuse_loop_cfg_set_max_threads(lcfg, copts.max_threads > 16 ? copts.max_threads : 16);
 	ret = fuse_session_loop_mt(se, lcfg) ? 1 : 0;
 	fuse_loop_cfg_destroy(lcfg);
+	console_shutdown();  /* reads still waiting for console output */
 out_notify:
 	/* workers may still answer requests: keep the session until they stop */
 	fuse_session_unmount(se);

@@ -16,7 +16,7 @@
 
 enum node_kind {
 	N_ROOT, N_BYMAC, N_LINK, N_DEVDIR,
-	N_CHIP, N_MAC, N_FLASH, N_ERASE, N_WIFI, N_STATE, N_INFO,
+	N_CHIP, N_MAC, N_FLASH, N_ERASE, N_WIFI, N_STATE, N_INFO, N_CONSOLE,
 	N_STAGE,
 };
 
@@ -59,6 +59,7 @@ struct handle {
 	struct fuse_pollhandle *ph;
 	struct flash_writer *fw;
 	struct handle *next_state;
+	struct con_reader *con;   /* console: fs_console.c */
 };
 
 struct vfs {
@@ -130,6 +131,18 @@ void stage_flush(struct node *n, fuse_req_t req);
 void stage_rename(uint64_t parent, const char *name, fuse_req_t req, const char *newname);
 void stage_free(struct stage *s);
 bool stage_expired(struct node *n);
+
+/* fs_console.c: the console stream (see there).  console_wake() is called
+ * for DEV_EV_CONSOLE and DEV_EV_REMOVED, from any thread but with no lock
+ * of ours held. */
+struct con_reader;
+int console_open(struct handle *h);
+void console_release(struct handle *h);
+void console_read(fuse_req_t req, struct handle *h, size_t size, off_t off, int flags);
+void console_write(fuse_req_t req, struct handle *h, const char *buf, size_t size);
+unsigned console_poll(struct handle *h, struct fuse_pollhandle *ph);
+void console_wake(esp_device *d);
+void console_shutdown(void);
 
 /* fsops.c: free an open handle (release, or an open the kernel dropped). */
 void espfs_release_handle(struct fuse_file_info *fi);
