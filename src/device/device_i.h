@@ -66,6 +66,13 @@ struct esp_device {
 	bool flash_attached;
 	bool reset_pending;
 	bool waiting_download;         /* attach failed: polling for the ROM loader */
+	bool port_busy;                /* another program holds the port: retry */
+	/* The stub flasher at the last loader entry (info.json): "loaded",
+	 * "not found", "failed", "not used" (--no-stub), "" not tried yet;
+	 * stub_file is the JSON loaded or the places searched.  Under lock. */
+	char stub_status[16];
+	char stub_file[520];
+	char busy_msg[200];
 	bool manual_download;          /* only the buttons get it into the loader:
 					* never reset it out again by ourselves */
 	uint64_t loader_idle_since;

@@ -48,8 +48,12 @@ static int open_port(esp_device *d, char *err, size_t errlen)
 	else
 		rc = esp_serial_open(path, 115200, esp_clock_real(), &d->tr);
 	if (rc < 0) {
-		snprintf(err, errlen, "cannot open %.180s: %s", d->sim ? "simulator" : path,
-			 strerror(-rc));
+		char who[160] = "";
+		if (rc == -EBUSY && !d->sim && esp_port_holders(path, who, sizeof who) <= 0)
+			who[0] = 0;
+		snprintf(err, errlen, "cannot open %.120s: %s%s%s", d->sim ? "simulator" : path,
+			 rc == -EBUSY ? "held by another program" : strerror(-rc),
+			 who[0] ? ": " : "", who);
 		return rc;
 	}
 	esp_transport *ct = dev_counting_transport(d, d->tr);
@@ -211,8 +215,15 @@ int dev_attach(esp_device *d)
 	 * the ROM's port (TinyUSB apps that honour esptool's sequence) */
 	if (rc == -ENODEV && !d->opt.no_probe && dev_reopen(d) == 0)
 		rc = probe(d, err, sizeof err);
+	bool was_busy = d->port_busy;
+	d->port_busy = rc == -EBUSY && !d->tr;
+	if (d->port_busy)
+		snprintf(d->busy_msg, sizeof d->busy_msg, "%s", err);
 	if (rc < 0) {
-		LOGW("%s: attach failed: %s", d->name, err);
+		if (was_busy && d->port_busy)
+			LOGD("%s: attach failed: %s", d->name, err);  /* said once already */
+		else
+			LOGW("%s: attach failed: %s", d->name, err);
 		dev_set_mode(d, "unknown");
 		if (d->ld && rc != -ENODEV && identify_app(d) == 0)
 			return 0;

@@ -55,6 +55,15 @@ char *device_info_json(esp_device *d)
 	cJSON *rs = cJSON_AddObjectToObject(o, "reset");
 	cJSON_AddStringToObject(rs, "enter", d->reset_in[0] ? d->reset_in : "unknown");
 	cJSON_AddStringToObject(rs, "leave", d->reset_out[0] ? d->reset_out : "unknown");
+	if (d->stub_status[0]) {
+		/* which stub flasher runs, or where none was found */
+		cJSON *sb = cJSON_AddObjectToObject(o, "stub");
+		cJSON_AddStringToObject(sb, "status", d->stub_status);
+		if (!strcmp(d->stub_status, "not found"))
+			cJSON_AddStringToObject(sb, "searched", d->stub_file);
+		else if (d->stub_file[0])
+			cJSON_AddStringToObject(sb, "file", d->stub_file);
+	}
 	if (d->err) {
 		cJSON *e = cJSON_AddObjectToObject(o, "last_error");
 		cJSON_AddNumberToObject(e, "errno", d->err);

@@ -100,6 +100,22 @@ void *dev_worker_main(void *arg)
 				pthread_mutex_lock(&d->lock);
 			} else if (d->port_missing) {
 				pthread_cond_wait(&d->cond, &d->lock);
+			} else if (d->port_busy) {
+				/* another program has the port: look again each
+				 * second; state names the holder meanwhile */
+				struct timespec ts;
+				deadline_in(&ts, 1000);
+				if (pthread_cond_timedwait(&d->cond, &d->lock, &ts) == ETIMEDOUT &&
+				    !d->qhead && !d->stop && !d->gone) {
+					pthread_mutex_unlock(&d->lock);
+					if (dev_attach(d) == 0) {
+						dev_clear_error(d);  /* the holder's name is history */
+						LOGI("%s: the port is free now", d->name);
+						dev_event(d, DEV_EV_ADDED);
+					}
+					dev_state_changed(d);
+					pthread_mutex_lock(&d->lock);
+				}
 			} else if (d->reset_pending) {
 				struct timespec ts;
 				deadline_in(&ts, LOADER_IDLE_MS);
@@ -152,7 +168,11 @@ void *dev_worker_main(void *arg)
 		pthread_mutex_lock(&d->lock);
 		bool lost = d->port_missing;
 		pthread_mutex_unlock(&d->lock);
-		if (lost) {
+		if (d->port_busy) {
+			/* not ours to use: say who has it, keep the folder */
+			rc = -EBUSY;
+			snprintf(j->err, sizeof j->err, "%s", d->busy_msg);
+		} else if (lost) {
 			/* unplugged, folder kept for the debounce window: fail
 			 * fast and keep the state line of the first failure */
 			rc = -ENODEV;
