@@ -279,8 +279,13 @@ int main(int argc, char **argv)
 		if (!(o.sims[i] = owned[n_owned++] = absolute_sim_spec(o.sims[i])))
 			goto out_args;
 	if (o.dev.stub_dir) {
-		if (!(o.dev.stub_dir = owned[n_owned++] = absolute(o.dev.stub_dir)))
+		char *rp = realpath(o.dev.stub_dir, NULL);
+		if (!rp) {
+			fprintf(stderr, "espfs: --stub-dir %s: %s\n", o.dev.stub_dir, strerror(errno));
+			ret = 2;
 			goto out_args;
+		}
+		o.dev.stub_dir = owned[n_owned++] = rp;
 		esp_log_set_level(o.verbose ? ESP_LOG_INFO : ESP_LOG_WARN);
 		if (check_stub_dir(o.dev.stub_dir) < 0) {
 			ret = 2;
