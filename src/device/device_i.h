@@ -169,6 +169,12 @@ esp_transport *dev_counting_transport(esp_device *d, esp_transport *inner);
 /* usb_path.c: "1-1.2" for a tty under sysroot ("/sys"); -errno if none. */
 int dev_usb_physical_path(const char *sysroot, const char *dev, char *out, size_t cap);
 
+/* brltty.c: USB serial bridges present without a tty (brltty took them,
+ * or no driver): a message per bridge in out, how many.  The note logs
+ * it once when it changes (the USB scan calls it). */
+int dev_ttyless_bridges(const char *sysroot, const char *proc, char *out, size_t cap);
+void dev_note_ttyless_bridges(void);
+
 /* registry.c */
 void devmgr_device_ready(esp_devmgr *m, esp_device *d);
 void devmgr_emit(esp_devmgr *m, esp_device *d, enum dev_event ev);

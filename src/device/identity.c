@@ -48,8 +48,11 @@ static int open_port(esp_device *d, char *err, size_t errlen)
 	else
 		rc = esp_serial_open(path, 115200, esp_clock_real(), &d->tr);
 	if (rc < 0) {
-		char who[160] = "";
+		char who[400] = "";
 		if (rc == -EBUSY && !d->sim && esp_port_holders(path, who, sizeof who) <= 0)
+			who[0] = 0;
+		/* a port that is not there: brltty may have taken its adapter */
+		if (rc == -ENOENT && !d->sim && dev_ttyless_bridges("/sys", "/proc", who, sizeof who) <= 0)
 			who[0] = 0;
 		snprintf(err, errlen, "cannot open %.120s: %s%s%s", d->sim ? "simulator" : path,
 			 rc == -EBUSY ? "held by another program" : strerror(-rc),

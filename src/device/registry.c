@@ -498,6 +498,7 @@ static void scan_real(esp_devmgr *m)
 	if (pi)
 		apply_scan(m, pi, n, false);
 	free(pi);
+	dev_note_ttyless_bridges();  /* a board whose tty brltty took */
 }
 #endif
 
