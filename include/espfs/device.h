@@ -34,6 +34,7 @@ struct dev_identity {
 	bool known;                        /* attach succeeded */
 	const struct esp_chip_info *chip;
 	uint8_t mac[6];
+	int revision;                      /* major * 100 + minor; -1 unknown */
 	uint32_t flash_size, jedec;
 	int n_parts;
 	struct dev_partition parts[DEV_MAX_PARTS];
@@ -138,6 +139,9 @@ int device_sim_buttons(esp_device *d, int boot, bool press_reset);
 int device_sim_replug(esp_device *d);
 /* Test hook: pull the cable when a flash write reaches pct percent. */
 int device_sim_unplug_at(esp_device *d, int pct);
+/* Test hook: from now on flip bits in what the chip sends, each byte
+ * with probability rate (0 stops it), from a fixed seed. */
+int device_sim_corrupt(esp_device *d, double rate);
 /* Times the chip was reset (into the loader or back into the app). */
 unsigned device_reset_count(esp_device *d);
 

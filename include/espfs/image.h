@@ -214,6 +214,14 @@ void esp_image_describe(const struct esp_image_class *c, char *out, size_t cap);
  * image (raw flash contents, file systems, NVS) is accepted.  Returns
  * -EAGAIN when !complete and more bytes are needed (never once len >=
  * ESP_IMAGE_CHECK_PREFIX).  device_pt may be NULL. */
+/* The chip revision an image demands (its header's min_rev_full /
+ * max_rev_full, or the legacy min_rev, as esptool decides; PROTOCOL.md
+ * A17): -EINVAL with the reason in msg when a header in buf (the one at
+ * its start, the ESP32 bootloader at 0x1000 of a merged image, the app at
+ * 0x10000) wants a revision this chip (rev = major * 100 + minor) does not
+ * have; 0 otherwise, also for data that is not an image. */
+int esp_image_check_revision(esp_chip_id target, unsigned rev, uint32_t flash_offset,
+                             const uint8_t *buf, size_t len, char *msg, size_t msglen);
 int esp_image_check_write(esp_chip_id target, uint32_t flash_offset,
                           const uint8_t *buf, size_t len, bool complete,
                           const struct esp_partition_table *device_pt,

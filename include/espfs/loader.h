@@ -66,6 +66,10 @@ bool esp_loader_is_stub(const esp_loader *l);
 int esp_loader_detect_chip(esp_loader *l, const struct esp_chip_info **chip);
 const struct esp_chip_info *esp_loader_chip(const esp_loader *l);
 int esp_loader_read_mac(esp_loader *l, uint8_t mac[6]);
+/* Chip revision from eFuse (and on the ESP32 the APB_CTRL date register),
+ * as esptool reads it: *rev = major * 100 + minor.  -EOPNOTSUPP on chips
+ * whose eFuse layout espfs does not know (all but ESP32 and ESP32-C3). */
+int esp_loader_read_revision(esp_loader *l, unsigned *rev);
 /* Attaches SPI flash first if not yet done; reads JEDEC ID and size. */
 int esp_loader_flash_id(esp_loader *l, uint32_t *jedec, uint32_t *size);
 int esp_loader_spi_attach(esp_loader *l);
@@ -126,10 +130,16 @@ bool esp_loader_can_md5(const esp_loader *l);
  * 1 yes, 0 no, <0 error (-EOPNOTSUPP: the responder cannot hash). */
 int esp_loader_flash_holds(esp_loader *l, uint32_t offset, const uint8_t *data, uint32_t len);
 /* Stub READ_FLASH (4 KiB packets, two in flight, acks, final MD5
- * checked; 64 KiB per command, so a cancel waits for at most one such piece) or ROM READ_FLASH_SLOW (ESP32
- * only); -EOPNOTSUPP on other ROMs: load the stub. */
+ * checked, asked once more on a mismatch; 64 KiB per command, so a cancel
+ * waits for at most one such piece) or ROM READ_FLASH_SLOW (ESP32 only;
+ * checked by SPI_FLASH_MD5, see esp_loader_can_read); -EOPNOTSUPP on
+ * other ROMs: load the stub. */
 int esp_loader_read_flash(esp_loader *l, uint32_t offset, uint8_t *buf, size_t len,
 			  esp_progress_fn progress, void *ctx);
+/* Can the responder read flash (a stub, or a ROM with READ_FLASH_SLOW)?
+ * ROM reads are checked by the ROM's MD5 per 4 KiB piece, each piece
+ * read up to 3 times before -EIO. */
+bool esp_loader_can_read(const esp_loader *l);
 /* Stub ERASE_REGION / ERASE_FLASH; ROM: FLASH_BEGIN over the region. */
 int esp_loader_erase_region(esp_loader *l, uint32_t offset, uint32_t len);
 int esp_loader_erase_all(esp_loader *l);
@@ -169,6 +179,10 @@ uint32_t esp_loader_flash_size(const esp_loader *l);
 /* erase_size word for FLASH_BEGIN to the ESP8266 ROM, which erases too
  * much (PROTOCOL.md A9, esptool's formula). */
 uint32_t esp_esp8266_erase_size(uint32_t offset, uint32_t size);
+/* Bytes from offset the ESP8266 ROM really erases for a write of size
+ * bytes there (with that erase size): one sector more than asked when an
+ * odd number of sectors lies inside one 64 KiB block. */
+uint32_t esp_esp8266_rom_erases(uint32_t offset, uint32_t size);
 /* RFC 4648 base64 (whitespace ignored); returns the decoded length or
  * -EINVAL (bad input) / -ENOSPC (out too small). */
 int esp_base64_decode(const char *in, size_t in_len, uint8_t *out, size_t cap);

@@ -103,6 +103,8 @@ static int check(esp_device *d, uint32_t off, const uint8_t *buf, size_t len, bo
 	struct esp_partition_table *pt = device_pt(d);
 	int rc = esp_image_check_write(id.chip->id, off, buf, len, complete, pt, why, whylen);
 	free(pt);
+	if (rc == 0 && id.revision >= 0)
+		rc = esp_image_check_revision(id.chip->id, (unsigned)id.revision, off, buf, len, why, whylen);
 	return rc == -EAGAIN ? 0 : rc;
 }
 

@@ -14,6 +14,7 @@ esp_device *dev_alloc(esp_devmgr *m, const char *name, const struct dev_options 
 	if (!d)
 		return NULL;
 	atomic_init(&d->refs, 1);
+	d->id.revision = -1;
 	snprintf(d->name, sizeof d->name, "%s", name);
 	d->opt = *opt;
 	d->mgr = m;
@@ -248,12 +249,54 @@ void dev_clear_error(esp_device *d)
 	pthread_mutex_lock(&d->lock);
 	d->err = 0;
 	d->errmsg[0] = 0;
+	d->err_from_read = false;
+	d->saved_err = 0;
 	pthread_mutex_unlock(&d->lock);
+}
+
+void dev_read_result(esp_device *d, struct dev_job *j, int rc)
+{
+	if (rc == -EINTR || rc == -ENODEV)  /* a cancel; the worker reports an unplug */
+		return;
+	pthread_mutex_lock(&d->lock);
+	if (rc == 0 && d->err_from_read) {
+		d->err = d->saved_err;
+		snprintf(d->errmsg, sizeof d->errmsg, "%s", d->saved_err ? d->saved_errmsg : "");
+		d->err_from_read = false;
+		d->saved_err = 0;
+	} else if (rc < 0) {
+		if (!d->err_from_read && d->err) {
+			/* an unresolved problem: back in state once reads work */
+			d->saved_err = d->err;
+			memcpy(d->saved_errmsg, d->errmsg, sizeof d->saved_errmsg);
+		}
+		d->err = -rc;
+		d->err_from_read = true;
+		snprintf(d->errmsg, sizeof d->errmsg, "%.32s %.200s", j->what[0] ? j->what : "flash",
+			 j->err[0] ? j->err : strerror(-rc));
+	} else {
+		pthread_mutex_unlock(&d->lock);
+		return;
+	}
+	pthread_mutex_unlock(&d->lock);
+	dev_state_changed(d);
+}
+
+void dev_set_note(esp_device *d, const char *note)
+{
+	pthread_mutex_lock(&d->lock);
+	bool same = !strcmp(d->note, note);
+	snprintf(d->note, sizeof d->note, "%s", note);
+	pthread_mutex_unlock(&d->lock);
+	if (!same)
+		dev_state_changed(d);
 }
 
 void dev_set_errorv(esp_device *d, int err, const char *fmt, va_list ap)
 {
 	pthread_mutex_lock(&d->lock);
+	d->err_from_read = false;
+	d->saved_err = 0;
 	d->err = err < 0 ? -err : err;
 	vsnprintf(d->errmsg, sizeof d->errmsg, fmt, ap);
 	for (char *p = d->errmsg; *p; p++)  /* keep it one line */
@@ -337,6 +380,8 @@ size_t device_state_text(esp_device *d, char *buf, size_t cap)
 				     j->what[0] ? j->what : "");
 	} else if (d->err) {
 		n = snprintf(buf, cap, "%s error %s: %s\n", d->mode, errno_name(d->err), d->errmsg);
+	} else if (d->note[0]) {
+		n = snprintf(buf, cap, "%s %s\n", d->mode, d->note);
 	} else {
 		n = snprintf(buf, cap, "%s idle\n", d->mode);
 	}
@@ -408,6 +453,20 @@ int device_sim_unplug_at(esp_device *d, int pct)
 	struct sim_faults f;
 	memset(&f, 0, sizeof f);
 	f.unplug_at_percent = pct;
+	sim_set_faults(d->sim, &f);
+	return 0;
+}
+
+int device_sim_corrupt(esp_device *d, double rate)
+{
+	if (!d->sim)
+		return -EOPNOTSUPP;
+	if (!(rate >= 0 && rate <= 1))
+		return -EINVAL;
+	struct sim_faults f;
+	memset(&f, 0, sizeof f);
+	f.corrupt_rate = rate;
+	f.seed = 1;
 	sim_set_faults(d->sim, &f);
 	return 0;
 }

@@ -51,6 +51,14 @@ struct esp_device {
 	char mode[16];                 /* "attaching", "app", "rom", "stub", "unplugged" */
 	int err;                       /* last error (positive errno) or 0 */
 	char errmsg[240];
+	/* The error shown is a failed read of flash.bin: a later good read
+	 * ends it, and brings back the problem it covered (saved_err). */
+	bool err_from_read;
+	int saved_err;
+	char saved_errmsg[240];
+	/* What a successful job leaves to say when idle ("written but not
+	 * verified"); shown instead of "idle", under any error. */
+	char note[240];
 	unsigned state_gen;
 	unsigned resets;
 	char wifi_status[32];
@@ -109,6 +117,11 @@ void dev_state_changed(esp_device *d);
 void dev_set_mode(esp_device *d, const char *mode);
 void dev_clear_error(esp_device *d);
 void dev_set_errorv(esp_device *d, int err, const char *fmt, va_list ap);
+/* A read of flash.bin ended (jobs.c): a failure shows in state with its
+ * errno; a success ends an earlier read failure only. */
+void dev_read_result(esp_device *d, struct dev_job *j, int rc);
+/* The note shown instead of "idle" ("" none). */
+void dev_set_note(esp_device *d, const char *note);
 void dev_head_update(esp_device *d, uint32_t off, const uint8_t *buf, size_t len, bool erased);
 /* The chip leaves the loader (or may have run its app meanwhile): the
  * application-writable part of head is no longer known. */
@@ -123,9 +136,13 @@ void dev_flash_unknown(esp_device *d, uint32_t off, uint32_t len);
 void dev_rcache_put(esp_device *d, uint32_t off, const uint8_t *buf, uint32_t len, bool erased);
 void dev_rcache_forget(esp_device *d, uint32_t off, uint32_t len);
 void dev_rcache_demote(esp_device *d);
-/* One whole 64 KiB block at a 64 KiB offset from the cache, checked by MD5
- * when the chip has run since: 1 done, 0 not cached, <0 error. */
+/* What the cache holds of [off, off+len) from off on, checked by MD5
+ * when the chip has run since (in the loader): the number of bytes copied
+ * to buf (0: not held at off), or <0 error. */
 int dev_rcache_get(esp_device *d, uint32_t off, uint8_t *buf, uint32_t len);
+/* How many bytes from off (at most len) the cache cannot serve now: the
+ * run a read must fetch from the chip. */
+uint32_t dev_rcache_missing(esp_device *d, uint32_t off, uint32_t len);
 void dev_rcache_free(esp_device *d);
 
 /* console.c: the worker pauses the console while a job holds the port and

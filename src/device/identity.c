@@ -122,8 +122,15 @@ static int probe(esp_device *d, char *err, size_t errlen)
 		snprintf(err, errlen, "read MAC: %s", esp_loader_error(d->ld));
 		return rc;
 	}
+	unsigned rev = 0;
+	int rrc = esp_loader_read_revision(d->ld, &rev);
+	if (rrc == -ENODEV)
+		return rrc;
+	if (rrc < 0 && rrc != -EOPNOTSUPP)
+		LOGW("%s: cannot read the chip revision: %s", d->name, esp_loader_error(d->ld));
 	pthread_mutex_lock(&d->lock);
 	d->id.chip = chip;
+	d->id.revision = rrc < 0 ? -1 : (int)rev;
 	memcpy(d->id.mac, mac, 6);
 	if (!d->id.flash_size)
 		d->id.flash_size = chip ? chip->default_flash_size : 0x400000;

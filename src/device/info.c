@@ -46,6 +46,11 @@ char *device_info_json(esp_device *d)
 			 id.mac[2], id.mac[3], id.mac[4], id.mac[5]);
 		cJSON_AddStringToObject(o, "mac", mac);
 	}
+	if (id.known && id.revision >= 0) {
+		char rev[16];
+		snprintf(rev, sizeof rev, "v%d.%d", id.revision / 100, id.revision % 100);
+		cJSON_AddStringToObject(o, "revision", rev);
+	}
 	cJSON_AddNumberToObject(o, "flash_size", id.flash_size);
 	add_hex(o, "flash_jedec_id", id.jedec);
 	pthread_mutex_lock(&d->lock);

@@ -40,8 +40,11 @@ static int on_progress(void *ctx, uint64_t done, uint64_t total)
 	(void)total;
 	uint64_t now = esp_now_us(esp_clock_real());
 	bool notify = false;
+	/* a write covers whole sectors; the file's own bytes are j->len, and
+	 * state never shows more than 100% of them */
+	uint64_t own = p->j->kind == DEV_JOB_WRITE && done > p->j->len ? p->j->len : done;
 	pthread_mutex_lock(&p->d->lock);
-	p->d->prog_done = p->base + done;
+	p->d->prog_done = p->base + own;
 	if (now - p->d->last_progress_us > 250000) {
 		p->d->last_progress_us = now;
 		notify = true;
@@ -363,6 +366,24 @@ static int job_enter_loader(esp_device *d, struct dev_job *j)
 	return rc;
 }
 
+/* Progress of a chip read that fetches whole sectors around what the
+ * job asked for: only the asked-for part counts. */
+struct read_prog {
+	struct prog_ctx pc;
+	uint32_t lead, want;    /* bytes before the asked-for part; its length */
+};
+
+static int on_read_progress(void *ctx, uint64_t done, uint64_t total)
+{
+	struct read_prog *rp = ctx;
+	uint64_t k = done > rp->lead ? done - rp->lead : 0;
+	return on_progress(&rp->pc, k < rp->want ? k : rp->want, total);
+}
+
+/* [off, off+len) from whatever knows it: the head kept since attach,
+ * the read cache (any range it holds, whole or in part), and the chip
+ * for the rest, fetched in whole sectors (the cache's unit) and at most
+ * READ_CHUNK at a time, so a cancel waits for one such piece. */
 static int read_range(esp_device *d, struct dev_job *j, uint32_t off, uint8_t *buf, uint32_t len,
 		      bool progress)
 {
@@ -371,47 +392,86 @@ static int read_range(esp_device *d, struct dev_job *j, uint32_t off, uint8_t *b
 	int rc = job_enter_loader(d, j);
 	if (rc < 0)
 		return rc;
+	uint32_t fsize = device_flash_size(d);
+	uint8_t *tmp = NULL;
 	for (uint32_t done = 0; done < len;) {
-		/* pieces on READ_CHUNK (64 KiB) boundaries: the read cache's unit */
-		uint32_t a = off + done;
-		uint32_t n = READ_CHUNK - a % READ_CHUNK;
-		if (n > len - done)
-			n = len - done;
+		uint32_t a = off + done, rest = len - done;
 		struct prog_ctx pc = { d, j, done };
 		if (job_cancelled(j)) {
 			snprintf(j->err, sizeof j->err, "read cancelled");
-			return -EINTR;
+			rc = -EINTR;
+			break;
 		}
-		rc = dev_rcache_get(d, a, buf + done, n);
+		/* the head, as far as this range reaches into it */
+		uint32_t k = 0;
+		if (a < DEV_HEAD_SIZE) {
+			uint32_t h = DEV_HEAD_SIZE - a < rest ? DEV_HEAD_SIZE - a : rest;
+			if (device_head_read(d, a, buf + done, h) == 0)
+				k = h;
+		}
+		rc = k ? (int)k : dev_rcache_get(d, a, buf + done, rest);
+		if (rc > 0) {
+			done += (uint32_t)rc;
+			rc = progress && on_progress(&pc, rc, rest) ? -EINTR : 0;
+			if (rc < 0)
+				break;
+			continue;
+		}
 		if (rc == 0) {
-			rc = esp_loader_read_flash(d->ld, a, buf + done, n, progress ? on_progress : NULL, &pc);
-			if (rc == 0)
-				dev_flash_known(d, a, buf + done, n, false);
-		} else if (rc > 0) {
-			rc = progress ? on_progress(&pc, n, n) : 0;
-			if (rc)
-				rc = -EINTR;
+			/* what the cache lacks from a, in whole sectors */
+			uint32_t miss = dev_rcache_missing(d, a, rest);
+			if (!miss)
+				miss = rest;
+			uint32_t s0 = a & ~(ESP_SECTOR - 1);
+			uint64_t s1 = ((uint64_t)a + miss + ESP_SECTOR - 1) & ~(uint64_t)(ESP_SECTOR - 1);
+			uint64_t cap = ((uint64_t)s0 / READ_CHUNK + 1) * READ_CHUNK;
+			if (s1 > cap)
+				s1 = cap;
+			if (s1 > fsize)
+				s1 = fsize;
+			uint32_t n = (uint32_t)(s1 - s0), use = n - (a - s0) < rest ? n - (a - s0) : rest;
+			uint8_t *dst = buf + done;
+			if (s0 != a || n > rest) {
+				if (!tmp && !(tmp = malloc(READ_CHUNK))) {
+					rc = -ENOMEM;
+					break;
+				}
+				dst = tmp;
+			}
+			struct read_prog rp = { pc, a - s0, use };
+			rc = esp_loader_read_flash(d->ld, s0, dst, n, progress ? on_read_progress : NULL, &rp);
+			if (rc == 0) {
+				dev_flash_known(d, s0, dst, n, false);
+				if (dst != buf + done)
+					memcpy(buf + done, dst + (a - s0), use);
+				done += use;
+			}
 		}
 		if (rc < 0) {
 			char what[64];
 			snprintf(what, sizeof what, "read at 0x%x", a);
 			set_reason(d, j->err, sizeof j->err, what, rc);
-			return rc;
+			break;
 		}
-		done += n;
 	}
-	return 0;
+	free(tmp);
+	return rc < 0 ? rc : 0;
 }
 
 static int job_read(esp_device *d, struct dev_job *j)
 {
-	return read_range(d, j, j->offset, j->buf, j->len, true);
+	int rc = read_range(d, j, j->offset, j->buf, j->len, true);
+	dev_read_result(d, j, rc);
+	return rc;
 }
 
 /* The old bytes around a write that does not cover whole sectors (the
- * chip erases whole ones).  After an image the rest of its last sector is
- * nearly always erased: one MD5 (~1 ms) says so instead of reading it
- * back (~40 ms for 4 KiB at 921600). */
+ * chip erases whole ones): from the head or the read cache when they
+ * hold them; after an image the rest of its last sector is nearly always
+ * erased, and one MD5 (~1 ms) says so instead of reading it back (~40 ms
+ * for 4 KiB at 921600).  -EOPNOTSUPP when none of that knows them and
+ * the chip cannot read (a ROM other than the ESP32's, without a stub):
+ * job_write decides what then. */
 static int keep_around(esp_device *d, struct dev_job *j, uint32_t off, uint8_t *buf, uint32_t len)
 {
 	if (device_head_read(d, off, buf, len) == 0)
@@ -419,10 +479,48 @@ static int keep_around(esp_device *d, struct dev_job *j, uint32_t off, uint8_t *
 	int rc = job_enter_loader(d, j);
 	if (rc < 0)
 		return rc;
+	rc = dev_rcache_get(d, off, buf, len);
+	if (rc < 0 || (uint32_t)rc == len)
+		return rc < 0 ? rc : 0;
 	memset(buf, 0xFF, len);
-	if (esp_loader_flash_holds(d->ld, off, buf, len) == 1)
-		return 0;
+	if (esp_loader_can_md5(d->ld)) {
+		rc = esp_loader_flash_holds(d->ld, off, buf, len);
+		if (rc != 0)
+			return rc < 0 ? rc : 0;
+	}
+	if (!esp_loader_can_read(d->ld))
+		return -EOPNOTSUPP;
 	return read_range(d, j, off, buf, len, false);
+}
+
+static const char *chip_name(esp_device *d)
+{
+	const struct esp_chip_info *c = d->ld ? esp_loader_chip(d->ld) : NULL;
+	return c ? c->name : "chip's";
+}
+
+/* What a successful write leaves in state besides "idle": that it could
+ * not be verified (the ESP8266 ROM has no MD5), or that the end of its
+ * last sector was padded with 0xFF.  A write that needs neither clears
+ * what an earlier one left. */
+static void write_note(esp_device *d, struct dev_job *j, uint32_t a0, uint32_t alen, uint32_t pad_lo,
+		       uint32_t pad_hi)
+{
+	char note[240];
+	int n = 0;
+	const char *what = j->what[0] ? j->what : "flash";
+	if (!esp_loader_last_write_verified(d->ld))
+		n = snprintf(note, sizeof note, "%s 0x%x-0x%x written, not verified: %s", what, a0,
+			     a0 + alen, esp_loader_secure_download(d->ld)
+					? "Secure Download Mode forbids MD5"
+					: "the ROM has no MD5 (the stub would verify)");
+	if (pad_hi > pad_lo && n >= 0 && (size_t)n < sizeof note)
+		n += snprintf(note + n, sizeof note - (size_t)n, "%s0x%x-0x%x after the data set to 0xFF: "
+			      "the %s ROM erases it and cannot read it to keep it (esptool does the same)",
+			      n ? "; " : "", pad_lo, pad_hi, chip_name(d));
+	if (n > 0)
+		LOGW("%s: %s", d->name, note);
+	dev_set_note(d, n > 0 ? note : "");
 }
 
 static int job_write(esp_device *d, struct dev_job *j)
@@ -438,21 +536,63 @@ static int job_write(esp_device *d, struct dev_job *j)
 	uint64_t a1 = (end + ESP_SECTOR - 1) & ~(uint64_t)(ESP_SECTOR - 1);
 	if (a1 > fsize)
 		a1 = fsize;
-	uint32_t alen = (uint32_t)(a1 - a0);
 	uint8_t *buf = j->buf;
 	bool own = false;
+	uint32_t pad_lo = 0, pad_hi = 0;  /* set to 0xFF for want of the old bytes */
 	int rc = job_enter_loader(d, j);
 	if (rc < 0)
 		return rc;
-	if (a0 != j->offset || a1 != end) {
+	/* The ESP8266 ROM erases an even number of sectors inside a 64 KiB
+	 * block: an odd count takes the next sector with it, which is then
+	 * written back too (known from the cache, else left erased and said). */
+	uint64_t a2 = a1;
+	const struct esp_chip_info *chip = esp_loader_chip(d->ld);
+	if (!esp_loader_is_stub(d->ld) && chip && chip->id == ESP_CHIP_ESP8266 && a1 > a0) {
+		a2 = a0 + (uint64_t)esp_esp8266_rom_erases(a0, (uint32_t)(a1 - a0));
+		a2 = a2 < a1 ? a1 : a2 > fsize ? fsize : a2;
+	}
+	uint32_t alen = (uint32_t)(a2 - a0);
+	if (a0 != j->offset || a2 != end) {
 		buf = malloc(alen);
 		if (!buf)
 			return -ENOMEM;
 		own = true;
-		if (a0 < j->offset)
+		if (a0 < j->offset) {
 			rc = keep_around(d, j, a0, buf, j->offset - a0);
-		if (rc == 0 && a1 > end)
+			if (rc == -EOPNOTSUPP) {
+				/* nothing is erased yet: refuse rather than lose them */
+				snprintf(j->err, sizeof j->err, "write at 0x%x starts inside a sector; the "
+					 "%.16s ROM cannot read the 0x%x bytes before it to keep them: start "
+					 "at a multiple of 4096 or use the stub",
+					 j->offset, chip_name(d), j->offset - a0);
+				goto out;
+			}
+		}
+		if (rc == 0 && a1 > end) {
 			rc = keep_around(d, j, (uint32_t)end, buf + (end - a0), (uint32_t)(a1 - end));
+			if (rc == -EOPNOTSUPP) {
+				/* The end of a piece of the user's data (a stream's last
+				 * job, or the end of a write that is followed by one at
+				 * another offset), and no way to learn what follows it
+				 * in its sector: pad with 0xFF, as esptool does, and say
+				 * so.  Refusing here would come after earlier jobs of the
+				 * same copy were written, and every retry the same. */
+				memset(buf + (end - a0), 0xFF, (size_t)(a1 - end));
+				pad_lo = (uint32_t)end;
+				pad_hi = (uint32_t)a1;
+				rc = 0;
+			}
+		}
+		if (rc == 0 && a2 > a1) {
+			uint32_t k = (uint32_t)(a2 - a1);
+			rc = dev_rcache_get(d, (uint32_t)a1, buf + (a1 - a0), k);
+			if (rc >= 0 && (uint32_t)rc != k) {
+				memset(buf + (a1 - a0), 0xFF, k);
+				pad_lo = pad_hi ? pad_lo : (uint32_t)a1;
+				pad_hi = (uint32_t)a2;
+			}
+			rc = rc < 0 ? rc : 0;
+		}
 		if (rc < 0)
 			goto out;
 		memcpy(buf + (j->offset - a0), j->buf, j->len);
@@ -480,6 +620,7 @@ static int job_write(esp_device *d, struct dev_job *j)
 		goto out;
 	}
 	dev_flash_known(d, a0, buf, alen, false);
+	write_note(d, j, a0, alen, pad_lo, pad_hi);
 out:
 	if (own)
 		free(buf);

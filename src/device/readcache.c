@@ -2,14 +2,18 @@
  * next backup, cmp or verify of the same flash does not cross the wire
  * again: 4 MB take ~46 s to read at 921600 baud, an MD5 of them ~0.4 s.
  *
- * Per 64 KiB block: unknown; stored (read or written earlier, but the
- * chip has run its application since, which may have written it: NVS,
- * OTA, a filesystem); or current (read, written or checked during this
- * loader session: only our commands reach the flash meanwhile).  A stored
- * block is used only after the chip's MD5 of it matches; runs of stored
- * blocks are checked with one MD5.  The bytes live in an unlinked file
- * under $TMPDIR (/var/tmp otherwise): page cache, not espfs's memory.
- * Worker thread only, so no lock. */
+ * Per 4 KiB sector (the unit the chip erases and espfs writes): unknown;
+ * stored (read or written earlier, but the chip has run its application
+ * since, which may have written it: NVS, OTA, a filesystem); or current
+ * (read, written or checked during this loader session: only our
+ * commands reach the flash meanwhile).  Any range is served from what
+ * the cache holds, however it is cut: head, cat, cmp and file managers
+ * read in 4-128 KiB pieces, and a chip whose ROM cannot read flash gets
+ * back what espfs wrote to it.  A stored sector is used only after the
+ * chip's MD5 of it matches; runs of stored sectors are checked with one
+ * MD5, halved on a mismatch until the changed part is found.  The bytes
+ * live in an unlinked file under $TMPDIR (/var/tmp otherwise): page
+ * cache, not espfs's memory.  Worker thread only, so no lock. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -18,15 +22,15 @@
 #include "device_i.h"
 #include "espfs/log.h"
 
-#define BLK 0x10000u
-#define CHECK_RUN (16u * BLK)   /* most blocks one MD5 vouches for */
+#define SEC ESP_SECTOR
+#define CHECK_RUN (0x100000u / SEC)   /* most sectors one MD5 vouches for */
 
-enum { B_UNKNOWN, B_STORED, B_CURRENT };
+enum { S_UNKNOWN, S_STORED, S_CURRENT };
 
 struct dev_rcache {
 	int fd;
 	uint32_t size;
-	uint8_t *state;
+	uint8_t *state;   /* one per sector */
 };
 
 static int open_tmp(void)
@@ -42,6 +46,11 @@ static int open_tmp(void)
 	return -1;
 }
 
+static uint32_t n_sectors(const struct dev_rcache *c)
+{
+	return (uint32_t)(((uint64_t)c->size + SEC - 1) / SEC);
+}
+
 static struct dev_rcache *get(esp_device *d)
 {
 	uint32_t size = device_flash_size(d);
@@ -50,7 +59,7 @@ static struct dev_rcache *get(esp_device *d)
 	struct dev_rcache *c = calloc(1, sizeof *c);
 	if (c) {
 		c->size = size;
-		c->state = calloc(size / BLK + 1, 1);
+		c->state = calloc(n_sectors(c), 1);
 		c->fd = c->state ? open_tmp() : -1;
 		if (c->fd >= 0 && ftruncate(c->fd, size) == 0) {
 			d->rcache = c;
@@ -91,6 +100,18 @@ static bool file_io(int fd, uint8_t *p, size_t n, off_t at, bool write)
 	return true;
 }
 
+/* [a, b) of the cache file := data, or 0xFF for an erase. */
+static bool file_fill(int fd, const uint8_t *data, uint32_t a, uint32_t b)
+{
+	static const uint8_t ff[SEC] = { [0 ... SEC - 1] = 0xFF };
+	if (data)
+		return file_io(fd, (uint8_t *)data, b - a, a, true);
+	for (uint32_t p = a; p < b; p += SEC)
+		if (!file_io(fd, (uint8_t *)ff, b - p < SEC ? b - p : SEC, p, true))
+			return false;
+	return true;
+}
+
 void dev_rcache_put(esp_device *d, uint32_t off, const uint8_t *buf, uint32_t len, bool erased)
 {
 	struct dev_rcache *c = get(d);
@@ -98,25 +119,18 @@ void dev_rcache_put(esp_device *d, uint32_t off, const uint8_t *buf, uint32_t le
 		return;
 	if (len > c->size - off)
 		len = c->size - off;
-	static const uint8_t ff[4096] = { [0 ... 4095] = 0xFF };
-	for (uint32_t a = off; a < off + len;) {
-		uint32_t b = (a / BLK + 1) * BLK;
-		if (b > off + len)
-			b = off + len;
-		uint8_t *st = &c->state[a / BLK];
-		/* a part of a block is only as good as the rest of it */
-		bool whole = a % BLK == 0 && b - a == BLK;
-		if (!whole && *st != B_CURRENT) {
-			*st = B_UNKNOWN;
-			a = b;
-			continue;
-		}
-		bool ok = true;
-		if (!erased)
-			ok = file_io(c->fd, (uint8_t *)buf + (a - off), b - a, a, true);
-		for (uint32_t p = a; erased && ok && p < b; p += sizeof ff)
-			ok = file_io(c->fd, (uint8_t *)ff, b - p < sizeof ff ? b - p : sizeof ff, p, true);
-		*st = ok ? B_CURRENT : B_UNKNOWN;
+	uint32_t end = off + len;
+	for (uint32_t a = off; a < end;) {
+		uint32_t b = (a / SEC + 1) * SEC;
+		if (b > end)
+			b = end;
+		uint8_t *st = &c->state[a / SEC];
+		/* a part of a sector is only as good as the rest of it */
+		bool whole = a % SEC == 0 && (b - a == SEC || b == c->size);
+		if (whole || *st == S_CURRENT)
+			*st = file_fill(c->fd, erased ? NULL : buf + (a - off), a, b) ? S_CURRENT : S_UNKNOWN;
+		else
+			*st = S_UNKNOWN;
 		a = b;
 	}
 }
@@ -127,8 +141,8 @@ void dev_rcache_forget(esp_device *d, uint32_t off, uint32_t len)
 	if (!c || off >= c->size || !len)
 		return;
 	uint64_t end = (uint64_t)off + len > c->size ? c->size : (uint64_t)off + len;
-	for (uint64_t k = off / BLK; k <= (end - 1) / BLK; k++)
-		c->state[k] = B_UNKNOWN;
+	for (uint64_t k = off / SEC; k <= (end - 1) / SEC; k++)
+		c->state[k] = S_UNKNOWN;
 }
 
 void dev_rcache_demote(esp_device *d)
@@ -136,9 +150,9 @@ void dev_rcache_demote(esp_device *d)
 	struct dev_rcache *c = d->rcache;
 	if (!c)
 		return;
-	for (uint32_t k = 0; k <= (c->size - 1) / BLK; k++)
-		if (c->state[k] == B_CURRENT)
-			c->state[k] = B_STORED;
+	for (uint32_t k = 0; k < n_sectors(c); k++)
+		if (c->state[k] == S_CURRENT)
+			c->state[k] = S_STORED;
 }
 
 /* Does the chip still hold the cached [a, a+n)?  1 yes, 0 no, <0 error. */
@@ -152,34 +166,77 @@ static int chip_agrees(esp_device *d, struct dev_rcache *c, uint32_t a, uint32_t
 	return rc;
 }
 
+/* Can stored sectors be checked now (a loader that hashes)? */
+static bool can_check(esp_device *d)
+{
+	return d->ld && d->in_loader && esp_loader_can_md5(d->ld);
+}
+
+/* Settle stored sector s: it and the stored ones after it in one
+ * question; on a mismatch half as many, down to s alone, which is then
+ * unknown.  The sectors after a matching run stay stored for later. */
+static int check_stored(esp_device *d, struct dev_rcache *c, uint32_t s)
+{
+	uint32_t n = 1;
+	while (n < CHECK_RUN && s + n < n_sectors(c) && c->state[s + n] == S_STORED)
+		n++;
+	for (;;) {
+		uint32_t a = s * SEC;
+		uint32_t len = n * SEC > c->size - a ? c->size - a : n * SEC;
+		int rc = chip_agrees(d, c, a, len);
+		if (rc < 0)
+			return rc;
+		if (rc || n == 1) {
+			for (uint32_t k = 0; k < n; k++)
+				c->state[s + k] = rc ? S_CURRENT : S_UNKNOWN;
+			return 0;
+		}
+		n /= 2;
+	}
+}
+
 int dev_rcache_get(esp_device *d, uint32_t off, uint8_t *buf, uint32_t len)
 {
 	struct dev_rcache *c = d->rcache;
-	if (!c || !len || off % BLK || len != BLK || off >= c->size)
+	if (!c || !len || off >= c->size)
 		return 0;
-	uint8_t *st = &c->state[off / BLK];
-	if (*st == B_STORED) {
-		if (!d->ld || !esp_loader_can_md5(d->ld))
-			return 0;
-		/* this block and the stored ones after it, in one question */
-		uint32_t n = BLK;
-		while (n < CHECK_RUN && off + n < c->size && st[n / BLK] == B_STORED)
-			n += BLK;
-		int rc = chip_agrees(d, c, off, n);
-		if (rc < 0)
-			return rc;
-		if (rc == 0 && n > BLK)
-			rc = chip_agrees(d, c, off, n = BLK);
-		if (rc < 0)
-			return rc;
-		for (uint32_t k = 0; k < n / BLK; k++)
-			st[k] = rc ? B_CURRENT : B_UNKNOWN;
+	if (len > c->size - off)
+		len = c->size - off;
+	uint32_t got = 0;
+	while (got < len) {
+		uint32_t a = off + got, s = a / SEC;
+		if (c->state[s] == S_STORED && can_check(d)) {
+			int rc = check_stored(d, c, s);
+			if (rc < 0)
+				return got ? (int)got : rc;
+		}
+		/* the run of current sectors from a, in one read of the file */
+		uint32_t e = s;
+		while (e < n_sectors(c) && c->state[e] == S_CURRENT && (uint64_t)e * SEC < (uint64_t)a + (len - got))
+			e++;
+		if (e == s)
+			break;
+		uint64_t run = (uint64_t)e * SEC - a;
+		uint32_t n = run < len - got ? (uint32_t)run : len - got;
+		if (!file_io(c->fd, buf + got, n, a, false)) {
+			dev_rcache_forget(d, a, n);
+			break;
+		}
+		got += n;
 	}
-	if (*st != B_CURRENT)
-		return 0;
-	if (!file_io(c->fd, buf, len, off, false)) {
-		*st = B_UNKNOWN;
-		return 0;
-	}
-	return 1;
+	return (int)got;
+}
+
+uint32_t dev_rcache_missing(esp_device *d, uint32_t off, uint32_t len)
+{
+	struct dev_rcache *c = d->rcache;
+	if (!c || off >= c->size)
+		return len;
+	bool checkable = can_check(d);
+	uint32_t s = off / SEC, e = s;
+	while (e < n_sectors(c) && (uint64_t)e * SEC < (uint64_t)off + len &&
+	       (c->state[e] == S_UNKNOWN || (c->state[e] == S_STORED && !checkable)))
+		e++;
+	uint64_t n = (uint64_t)e * SEC - off;
+	return n < len ? (uint32_t)n : len;
 }

@@ -108,6 +108,41 @@ bool fw_busy(struct flash_writer *fw)
 	return b;
 }
 
+bool fw_active(struct flash_writer *fw)
+{
+	pthread_mutex_lock(&fw->lock);
+	bool b = fw->dirty || fw->pend_len || fw->inflight;
+	pthread_mutex_unlock(&fw->lock);
+	return b;
+}
+
+bool fw_read_overlay(struct flash_writer *fw, uint32_t off, size_t len, uint8_t **ov,
+		     uint32_t *ov_off, size_t *ov_len)
+{
+	*ov = NULL;
+	*ov_off = 0;
+	*ov_len = 0;
+	pthread_mutex_lock(&fw->lock);
+	uint64_t a = off > fw->pend_off ? off : fw->pend_off;
+	uint64_t b = (uint64_t)off + len;
+	uint64_t pend_end = (uint64_t)fw->pend_off + fw->pend_len;
+	if (pend_end < b)
+		b = pend_end;
+	if (fw->pend_len && a < b) {
+		*ov = malloc(b - a);
+		if (*ov) {
+			memcpy(*ov, fw->pend + (a - fw->pend_off), b - a);
+			*ov_off = (uint32_t)a;
+			*ov_len = b - a;
+		}
+	}
+	/* bytes handed to the device are on the chip once its queued jobs
+	 * ran: a read job queues behind them (the cached head may be older) */
+	bool queued = fw->inflight > 0;
+	pthread_mutex_unlock(&fw->lock);
+	return queued;
+}
+
 static void on_interrupt(fuse_req_t req, void *data)
 {
 	struct flash_writer *fw = data;

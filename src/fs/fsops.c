@@ -18,6 +18,12 @@ struct req_job {
 	struct dev_job j;
 	fuse_req_t req;
 	size_t wsize;        /* write-type jobs: the byte count to acknowledge */
+	uint64_t erase_dir;  /* erase: the device folder whose `erasing` it holds */
+	/* read on a flash.bin writer's own handle: what it wrote and the
+	 * device does not hold yet, laid over the bytes read */
+	uint8_t *ov;
+	uint32_t ov_off;
+	size_t ov_len;
 };
 
 static bool volatile_attr(const struct node *n)
@@ -249,6 +255,12 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		/* one writer at a time: two uploads interleaved make no image */
 		if (n->dir->writer) {
 			err = EBUSY;
+			device_set_error(n->dev, EBUSY, "flash.bin: another program has it open for "
+					 "writing; one writer at a time");
+			goto out;
+		}
+		if (n->dir->commits || n->dir->erasing) {
+			err = -dir_writer_busy(n->dir, "flash.bin");
 			goto out;
 		}
 		h->fw = fw_open(n->dev);
@@ -296,18 +308,35 @@ out:
 	}
 }
 
+/* Lay a writer's not-yet-sent bytes over what was read at off. */
+static void overlay(uint8_t *buf, uint32_t off, const uint8_t *ov, uint32_t ov_off, size_t ov_len)
+{
+	if (ov)
+		memcpy(buf + (ov_off - off), ov, ov_len);
+}
+
 static void rj_done(struct dev_job *j)
 {
 	struct req_job *r = (struct req_job *)j;
+	if (r->erase_dir) {
+		pthread_mutex_lock(&vfs.lock);
+		struct node *dir = node_get(r->erase_dir);
+		if (dir && dir->erasing > 0)
+			dir->erasing--;
+		pthread_mutex_unlock(&vfs.lock);
+	}
 	fuse_req_interrupt_func(r->req, NULL, NULL);
-	if (j->rc < 0)
+	if (j->rc < 0) {
 		fuse_reply_err(r->req, -j->rc);
-	else if (j->kind == DEV_JOB_READ)
+	} else if (j->kind == DEV_JOB_READ) {
+		overlay(j->buf, j->offset, r->ov, r->ov_off, r->ov_len);
 		fuse_reply_buf(r->req, (const char *)j->buf, j->len);
-	else
+	} else {
 		fuse_reply_write(r->req, r->wsize);
+	}
 	explicit_bzero(j->pass, sizeof j->pass);
 	free(j->buf);
+	free(r->ov);
 	free(r);
 }
 
@@ -342,9 +371,17 @@ static void submit_req_job(esp_device *d, struct req_job *r)
 	int rc = device_submit(d, &r->j);
 	if (rc < 0) {
 		fuse_req_interrupt_func(r->req, NULL, NULL);
+		if (r->erase_dir) {
+			pthread_mutex_lock(&vfs.lock);
+			struct node *dir = node_get(r->erase_dir);
+			if (dir && dir->erasing > 0)
+				dir->erasing--;
+			pthread_mutex_unlock(&vfs.lock);
+		}
 		fuse_reply_err(r->req, -rc);
 		explicit_bzero(r->j.pass, sizeof r->j.pass);
 		free(r->j.buf);
+		free(r->ov);
 		free(r);
 	}
 }
@@ -392,6 +429,10 @@ static void read_flash(fuse_req_t req, struct handle *h, size_t size, off_t off)
 	pthread_mutex_lock(&vfs.lock);
 	struct flash_writer *w = h->node->dir->writer;
 	bool busy = w && w != h->fw && fw_busy(w);
+	if ((uint64_t)off != h->rd_next)
+		h->rd_start = (uint64_t)off;  /* not where the last read ended: a new run */
+	h->rd_next = (uint64_t)off + size;
+	uint64_t run_base = (uint64_t)off - h->rd_start, run_total = fsize - h->rd_start;
 	pthread_mutex_unlock(&vfs.lock);
 	if (busy) {
 		fuse_reply_err(req, EBUSY);
@@ -402,19 +443,35 @@ static void read_flash(fuse_req_t req, struct handle *h, size_t size, off_t off)
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	if (device_head_read(h->dev, (uint32_t)off, buf, size) == 0) {
+	/* the writer's own handle reads what it wrote (read-modify-write on
+	 * one O_RDWR descriptor), not what the chip held before */
+	uint8_t *ov = NULL;
+	uint32_t ov_off = 0;
+	size_t ov_len = 0;
+	bool queued = h->fw && fw_read_overlay(h->fw, (uint32_t)off, size, &ov, &ov_off, &ov_len);
+	if (!queued && device_head_read(h->dev, (uint32_t)off, buf, size) == 0) {
+		overlay(buf, (uint32_t)off, ov, ov_off, ov_len);
 		fuse_reply_buf(req, (const char *)buf, size);
 		free(buf);
+		free(ov);
 		return;
 	}
 	struct req_job *r = req_job_new(req, DEV_JOB_READ, "flash.bin", 0);
 	if (!r) {
 		free(buf);
+		free(ov);
 		return;
 	}
+	r->ov = ov;
+	r->ov_off = ov_off;
+	r->ov_len = ov_len;
 	r->j.offset = (uint32_t)off;
 	r->j.len = (uint32_t)size;
 	r->j.buf = buf;
+	/* state: "reading flash.bin at 0x120000: 28% (1179648/4194304 bytes)"
+	 * for a reader going through to the end, as cp, dd and cmp do */
+	r->j.prog_base = run_base;
+	r->j.prog_total = run_total;
 	submit_req_job(h->dev, r);
 }
 
@@ -423,7 +480,7 @@ static void read_stage(fuse_req_t req, struct handle *h, size_t size, off_t off)
 	pthread_mutex_lock(&vfs.lock);
 	struct stage *s = h->node->stage;
 	char *copy = NULL;
-	size_t n = copy_range((const char *)s->buf, s->len, off, size, &copy);
+	size_t n = s->buf ? copy_range((const char *)s->buf, s->len, off, size, &copy) : 0;
 	pthread_mutex_unlock(&vfs.lock);
 	fuse_reply_buf(req, copy, n);
 	free(copy);
@@ -500,6 +557,21 @@ static void write_erase(fuse_req_t req, struct handle *h, const char *buf, size_
 	struct req_job *r = req_job_new(req, DEV_JOB_ERASE, len ? "region" : "whole flash", size);
 	if (!r)
 		return;
+	/* one writer at a time: an erase queued between a cp's blocks would
+	 * leave a mixed image while the cp still succeeds */
+	pthread_mutex_lock(&vfs.lock);
+	struct node *dir = h->node->dir;
+	rc = dir_writer_busy(dir, "erase");
+	if (rc == 0 && dir) {
+		dir->erasing++;
+		r->erase_dir = dir->ino;
+	}
+	pthread_mutex_unlock(&vfs.lock);
+	if (rc < 0) {
+		free(r);
+		fuse_reply_err(req, -rc);
+		return;
+	}
 	r->j.offset = off;
 	r->j.len = len;
 	submit_req_job(h->dev, r);
@@ -508,7 +580,8 @@ static void write_erase(fuse_req_t req, struct handle *h, const char *buf, size_
 /* state accepts commands, sysfs-style: "reset" restarts the application;
  * simulated devices also take test hooks: "unplug", "replug" (into another
  * USB socket, within the hotplug debounce window), "unplug-at N" (pull the
- * cable when a flash write reaches N%), "buttons" (hold BOOT, press
+ * cable when a flash write reaches N%), "corrupt RATE" (flip that share of
+ * the bits the chip sends, from a fixed seed), "buttons" (hold BOOT, press
  * RESET, release BOOT) and the same one by one: "hold-boot", "press-reset",
  * "release-boot". */
 static void write_state(fuse_req_t req, struct handle *h, const char *buf, size_t size)
@@ -520,13 +593,14 @@ static void write_state(fuse_req_t req, struct handle *h, const char *buf, size_
 	cmd[strcspn(cmd, "\r\n")] = 0;
 	if (!strcmp(cmd, "unplug") || !strcmp(cmd, "buttons") || !strcmp(cmd, "replug") ||
 	    !strncmp(cmd, "unplug-at ", 10) || !strcmp(cmd, "hold-boot") ||
-	    !strcmp(cmd, "release-boot") || !strcmp(cmd, "press-reset")) {
+	    !strcmp(cmd, "release-boot") || !strcmp(cmd, "press-reset") || !strncmp(cmd, "corrupt ", 8)) {
 		int rc = !strcmp(cmd, "unplug")        ? device_sim_unplug(h->dev)
 			 : !strcmp(cmd, "replug")      ? device_sim_replug(h->dev)
 			 : !strcmp(cmd, "buttons")     ? device_sim_download(h->dev)
 			 : !strcmp(cmd, "hold-boot")   ? device_sim_buttons(h->dev, 1, false)
 			 : !strcmp(cmd, "release-boot") ? device_sim_buttons(h->dev, 0, false)
 			 : !strcmp(cmd, "press-reset") ? device_sim_buttons(h->dev, -1, true)
+			 : !strncmp(cmd, "corrupt ", 8) ? device_sim_corrupt(h->dev, strtod(cmd + 8, NULL))
 						       : device_sim_unplug_at(h->dev, atoi(cmd + 10));
 		if (rc < 0)
 			fuse_reply_err(req, -rc);
@@ -570,7 +644,7 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 			fuse_reply_err(req, EBADF);
 		break;
 	case N_STAGE:
-		stage_write(h->node, req, buf, size, off);
+		stage_write(h, req, buf, size, off);
 		break;
 	case N_CONSOLE:
 		console_write(req, h, buf, size);
@@ -587,7 +661,7 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	if (h->node->kind == N_FLASH && h->fw)
 		fw_commit(h->fw, req);
 	else if (h->node->kind == N_STAGE)
-		stage_flush(h->node, req);
+		stage_flush(h, req);  /* commits only if this handle wrote */
 	else
 		fuse_reply_err(req, 0);  /* wifi/erase acted in write() */
 }
@@ -599,8 +673,10 @@ static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
 	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
 	if (h->node->kind == N_FLASH && h->fw)
 		fw_commit(h->fw, req);
+	else if (h->node->kind == N_STAGE)
+		stage_fsync(h, req);  /* gio: so its rename has nothing left to wait for */
 	else
-		fuse_reply_err(req, 0);  /* staging: the rename decides */
+		fuse_reply_err(req, 0);
 }
 
 void espfs_release_handle(struct fuse_file_info *fi)
@@ -614,8 +690,10 @@ void espfs_release_handle(struct fuse_file_info *fi)
 			n->dir->writer = NULL;
 		fw = h->fw;
 	}
-	if (n->kind == N_STAGE && n->stage)
+	if (n->kind == N_STAGE && n->stage) {
 		n->stage->opens--;
+		stage_closed(n);
+	}
 	if (n->kind == N_STATE) {
 		for (struct handle **pp = &vfs.state_handles; *pp; pp = &(*pp)->next_state)
 			if (*pp == h) {
@@ -658,16 +736,16 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 		err = ENODEV;
 		goto out;
 	}
+	/* flashed, refused and removed files give their memory back first */
+	int count = stage_sweep(parent);
 	if (node_child(parent, name)) {
 		err = EEXIST;
 		goto out;
 	}
-	int count = 0;
-	for (struct node *c = vfs.nodes; c; c = c->next)
-		if (c->parent == parent && c->kind == N_STAGE && !c->removed)
-			count++;
 	if (count >= MAX_STAGES_PER_DIR) {
 		err = ENOSPC;
+		device_set_error(dir->dev, ENOSPC, "%s: %d files are waiting in the folder; remove "
+				 "some", name, count);
 		goto out;
 	}
 	h = calloc(1, sizeof *h);
@@ -706,12 +784,19 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	int err = 0;
 	pthread_mutex_lock(&vfs.lock);
 	struct node *n = node_child(parent, name);
-	if (!n)
+	if (!n) {
 		err = ENOENT;
-	else if (n->kind != N_STAGE)
+	} else if (n->kind != N_STAGE) {
+		/* install, tar -x, mv and gio move remove the target first:
+		 * the device's files stay, and state says what to do instead */
 		err = EPERM;
-	else
-		node_remove(n);
+		if (n->dev)
+			device_set_error(n->dev, EPERM, "%s cannot be removed (a tool that deletes "
+					 "the target first: install, tar -x, mv, gio move); copy "
+					 "onto it instead: cp FILE %s", name, name);
+	} else {
+		stage_discard(n);  /* dropped, never flashed (also if still open) */
+	}
 	pthread_mutex_unlock(&vfs.lock);
 	fuse_reply_err(req, err);
 }

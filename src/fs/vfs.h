@@ -27,8 +27,13 @@ struct stage {
 	bool committing;
 	bool committed;
 	bool failed;              /* last commit refused or failed */
+	bool discarded;           /* unlinked or replaced: never flashed, memory freed */
+	bool leftover;            /* its writer closed it uncommitted: only a rename flashes it */
 	int opens;
 	uint64_t committed_at_ms;
+	/* a rename that arrived while a commit ran: answered with its result */
+	fuse_req_t wait_rename;
+	char wait_name[256];
 };
 
 struct flash_writer;
@@ -45,6 +50,8 @@ struct node {
 	char target[300];         /* N_LINK */
 	struct stage *stage;      /* N_STAGE */
 	struct flash_writer *writer; /* N_DEVDIR: the open flash.bin writer */
+	int commits;              /* N_DEVDIR: staging commits running */
+	int erasing;              /* N_DEVDIR: erase jobs running */
 	struct timespec mtime;
 	struct node *next;
 };
@@ -58,8 +65,13 @@ struct handle {
 	unsigned seen_gen;        /* state: generation last read */
 	struct fuse_pollhandle *ph;
 	struct flash_writer *fw;
+	bool wrote;               /* staging: this handle wrote data (a writer) */
 	struct handle *next_state;
 	struct con_reader *con;   /* console: fs_console.c */
+	/* flash.bin reads: where this handle's sequential run of reads
+	 * began and where its next read would follow on (state shows the
+	 * progress of the whole run, not of one 128 KiB request) */
+	uint64_t rd_start, rd_next;
 };
 
 struct vfs {
@@ -123,14 +135,34 @@ void fw_write(struct flash_writer *fw, fuse_req_t req, const char *buf, size_t s
 void fw_commit(struct flash_writer *fw, fuse_req_t req);
 void fw_release(struct flash_writer *fw);
 bool fw_busy(struct flash_writer *fw);
+/* data written and not yet committed (a stream in progress) */
+bool fw_active(struct flash_writer *fw);
+/* A read on the writer's own handle sees what it wrote: the part of
+ * [off, off+len) still buffered (not yet handed to the device) is copied
+ * into *ov (malloc'd, NULL when none) at *ov_off; returns true when jobs
+ * of this writer are queued or running, so the read must queue behind
+ * them instead of using a cache. */
+bool fw_read_overlay(struct flash_writer *fw, uint32_t off, size_t len, uint8_t **ov,
+		     uint32_t *ov_off, size_t *ov_len);
 
 /* staging.c */
-void stage_write(struct node *n, fuse_req_t req, const char *buf, size_t size, off_t off);
+void stage_write(struct handle *h, fuse_req_t req, const char *buf, size_t size, off_t off);
 int stage_truncate(struct node *n, off_t size);
-void stage_flush(struct node *n, fuse_req_t req);
+void stage_flush(struct handle *h, fuse_req_t req);
+void stage_fsync(struct handle *h, fuse_req_t req);
 void stage_rename(uint64_t parent, const char *name, fuse_req_t req, const char *newname);
 void stage_free(struct stage *s);
 bool stage_expired(struct node *n);
+/* vfs.lock held: forget n's data (never flashed) and remove the node */
+void stage_discard(struct node *n);
+/* vfs.lock held: the last handle closed (leftovers never flash) */
+void stage_closed(struct node *n);
+/* vfs.lock held: free expired and removed staging files; returns how
+ * many live ones parent holds */
+int stage_sweep(uint64_t parent);
+/* vfs.lock held: why dir's device cannot take another writer now
+ * (-EBUSY, reason in state) or 0 */
+int dir_writer_busy(struct node *dir, const char *who);
 
 /* fs_console.c: the console stream (see there).  console_wake() is called
  * for DEV_EV_CONSOLE and DEV_EV_REMOVED, from any thread but with no lock

@@ -407,3 +407,50 @@ int esp_image_check_write(esp_chip_id target, uint32_t off, const uint8_t *buf, 
 	}
 	return 0;
 }
+
+/* ---- chip revision ---- */
+
+static int rev_ok(esp_chip_id target, unsigned rev, const uint8_t *h, size_t len, char *msg, size_t msglen)
+{
+	if (len < ESP_IMAGE_HDR_LEN + ESP_IMAGE_EXT_HDR_LEN || h[0] != ESP_IMAGE_MAGIC ||
+	    espimg_layout(h, len) == IMG_NONE || target == ESP_CHIP_ESP8266)
+		return 0;
+	const uint8_t *x = h + ESP_IMAGE_HDR_LEN;
+	const struct esp_chip_info *ci = esp_chip_by_image_id(x[4] | x[5] << 8);
+	if (!ci || ci->id != target)
+		return 0; /* a wrong chip is esp_image_check_write's to refuse */
+	unsigned legacy = x[6], min_full = (unsigned)(x[7] | x[8] << 8), max_full = (unsigned)(x[9] | x[10] << 8);
+	const char *name = ci->name;
+	if (max_full == 0 || (max_full == 0xFFFF && min_full == 0 && legacy)) {
+		/* an old header: one byte, the major revision (on the C3 the minor) */
+		unsigned have = target == ESP_CHIP_ESP32C3 ? rev % 100 : rev / 100;
+		if (legacy > have) {
+			espimg_msg(msg, msglen, "image needs %s revision %s%u or newer; this chip is v%u.%u",
+			           name, target == ESP_CHIP_ESP32C3 ? "v0." : "v", legacy, rev / 100, rev % 100);
+			return -EINVAL;
+		}
+		return 0;
+	}
+	if (rev < min_full) {
+		espimg_msg(msg, msglen, "image needs %s revision v%u.%u or newer; this chip is v%u.%u",
+		           name, min_full / 100, min_full % 100, rev / 100, rev % 100);
+		return -EINVAL;
+	}
+	if (max_full != 0xFFFF && rev > max_full) {
+		espimg_msg(msg, msglen, "image supports %s revisions up to v%u.%u; this chip is v%u.%u",
+		           name, max_full / 100, max_full % 100, rev / 100, rev % 100);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int esp_image_check_revision(esp_chip_id target, unsigned rev, uint32_t off, const uint8_t *buf,
+                             size_t len, char *msg, size_t msglen)
+{
+	int rc = rev_ok(target, rev, buf, len, msg, msglen);
+	if (rc == 0 && off == 0 && len > 0x1000)
+		rc = rev_ok(target, rev, buf + 0x1000, len - 0x1000, msg, msglen);
+	if (rc == 0 && off < ESP_APP_OFFSET && len > ESP_APP_OFFSET - off)
+		rc = rev_ok(target, rev, buf + (ESP_APP_OFFSET - off), len - (ESP_APP_OFFSET - off), msg, msglen);
+	return rc;
+}

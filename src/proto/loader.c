@@ -152,6 +152,46 @@ const char *esp__who(const esp_loader *l)
 	return l->stub ? "stub" : "ROM";
 }
 
+/* The ESP32 ROM answers a command it does not know by sending its
+ * previous reply again with status 01 05, as many copies as that reply
+ * had: 8 after a SYNC, 1 after a READ_REG (A2; seen on the real ROM in
+ * QEMU).  The copies still on the line would be taken for the replies to
+ * the next commands, so read until the line has been quiet for 200 ms (as
+ * esptool does), at most 2 s, and drop what came. */
+#define ESP_DRAIN_QUIET_MS 200u
+#define ESP_DRAIN_MAX_MS 2000u
+
+static void drain_repeats(esp_loader *l)
+{
+	const esp_clock *c = l->t->clock;
+	uint64_t end = esp_now_us(c) + ESP_DRAIN_MAX_MS * 1000ull;
+	int dropped = 0;
+	for (;;) {
+		uint64_t quiet = esp_now_us(c) + ESP_DRAIN_QUIET_MS * 1000ull;
+		int n = slip_read_frame(&l->rd, quiet < end ? quiet : end);
+		if (n < 0)
+			break; /* quiet (or the port failed: the next command says so) */
+		dropped++;
+		if (esp_now_us(c) >= end)
+			break;
+	}
+	slip_reader_flush(&l->rd);
+	if (dropped)
+		LOGD("%s: dropped %d repeated replies after an unsupported command", l->t->name, dropped);
+}
+
+/* FLASH_BEGIN .. READ_REG: every ROM and stub has them, so a failure
+ * reply under another opcode cannot be their answer, only a late copy. */
+static bool every_loader_knows(uint8_t op)
+{
+	return op >= ESP_FLASH_BEGIN && op <= ESP_READ_REG;
+}
+
+static bool is_unsupported(const uint8_t *st)
+{
+	return st[0] == 0x01 && st[1] == 0x05;
+}
+
 /* Read frames until the reply to op arrives.  The status bytes sit right
  * after the expected data (A2): 2 of them from a stub or the ESP8266 ROM,
  * 4 from later ROMs, of which only the first 2 mean anything, so looking at
@@ -177,8 +217,11 @@ int esp__recv(esp_loader *l, uint8_t op, uint32_t timeout_ms, uint32_t *value,
 		if (n < 8 || f[0] != 0x01 || f[1] != op) {
 			/* The ROM answers an unknown command with status 1/0x05;
 			 * some ROMs do so under another opcode (A2). */
-			if (n >= 10 && n <= 12 && f[0] == 0x01 && f[8] != 0 && f[9] == 0x05) {
+			if (n >= 10 && n <= 12 && f[0] == 0x01 && f[8] != 0 && f[9] == 0x05 &&
+			    !every_loader_knows(op)) {
 				esp__err(l, "%s does not support command 0x%02x", esp__who(l), op);
+				if (!l->stub)
+					drain_repeats(l);
 				return l->secure_download ? -EACCES : -EOPNOTSUPP;
 			}
 			if (++strays > MAX_STRAY_FRAMES) {
@@ -196,6 +239,11 @@ int esp__recv(esp_loader *l, uint8_t op, uint32_t timeout_ms, uint32_t *value,
 			size_t c = plen < resp_cap ? plen : resp_cap;
 			if (c)
 				memcpy(resp_data, p, c);
+			/* a failure reply under our own opcode: the ROM
+			 * repeated an earlier reply of this command (the
+			 * drain reuses the frame buffer, so copy first) */
+			if (!l->stub && (plen == 2 || plen == 4) && is_unsupported(p))
+				drain_repeats(l);
 			return (int)plen;
 		}
 		if (plen < 2) {
@@ -211,6 +259,7 @@ int esp__recv(esp_loader *l, uint8_t op, uint32_t timeout_ms, uint32_t *value,
 		}
 		if (p[st] != 0) {
 			int e = esp_status_to_errno(p[st], p[st + 1]);
+			bool drain = !l->stub && is_unsupported(p + st);
 			l->last_status[0] = p[st];
 			l->last_status[1] = p[st + 1];
 			if (l->secure_download && e == -EOPNOTSUPP)
@@ -221,6 +270,8 @@ int esp__recv(esp_loader *l, uint8_t op, uint32_t timeout_ms, uint32_t *value,
 			else
 				esp__err(l, "%s error 0x%02x (%s) for command 0x%02x", esp__who(l), p[st],
 					 esp_status_text(p[st], p[st + 1]), op);
+			if (drain) /* after the message: it reuses the frame buffer */
+				drain_repeats(l);
 			return e;
 		}
 		if (st != expect_len) {

@@ -173,6 +173,47 @@ int esp_loader_read_mac(esp_loader *l, uint8_t mac[6])
 	return 0;
 }
 
+/* ---- chip revision ---- */
+
+/* Register addresses and bit positions from esptool's targets
+ * (esptool/targets/esp32.py get_major/minor_chip_version: EFUSE_RD_REG_BASE
+ * 0x3FF5A000 words 3 and 5, APB_CTL_DATE 0x3FF6607C bit 31;
+ * esp32c3.py: EFUSE_BLOCK1_ADDR 0x60008844, words 3 and 5). */
+#define ESP32_EFUSE_WORD3 0x3FF5A00Cu
+#define ESP32_EFUSE_WORD5 0x3FF5A014u
+#define ESP32_APB_CTRL_DATE 0x3FF6607Cu
+#define ESP32C3_EFUSE_BLK1 0x60008844u
+
+int esp_loader_read_revision(esp_loader *l, unsigned *rev)
+{
+	int rc = esp__need_chip(l);
+	if (rc < 0)
+		return rc;
+	uint32_t w3 = 0, w5 = 0, date = 0;
+	switch (l->chip->id) {
+	case ESP_CHIP_ESP32: {
+		if ((rc = esp_loader_read_reg(l, ESP32_EFUSE_WORD3, &w3)) < 0 ||
+		    (rc = esp_loader_read_reg(l, ESP32_EFUSE_WORD5, &w5)) < 0 ||
+		    (rc = esp_loader_read_reg(l, ESP32_APB_CTRL_DATE, &date)) < 0)
+			return rc;
+		/* three ECO bits in three places; 0, 1, 3, 7 mean v0..v3 */
+		unsigned bits = (date >> 31 & 1) << 2 | (w5 >> 20 & 1) << 1 | (w3 >> 15 & 1);
+		unsigned major = bits == 7 ? 3 : bits == 3 ? 2 : bits == 1 ? 1 : 0;
+		*rev = major * 100 + (w5 >> 24 & 3);
+		return 0;
+	}
+	case ESP_CHIP_ESP32C3:
+		if ((rc = esp_loader_read_reg(l, ESP32C3_EFUSE_BLK1 + 4 * 3, &w3)) < 0 ||
+		    (rc = esp_loader_read_reg(l, ESP32C3_EFUSE_BLK1 + 4 * 5, &w5)) < 0)
+			return rc;
+		*rev = (w5 >> 24 & 3) * 100 + ((w5 >> 23 & 1) << 3 | (w3 >> 18 & 7));
+		return 0;
+	default:
+		esp__err(l, "reading the revision of the %s is not implemented", l->chip->name);
+		return -EOPNOTSUPP;
+	}
+}
+
 /* ---- SPI flash ---- */
 
 #define ESP32_EFUSE_RDATA3 0x3FF5A00Cu

@@ -24,6 +24,10 @@
  * at most one such piece (the stub cannot be stopped mid-stream). */
 #define READ_CHUNK 0x10000
 #define ROM_READ_SLOW_MAX 64
+/* ROM reads: one MD5 check per piece, and a piece is what a mismatch
+ * reads again */
+#define ROM_READ_PIECE 0x1000
+#define ROM_READ_ATTEMPTS 3
 #define ROM_ADDR_LIMIT (16u << 20)
 #define WRITE_BLOCK_ATTEMPTS 3   /* as esptool */
 
@@ -43,6 +47,18 @@ uint32_t esp_esp8266_erase_size(uint32_t offset, uint32_t size)
 	if (n < 2 * head)
 		return (n + 1) / 2 * S;
 	return (n - head) * S;
+}
+
+uint32_t esp_esp8266_rom_erases(uint32_t offset, uint32_t size)
+{
+	/* what the ROM then does with the erase size asked for (A9): n
+	 * sectors plus those up to the next 64 KiB boundary when the area
+	 * crosses it, else twice n; so an odd count inside a block takes
+	 * the sector after it too */
+	const uint32_t S = ESP_SECTOR;
+	uint32_t n = esp_esp8266_erase_size(offset, size) / S;
+	uint32_t head = 16 - offset / S % 16;
+	return (n > head ? n + head : 2 * n) * S;
 }
 
 static int check_range(esp_loader *l, const char *what, uint32_t offset, uint64_t len)
@@ -476,6 +492,42 @@ static int read_rom_slow(esp_loader *l, uint32_t offset, uint8_t *out, uint32_t 
 	return 0;
 }
 
+/* READ_FLASH_SLOW replies carry no checksum and no digest: a bit flipped
+ * on the way would be returned, and cached, as the flash's content.  So
+ * each piece is checked against the ROM's own SPI_FLASH_MD5 of it (one
+ * round trip per 64 reads) and read again when they differ; the MD5
+ * travels unprotected too, so a mismatch is not yet a verdict. */
+static int read_rom_checked(esp_loader *l, uint32_t offset, uint8_t *out, uint32_t n)
+{
+	int rc = 0;
+	for (int attempt = 1; attempt <= ROM_READ_ATTEMPTS; attempt++) {
+		rc = read_rom_slow(l, offset, out, n);
+		if (rc == 0) {
+			uint8_t want[16], got[16];
+			rc = esp_loader_flash_md5(l, offset, n, got);
+			esp__md5(out, n, want);
+			if (rc == 0 && memcmp(want, got, 16) == 0)
+				return 0;
+			if (rc == 0) {
+				esp__err(l, "flash read of 0x%x+0x%x: the data does not match the ROM's MD5 "
+					 "(%d attempts)", offset, n, attempt);
+				rc = -EIO;
+			}
+		}
+		/* damage on the way (a mismatch, a garbled or lost reply) is
+		 * worth another try; a port that is gone is not */
+		if (rc != -EIO && rc != -EPROTO && rc != -ETIMEDOUT)
+			return rc;
+		esp__trace(l, "reread", 0, offset);
+	}
+	return rc;
+}
+
+bool esp_loader_can_read(const esp_loader *l)
+{
+	return l->chip && (l->stub || l->chip->rom_has_read_slow);
+}
+
 int esp_loader_read_flash(esp_loader *l, uint32_t offset, uint8_t *buf, size_t len,
 			  esp_progress_fn progress, void *ctx)
 {
@@ -484,16 +536,28 @@ int esp_loader_read_flash(esp_loader *l, uint32_t offset, uint8_t *buf, size_t l
 		return rc;
 	if ((rc = check_range(l, "flash read", offset, len)) < 0)
 		return rc;
-	if (!l->stub && !l->chip->rom_has_read_slow) {
+	if (!esp_loader_can_read(l)) {
 		esp__err(l, "the %s ROM cannot read flash; load the stub first", l->chip->name);
 		return -EOPNOTSUPP;
 	}
 	/* ROM reads are slow (64 B per round trip): report more often */
-	size_t chunk = l->stub ? READ_CHUNK : 0x1000;
+	size_t chunk = l->stub ? READ_CHUNK : ROM_READ_PIECE;
 	for (size_t pos = 0; pos < len; pos += chunk) {
 		uint32_t n = (uint32_t)(len - pos < chunk ? len - pos : chunk);
 		uint32_t at = offset + (uint32_t)pos;
-		rc = l->stub ? read_stub_chunk(l, at, buf + pos, n) : read_rom_slow(l, at, buf + pos, n);
+		if (l->stub) {
+			rc = read_stub_chunk(l, at, buf + pos, n);
+			/* a digest mismatch ends the stream cleanly: ask again once */
+			if (rc == -EIO)
+				rc = read_stub_chunk(l, at, buf + pos, n);
+		} else if (esp_loader_can_md5(l)) {
+			rc = read_rom_checked(l, at, buf + pos, n);
+		} else {
+			/* a ROM that reads but cannot hash: no such chip today */
+			esp__err(l, "the %s ROM cannot check what it reads; load the stub first",
+				 l->chip->name);
+			rc = -EOPNOTSUPP;
+		}
 		if (rc < 0) {
 			esp__err_prefix(l, "reading flash at 0x%x", at);
 			return rc;

@@ -2,6 +2,7 @@
  * boot log, boot loops, console.  Synthetic images first (the suite stands
  * alone), then the real images from $ESPFS_SHARED/firmware. */
 #include "test_app_util.h"
+#include <sys/stat.h>
 
 #define MB (1024u * 1024u)
 
@@ -534,10 +535,22 @@ static void check_real(esp_chip_id chip, const char *const *files, const uint32_
 	tdev_free(&d);
 }
 
+/* meson always sets ESPFS_SHARED (to ../shared): the directory must exist */
+static bool have_shared_firmware(void)
+{
+	const char *sh = getenv("ESPFS_SHARED");
+	char p[4096];
+	struct stat st;
+	if (!sh || !*sh)
+		return false;
+	snprintf(p, sizeof p, "%s/firmware", sh);
+	return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
 static void test_real_factory_images(void)
 {
-	if (!getenv("ESPFS_SHARED"))
-		SKIP("ESPFS_SHARED unset: real firmware images not available");
+	if (!have_shared_firmware())
+		SKIP("no $ESPFS_SHARED/firmware (../shared absent): real firmware images not available");
 	static const struct { esp_chip_id chip; const char *f; } fx[] = {
 		{ ESP_CHIP_ESP32, EPT "gh-pages-fd3bfd6/project-template-esp32/project-template-esp32.factory.bin" },
 		{ ESP_CHIP_ESP32C3, EPT "gh-pages-fd3bfd6/project-template-esp32c3/project-template-esp32c3.factory.bin" },
@@ -554,8 +567,8 @@ static void test_real_factory_images(void)
 
 static void test_real_2022_parts(void)
 {
-	if (!getenv("ESPFS_SHARED"))
-		SKIP("ESPFS_SHARED unset: real firmware images not available");
+	if (!have_shared_firmware())
+		SKIP("no $ESPFS_SHARED/firmware (../shared absent): real firmware images not available");
 	const char *f[4] = { EPT "gh-pages-800bdaa/project-template-esp32/bootloader_dio_40m.bin",
 			     EPT "gh-pages-800bdaa/project-template-esp32/partitions.bin",
 			     EPT "gh-pages-800bdaa/project-template-esp32/boot_app0.bin",
@@ -566,8 +579,8 @@ static void test_real_2022_parts(void)
 
 static void test_real_esp32s2_blink(void)
 {
-	if (!getenv("ESPFS_SHARED"))
-		SKIP("ESPFS_SHARED unset: real firmware images not available");
+	if (!have_shared_firmware())
+		SKIP("no $ESPFS_SHARED/firmware (../shared absent): real firmware images not available");
 	struct tdev d;
 	tdev_init(&d, ESP_CHIP_ESP32S2, 2 * MB);
 	size_t bl = 0, ap = 0;
@@ -606,8 +619,8 @@ static void test_real_esp32s2_blink(void)
 
 static void test_real_images_refused(void)
 {
-	if (!getenv("ESPFS_SHARED"))
-		SKIP("ESPFS_SHARED unset: real firmware images not available");
+	if (!have_shared_firmware())
+		SKIP("no $ESPFS_SHARED/firmware (../shared absent): real firmware images not available");
 	struct { esp_chip_id chip; const char *f; uint32_t off; } cases[] = {
 		/* C3 factory on an ESP32: 0x1000 holds the middle of the C3 bootloader */
 		{ ESP_CHIP_ESP32, EPT "gh-pages-fd3bfd6/project-template-esp32c3/project-template-esp32c3.factory.bin", 0 },

@@ -50,6 +50,22 @@ struct fake {
 	uint32_t baud_set;
 	int line_calls;
 	bool bad_read_md5;
+	/* Pacing: with pace_us set, each pushed frame reaches the host only
+	 * when the line has carried it (pace_us per byte), so replies can be
+	 * in flight while the host flushes its input, as on a real UART. */
+	uint32_t pace_us;
+	uint64_t line_free_at;
+	size_t rx_vis;                /* bytes the host may read now */
+	size_t mark_end[512];
+	uint64_t mark_at[512];
+	int nmarks, mark_next;
+	/* The ESP32 ROM answers a command it does not know by sending its
+	 * previous reply again, status 01 05, as many copies as that reply
+	 * had (PROTOCOL.md A2; ../shared/qemu/README.md). */
+	bool repeat_unknown;
+	uint8_t last_reply[8 + 256];
+	size_t last_reply_len;
+	int last_burst, burst;
 };
 
 static inline void fake_push(struct fake *f, const uint8_t *b, size_t n)
@@ -62,6 +78,22 @@ static inline void fake_push(struct fake *f, const uint8_t *b, size_t n)
 	}
 	memcpy(f->rx + f->rx_len, b, n);
 	f->rx_len += n;
+	if (!f->pace_us || f->nmarks == (int)(sizeof f->mark_at / sizeof *f->mark_at)) {
+		f->rx_vis = f->rx_len;
+		return;
+	}
+	uint64_t now = f->clk.now;
+	uint64_t start = f->line_free_at > now ? f->line_free_at : now;
+	f->line_free_at = start + (uint64_t)f->pace_us * n;
+	f->mark_end[f->nmarks] = f->rx_len;
+	f->mark_at[f->nmarks++] = f->line_free_at;
+}
+
+/* Paced bytes whose time has come become readable. */
+static inline void fake_release(struct fake *f)
+{
+	while (f->mark_next < f->nmarks && f->mark_at[f->mark_next] <= f->clk.now)
+		f->rx_vis = f->mark_end[f->mark_next++];
 }
 
 static inline void fake_push_frame(struct fake *f, const uint8_t *p, size_t n)
@@ -96,16 +128,42 @@ static inline void fake_reply(struct fake *f, uint8_t op, uint32_t value, const 
 	b[8 + dlen] = s0;
 	b[8 + dlen + 1] = s1;
 	fake_push_frame(f, b, 8 + n);
+	memcpy(f->last_reply, b, 8 + n);
+	f->last_reply_len = 8 + n;
+	f->burst++;
+}
+
+/* The ESP32 ROM's answer to an unknown command (see repeat_unknown). */
+static inline void fake_repeat_previous(struct fake *f)
+{
+	uint8_t b[8 + 256];
+	size_t n = f->last_reply_len;
+	int copies = f->last_burst;
+	if (n < 10 || copies < 1)
+		return;
+	memcpy(b, f->last_reply, n);
+	size_t st = n - (f->stub ? 2 : (size_t)f->status_len);
+	b[st] = 1;
+	b[st + 1] = 5;
+	for (int i = 0; i < copies; i++)
+		fake_reply(f, b[1], get32(b + 4), b + 8, st - 8, 1, 5);
 }
 
 static int fk_read(esp_transport *t, uint8_t *buf, size_t len, uint32_t ms)
 {
 	struct fake *f = (struct fake *)t;
-	if (f->rx_pos >= f->rx_len) {
-		esp_fake_clock_advance(&f->clk, (uint64_t)ms * 1000);
-		return -ETIMEDOUT;
+	fake_release(f);
+	if (f->rx_pos >= f->rx_vis) {
+		uint64_t until = f->clk.now + (uint64_t)ms * 1000;
+		if (f->mark_next < f->nmarks && f->mark_at[f->mark_next] <= until) {
+			esp_fake_clock_advance(&f->clk, f->mark_at[f->mark_next] - f->clk.now);
+			fake_release(f);
+		} else {
+			esp_fake_clock_advance(&f->clk, (uint64_t)ms * 1000);
+			return -ETIMEDOUT;
+		}
 	}
-	size_t n = f->rx_len - f->rx_pos;
+	size_t n = f->rx_vis - f->rx_pos;
 	if (n > len)
 		n = len;
 	memcpy(buf, f->rx + f->rx_pos, n);
@@ -131,8 +189,12 @@ static int fk_write(esp_transport *t, const uint8_t *buf, size_t len)
 			f->flen[f->nframes++] = f->dec.len;
 		}
 		f->dec.in_frame = 0;
-		if (f->respond && !f->dead)
+		if (f->respond && !f->dead) {
+			f->burst = 0;
 			f->respond(f, f->dec.buf, f->dec.len);
+			if (f->burst)
+				f->last_burst = f->burst;
+		}
 	}
 	return (int)len;
 }
@@ -140,7 +202,8 @@ static int fk_write(esp_transport *t, const uint8_t *buf, size_t len)
 static int fk_flush(esp_transport *t)
 {
 	struct fake *f = (struct fake *)t;
-	f->rx_pos = f->rx_len;
+	fake_release(f);
+	f->rx_pos = f->rx_vis;
 	return 0;
 }
 
@@ -204,7 +267,9 @@ static void fake_generic(struct fake *f, const uint8_t *p, size_t n)
 			fake_reply(f, op, f->stub ? 0 : 0x20120707, NULL, 0, 0, 0);
 		break;
 	case 0x14:
-		if (!f->gsi) {
+		if (!f->gsi && f->repeat_unknown) {
+			fake_repeat_previous(f);
+		} else if (!f->gsi) {
 			fake_reply(f, op, 0, NULL, 0, 1, 5);
 		} else {
 			uint8_t g[20] = { 0 };

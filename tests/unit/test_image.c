@@ -959,8 +959,48 @@ static void real_corruptions_detected(void)
 		SKIP(shared_reason());
 }
 
+/* Header bytes 6 (legacy min), 7-8 (min full), 9-10 (max full) against
+ * the chip's revision, as esptool decides (PROTOCOL.md A17). */
+static void revision_rules(void)
+{
+	uint8_t img[4096];
+	char msg[200];
+	size_t n = synth_app(img, ESP_CHIP_ESP32C3, false);
+	/* synth: min 0, max 0xFFFF: any revision */
+	CHECK_EQ(esp_image_check_revision(ESP_CHIP_ESP32C3, 0, 0x10000, img, n, msg, sizeof msg), 0);
+	img[8 + 7] = 4; img[8 + 8] = 0;   /* min v0.4 */
+	CHECK_EQ(esp_image_check_revision(ESP_CHIP_ESP32C3, 3, 0x10000, img, n, msg, sizeof msg), -EINVAL);
+	CHECK_MSG(strstr(msg, "v0.4") && strstr(msg, "v0.3"), "%s", msg);
+	CHECK_EQ(esp_image_check_revision(ESP_CHIP_ESP32C3, 4, 0x10000, img, n, msg, sizeof msg), 0);
+	CHECK_EQ(esp_image_check_revision(ESP_CHIP_ESP32C3, 101, 0x10000, img, n, msg, sizeof msg), 0);
+	img[8 + 9] = 99; img[8 + 10] = 0; /* max v0.99 */
+	CHECK_EQ(esp_image_check_revision(ESP_CHIP_ESP32C3, 101, 0x10000, img, n, msg, sizeof msg), -EINVAL);
+	/* legacy header (max 0): the one byte is the C3's minor revision */
+	img[8 + 6] = 3; img[8 + 7] = 0; img[8 + 9] = 0;
+	CHECK_EQ(esp_image_check_revision(ESP_CHIP_ESP32C3, 2, 0x10000, img, n, msg, sizeof msg), -EINVAL);
+	CHECK_EQ(esp_image_check_revision(ESP_CHIP_ESP32C3, 3, 0x10000, img, n, msg, sizeof msg), 0);
+	/* ESP32: legacy byte is the major revision; min full v3.0 */
+	n = synth_app(img, ESP_CHIP_ESP32, false);
+	img[8 + 6] = 3;
+	CHECK_EQ(esp_image_check_revision(ESP_CHIP_ESP32, 100, 0x10000, img, n, msg, sizeof msg), -EINVAL);
+	CHECK_EQ(esp_image_check_revision(ESP_CHIP_ESP32, 300, 0x10000, img, n, msg, sizeof msg), 0);
+	img[8 + 6] = 0; img[8 + 7] = 300 & 0xFF; img[8 + 8] = 300 >> 8;
+	CHECK_EQ(esp_image_check_revision(ESP_CHIP_ESP32, 201, 0x10000, img, n, msg, sizeof msg), -EINVAL);
+	CHECK_EQ(esp_image_check_revision(ESP_CHIP_ESP32, 300, 0x10000, img, n, msg, sizeof msg), 0);
+	/* the app inside a write that starts below 0x10000 is found too */
+	uint8_t *big = malloc(0x10000 + n);
+	memset(big, 0xFF, 0x10000);
+	memcpy(big + 0x10000, img, n);
+	CHECK_EQ(esp_image_check_revision(ESP_CHIP_ESP32, 201, 0, big, 0x10000 + n, msg, sizeof msg), -EINVAL);
+	free(big);
+	/* not an image: no opinion */
+	memset(img, 0x5A, 64);
+	CHECK_EQ(esp_image_check_revision(ESP_CHIP_ESP32, 0, 0, img, 64, msg, sizeof msg), 0);
+}
+
 int main(void)
 {
+	RUN(revision_rules);
 	RUN(app_header_fields_and_descriptor);
 	RUN(checksum_sits_at_15_mod_16);
 	RUN(flipped_bytes_are_detected);
