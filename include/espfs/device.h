@@ -155,6 +155,11 @@ unsigned device_reset_count(esp_device *d);
 uint64_t device_console_size(esp_device *d);
 size_t device_console_read(esp_device *d, uint64_t *pos, uint8_t *buf, size_t cap);
 int device_console_write(esp_device *d, const uint8_t *buf, size_t n);
+/* This device's console rate from now on (state "console-baud N"; native
+ * USB ignores it): 0, or -EINVAL outside 300..5000000. */
+int device_console_set_baud(esp_device *d, uint32_t baud);
+/* The rate the console uses for this device. */
+uint32_t device_console_baud(esp_device *d);
 
 /* Device set: creation from the command line, USB enumeration with
  * hotplug polling, attach (identity) on each device's worker. */

@@ -41,6 +41,8 @@ struct dev_console {
 	size_t pk_len;
 	bool at_line_start;
 	bool after_packet;     /* the '\n' a device sends after a packet is its */
+	uint32_t baud;         /* this device's rate (state "console-baud N"), 0: default */
+	bool baud_changed;     /* the worker applies it at its next pump */
 };
 
 static const char MAGIC[] = "IMPROV";
@@ -196,7 +198,31 @@ bool dev_console_live(esp_device *d)
 
 uint32_t dev_console_baud(esp_device *d)
 {
-	return d->opt.console_baud ? d->opt.console_baud : 115200;
+	uint32_t b = 0;
+	if (d->con) {
+		pthread_mutex_lock(&d->con->lock);
+		b = d->con->baud;
+		pthread_mutex_unlock(&d->con->lock);
+	}
+	return b ? b : d->opt.console_baud ? d->opt.console_baud : 115200;
+}
+
+uint32_t device_console_baud(esp_device *d)
+{
+	return dev_console_baud(d);
+}
+
+int device_console_set_baud(esp_device *d, uint32_t baud)
+{
+	if (!d->con)
+		return -ENODEV;
+	if (baud < 300 || baud > 5000000)
+		return -EINVAL;
+	pthread_mutex_lock(&d->con->lock);
+	d->con->baud = baud;
+	d->con->baud_changed = true;
+	pthread_mutex_unlock(&d->con->lock);
+	return 0;
 }
 
 void dev_console_pump(esp_device *d)
@@ -205,6 +231,14 @@ void dev_console_pump(esp_device *d)
 	uint8_t buf[1024];
 	if (!c || !d->tr)
 		return;
+	pthread_mutex_lock(&c->lock);
+	bool rebaud = c->baud_changed;
+	c->baud_changed = false;
+	pthread_mutex_unlock(&c->lock);
+	uint32_t baud = dev_console_baud(d);
+	if (rebaud && !(d->tr->flags & ESP_TR_NATIVE_USB) && d->tr->baud != baud &&
+	    esp_tr_set_baud(d->tr, baud) < 0)
+		LOGW("%s: console: the port cannot use %u baud", d->name, baud);
 	pthread_mutex_lock(&c->lock);
 	size_t n = c->tx_len;
 	if (n > sizeof buf)

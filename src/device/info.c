@@ -118,6 +118,9 @@ char *device_info_json(esp_device *d)
 		if (id.usb_path[0])
 			cJSON_AddStringToObject(u, "location", id.usb_path);
 	}
+	cJSON *con = cJSON_AddObjectToObject(o, "console");
+	cJSON_AddNumberToObject(con, "baud", device_console_baud(d));
+	cJSON_AddNumberToObject(con, "bytes", (double)device_console_size(d));
 	cJSON *wire = cJSON_AddObjectToObject(o, "wire");
 	cJSON_AddNumberToObject(wire, "tx_bytes", (double)atomic_load(&d->tx_bytes));
 	cJSON_AddNumberToObject(wire, "rx_bytes", (double)atomic_load(&d->rx_bytes));

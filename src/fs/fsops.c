@@ -608,6 +608,20 @@ static void write_state(fuse_req_t req, struct handle *h, const char *buf, size_
 			fuse_reply_write(req, size);
 		return;
 	}
+	if (!strncmp(cmd, "console-baud ", 13)) {
+		/* this device's console rate (console.c); no job, no reset */
+		char *end;
+		unsigned long b = strtoul(cmd + 13, &end, 10);
+		int rc = *end || end == cmd + 13 || b > 5000000 ? -EINVAL :
+			 device_console_set_baud(h->dev, (uint32_t)b);
+		if (rc < 0) {
+			device_set_error(h->dev, -rc, "state: console-baud wants a rate, 300..5000000");
+			fuse_reply_err(req, -rc);
+		} else {
+			fuse_reply_write(req, size);
+		}
+		return;
+	}
 	if (strcmp(cmd, "reset")) {
 		device_set_error(h->dev, EINVAL, "state: unknown command \"%.20s\" (try \"reset\")", cmd);
 		fuse_reply_err(req, EINVAL);

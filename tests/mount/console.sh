@@ -69,6 +69,20 @@ for _ in $(seq 30); do
 done
 check "the application got it (echoed back into console)" [ $found = yes ]
 
+# The console's rate per device: state "console-baud N", shown in info.json.
+check "state takes console-baud 74880" bash -c "echo console-baud 74880 > '$D/state'"
+check "info.json: console.baud 74880" [ "$(json_get "$D/info.json" console.baud)" = 74880 ]
+if bash -c "echo console-baud fast > '$D/state'" 2>/dev/null; then nok "console-baud fast is refused"; else ok "console-baud fast is refused"; fi
+check "back to 115200" bash -c "echo console-baud 115200 > '$D/state'"
+echo "after-rate-marker" >"$C"
+found=no
+for _ in $(seq 30); do
+	if timeout 0.5 cat "$C" 2>/dev/null | grep -q after-rate-marker; then found=yes; break; fi
+done
+check "input reaches the application at 115200 again" [ $found = yes ]
+check "info.json: console.bytes is the file's size or more" \
+	[ "$(json_get "$D/info.json" console.bytes)" -ge "$(stat -c %s "$C")" ]
+
 # Two readers at once each get the stream.
 cat "$C" >"$T/r1" & READERS+=($!)
 cat "$C" >"$T/r2" & READERS+=($!)
