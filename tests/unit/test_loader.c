@@ -490,12 +490,15 @@ static void esp8266_rom_write_has_no_verify(void)
 
 
 static int csum_failures;
-/* FLASH_DATA seq 2 is refused as damaged csum_failures times */
+static uint8_t csum_status = 0x07;
+/* FLASH_DATA seq 2 is refused as damaged csum_failures times, with ROM
+ * status csum_status (0x07 bad checksum; 0x05 invalid message, what the
+ * ESP32 ROM answers when bytes of the frame were lost on the way) */
 static void csum_script(struct fake *f, const uint8_t *p, size_t n)
 {
 	if (n >= 16 && p[0] == 0 && p[1] == 0x03 && get32(p + 12) == 2 && csum_failures > 0) {
 		csum_failures--;
-		fake_reply(f, 0x03, 0, NULL, 0, 1, 0x07);
+		fake_reply(f, 0x03, 0, NULL, 0, 1, csum_status);
 		return;
 	}
 	fake_generic(f, p, n);
@@ -521,6 +524,28 @@ static void damaged_block_is_sent_again(void)
 	fake_free(f);
 }
 
+/* Seen on the real ESP32 ROM in QEMU with the host loaded: a block whose
+ * bytes were lost on the way is answered 01 05 (invalid message) and was
+ * not used; esptool sends a refused block again (WRITE_BLOCK_ATTEMPTS). */
+static void short_block_is_sent_again(void)
+{
+	struct fake *f = fake_new(MAGIC_ESP32, 4);
+	fake_set_reg(f, 0x3FF42080, 0x1640EF);
+	f->respond = csum_script;
+	esp_loader *l = connected(f);
+	uint8_t *img = pattern(0x1000, 9);
+	csum_status = 0x05;
+	csum_failures = 2;
+	CHECK_EQ(esp_loader_write_flash(l, 0, img, 0x1000, 0, NULL, NULL), 0);
+	CHECK_EQ(fake_count(f, 0x03), 6);
+	CHECK_MEM(f->flash, img, 0x1000);
+	csum_status = 0x07;
+	csum_failures = 0;
+	free(img);
+	esp_loader_free(l);
+	fake_free(f);
+}
+
 static void esp8266_erase_size_vectors(void)
 {
 	/* hand-computed from PROTOCOL.md A9 (esptool's formula) */
@@ -531,6 +556,32 @@ static void esp8266_erase_size_vectors(void)
 	CHECK_EQ(esp_esp8266_erase_size(0xE000, 0x3000), 0x2000);   /* N=3 H=2: N<4 → 2 */
 	CHECK_EQ(esp_esp8266_erase_size(0, 0x65800), 0x56000);     /* N=102 H=16: 86 */
 	CHECK_EQ(esp_esp8266_erase_size(0, 0), 0);
+}
+
+/* What the ESP8266 ROM then erases (the simulator's model of A9): 3
+ * sectors inside a block take a 4th; extending a write to what its erase
+ * covers (as the write job does) always ends with an exact erase, at
+ * most one sector longer. */
+static void esp8266_rom_erases_plan(void)
+{
+	CHECK_EQ(esp_esp8266_rom_erases(0x40000, 0x3000), 0x4000);
+	CHECK_EQ(esp_esp8266_rom_erases(0x40000, 0x4000), 0x4000);
+	CHECK_EQ(esp_esp8266_rom_erases(0x4E000, 0x3000), 0x4000);
+	CHECK_EQ(esp_esp8266_rom_erases(0, 0x10000), 0x10000);
+	int bad = 0;
+	for (uint32_t s = 0; s < 32; s++)
+		for (uint32_t n = 1; n <= 48; n++) {
+			uint32_t a0 = s * 0x1000, a2 = a0 + n * 0x1000;
+			for (int k = 0; k < 4; k++) {
+				uint32_t e = a0 + esp_esp8266_rom_erases(a0, a2 - a0);
+				if (e <= a2)
+					break;
+				a2 = e;
+			}
+			if (a0 + esp_esp8266_rom_erases(a0, a2 - a0) != a2 || a2 - a0 > (n + 1) * 0x1000)
+				bad++;
+		}
+	CHECK_EQ(bad, 0);
 }
 
 static int cancel_after(void *ctx, uint64_t done, uint64_t total)
@@ -964,7 +1015,9 @@ int main(void)
 	RUN(begin_is_20_bytes_on_s3_rom_16_on_stub);
 	RUN(esp8266_rom_write_has_no_verify);
 	RUN(damaged_block_is_sent_again);
+	RUN(short_block_is_sent_again);
 	RUN(esp8266_erase_size_vectors);
+	RUN(esp8266_rom_erases_plan);
 	RUN(progress_and_cancel);
 	RUN(read_flash_stub_and_rom);
 	RUN(erase_paths);
