@@ -57,4 +57,13 @@ static inline void esp_tr_close(esp_transport *t) { if (t) t->ops->close(t); }
  * ESP_TR_NO_LINES. */
 int esp_serial_open(const char *path, uint32_t baud, const esp_clock *clock, esp_transport **out);
 
+/* Who holds PATH (esp_serial_open said -EBUSY): "pid 1234 (minicom)",
+ * comma-separated, from the flock owner in /proc/locks or else the
+ * processes with it open in /proc/PID/fd.  Returns how many were found
+ * (0: none visible) or -errno.  _in: with another /proc (tests). */
+int esp_port_holders(const char *path, char *out, size_t cap);
+int esp_port_holders_in(const char *proc, const char *path, char *out, size_t cap);
+/* The pid of a running process whose command is comm (0: none). */
+long esp_process_running(const char *proc, const char *comm);
+
 #endif

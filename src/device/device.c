@@ -25,7 +25,8 @@ esp_device *dev_alloc(esp_devmgr *m, const char *name, const struct dev_options 
 	snprintf(d->mode, sizeof d->mode, "attaching");
 	snprintf(d->wifi_status, sizeof d->wifi_status, "unknown");
 	d->head = malloc(DEV_HEAD_SIZE);
-	if (!d->head) {
+	if (!d->head || dev_console_init(d) < 0) {
+		free(d->head);
 		free(d);
 		return NULL;
 	}
@@ -72,6 +73,7 @@ void device_unref(esp_device *d)
 	pthread_mutex_destroy(&d->lock);
 	pthread_cond_destroy(&d->cond);
 	dev_rcache_free(d);
+	dev_console_free(d);
 	free(d->head);
 	free(d);
 }

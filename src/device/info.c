@@ -89,6 +89,15 @@ char *device_info_json(esp_device *d, bool secrets)
 	cJSON *rs = cJSON_AddObjectToObject(o, "reset");
 	add_str(rs, "enter", d->reset_in[0] ? d->reset_in : "unknown");
 	add_str(rs, "leave", d->reset_out[0] ? d->reset_out : "unknown");
+	if (d->stub_status[0]) {
+		/* which stub flasher runs, or where none was found */
+		cJSON *sb = cJSON_AddObjectToObject(o, "stub");
+		add_str(sb, "status", d->stub_status);
+		if (!strcmp(d->stub_status, "not found"))
+			add_str(sb, "searched", d->stub_file);
+		else if (d->stub_file[0])
+			add_str(sb, "file", d->stub_file);
+	}
 	if (d->n_warns) {
 		/* the standing warnings: what the flash holds that nobody asked for */
 		cJSON *a = cJSON_AddArrayToObject(o, "flash_warnings");
@@ -153,6 +162,9 @@ char *device_info_json(esp_device *d, bool secrets)
 		if (id.usb_path[0])
 			add_str(u, "location", id.usb_path);
 	}
+	cJSON *con = cJSON_AddObjectToObject(o, "console");
+	cJSON_AddNumberToObject(con, "baud", device_console_baud(d));
+	cJSON_AddNumberToObject(con, "bytes", (double)device_console_size(d));
 	cJSON *wire = cJSON_AddObjectToObject(o, "wire");
 	cJSON_AddNumberToObject(wire, "tx_bytes", (double)atomic_load(&d->tx_bytes));
 	cJSON_AddNumberToObject(wire, "rx_bytes", (double)atomic_load(&d->rx_bytes));

@@ -125,19 +125,51 @@ int dev_enter_loader(esp_device *d, char *err, size_t errlen)
 		char path[512];
 		esp_stub stub;
 		char serr[200];
-		if (esp_stub_find(chip, d->opt.stub_dir, path, sizeof path) == 0 &&
-		    esp_stub_load_file(path, &stub, serr, sizeof serr) == 0) {
-			int src = esp_loader_run_stub(d->ld, &stub);
-			esp_stub_free(&stub);
-			if (src < 0 && !esp_loader_synced(d->ld)) {
-				/* the ROM jumped to a stub that never ran: nothing answers */
-				set_reason(d, err, errlen, "stub", src);
-				return src;
+		const char *status = "not found", *what = path;
+		if (esp_stub_find(chip, d->opt.stub_dir, path, sizeof path) == 0) {
+			if (esp_stub_load_file(path, &stub, serr, sizeof serr) == 0) {
+				int src = esp_loader_run_stub(d->ld, &stub);
+				esp_stub_free(&stub);
+				status = src < 0 ? "failed" : "loaded";
+				if (src < 0 && !esp_loader_synced(d->ld)) {
+					/* the ROM jumped to a stub that never ran: nothing answers */
+					pthread_mutex_lock(&d->lock);
+					snprintf(d->stub_status, sizeof d->stub_status, "%s", status);
+					snprintf(d->stub_file, sizeof d->stub_file, "%s", what);
+					pthread_mutex_unlock(&d->lock);
+					set_reason(d, err, errlen, "stub", src);
+					return src;
+				}
+				if (src < 0)
+					LOGW("%s: stub did not start (%s); using the ROM loader", d->name,
+					     esp_loader_error(d->ld));
+			} else {
+				status = "failed";
+				LOGW("%s: stub %s: %s; using the ROM loader", d->name, path, serr);
 			}
-			if (src < 0)
-				LOGW("%s: stub did not start (%s); using the ROM loader", d->name,
-				     esp_loader_error(d->ld));
+		} else {
+			/* where esp_stub_find looked (src/proto/stub.c) */
+			what = d->opt.stub_dir ? d->opt.stub_dir :
+			       "$ESPFS_STUB_DIR, /usr/share/espfs/stubs, /usr/local/share/espfs/stubs, "
+			       "esptool's targets/stub_flasher/{2,1} under /usr/lib, /usr/local/lib "
+			       "and ~/.local/lib python3*/{dist,site}-packages";
+			pthread_mutex_lock(&d->lock);
+			bool said = !strcmp(d->stub_status, "not found");
+			pthread_mutex_unlock(&d->lock);
+			if (!said)
+				LOGW("%s: no stub flasher for %s (searched %s): using the ROM loader, "
+				     "which is slower%s", d->name, chip->name, what,
+				     chip->id == ESP_CHIP_ESP32 ? "" : " and cannot read this chip's flash");
 		}
+		pthread_mutex_lock(&d->lock);
+		snprintf(d->stub_status, sizeof d->stub_status, "%s", status);
+		snprintf(d->stub_file, sizeof d->stub_file, "%s", what);
+		pthread_mutex_unlock(&d->lock);
+	} else if (d->opt.no_stub) {
+		pthread_mutex_lock(&d->lock);
+		snprintf(d->stub_status, sizeof d->stub_status, "not used");
+		d->stub_file[0] = 0;
+		pthread_mutex_unlock(&d->lock);
 	}
 	if (d->opt.baud && d->opt.baud != d->tr->baud) {
 		/* the fastest rate up to the wanted one the link carries (a
@@ -223,10 +255,11 @@ int dev_leave_loader(esp_device *d)
 		}
 	}
 	dev_left_loader(d);
-	/* The application's console (and Improv) and the ROM after a reset
-	 * both talk at 115200, whatever rate the loader had negotiated. */
-	if (rc == 0 && d->tr && !(d->tr->flags & ESP_TR_NATIVE_USB) && d->tr->baud != 115200)
-		esp_tr_set_baud(d->tr, 115200);
+	/* The application's console (and Improv) talks at its own rate
+	 * (115200 unless --console-baud), whatever the loader negotiated;
+	 * from here what the chip prints is the console's */
+	if (rc == 0)
+		dev_console_resume(d);
 	pthread_mutex_lock(&d->lock);
 	d->resets++;
 	if (rc == 0) {

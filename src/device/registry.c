@@ -159,6 +159,8 @@ int devmgr_add_sim(esp_devmgr *m, const char *spec, char *err, size_t errlen)
 			cfg.improv = true;
 		} else if (!strcmp(tok, "timing")) {
 			cfg.timing = true;
+		} else if (!strcmp(tok, "echo")) {
+			cfg.echo = true;  /* its application echoes console input */
 		} else if (!strcmp(tok, "usb")) {
 			cfg.native_usb = true;
 		} else if (!strcmp(tok, "reenum")) {
@@ -519,6 +521,7 @@ static void scan_real(esp_devmgr *m)
 	if (pi)
 		apply_scan(m, pi, n, false);
 	free(pi);
+	dev_note_ttyless_bridges();  /* a board whose tty brltty took */
 }
 #endif
 

@@ -29,7 +29,8 @@ struct req_job {
 
 static bool volatile_attr(const struct node *n)
 {
-	return n->kind == N_STATE || n->kind == N_WIFI || n->kind == N_INFO || n->kind == N_STAGE;
+	return n->kind == N_STATE || n->kind == N_WIFI || n->kind == N_INFO || n->kind == N_STAGE ||
+	       n->kind == N_CONSOLE;
 }
 
 static void fill_entry(struct node *n, struct fuse_entry_param *e)
@@ -292,6 +293,10 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		h->next_state = vfs.state_handles;
 		vfs.state_handles = h;
 	}
+	if (n->kind == N_CONSOLE && console_open(h) < 0) {
+		err = ENOMEM;
+		goto out;
+	}
 	fi->fh = (uint64_t)(uintptr_t)h;
 	fi->direct_io = n->kind != N_STAGE;
 	fi->keep_cache = 0;
@@ -518,6 +523,9 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	case N_STAGE:
 		read_stage(req, h, size, off);
 		break;
+	case N_CONSOLE:
+		console_read(req, h, size, off, fi->flags);
+		break;
 	case N_ERASE:
 		fuse_reply_err(req, EACCES);
 		break;
@@ -605,6 +613,17 @@ static void write_state(fuse_req_t req, struct handle *h, const char *buf, size_
 		fuse_reply_err(req, -rc);
 		return;
 	}
+	if (q.cmd == STATE_CMD_CONSOLE_BAUD) {
+		/* this device's console rate (console.c); no job, no reset */
+		rc = device_console_set_baud(h->dev, q.baud);
+		if (rc < 0) {
+			device_set_error(h->dev, rc, "state: console-baud %u: %s", q.baud, strerror(-rc));
+			fuse_reply_err(req, -rc);
+		} else {
+			fuse_reply_write(req, size);
+		}
+		return;
+	}
 	if (q.cmd == STATE_CMD_ACK) {
 		/* the user has seen the standing warning (an unfinished write,
 		 * a boot loop) and takes it from here */
@@ -660,6 +679,9 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 		break;
 	case N_STAGE:
 		stage_write(h, req, buf, size, off);
+		break;
+	case N_CONSOLE:
+		console_write(req, h, buf, size);
 		break;
 	default:
 		fuse_reply_err(req, EACCES);
@@ -718,6 +740,7 @@ void espfs_release_handle(struct fuse_file_info *fi)
 	pthread_mutex_unlock(&vfs.lock);
 	if (fw)
 		fw_release(fw);
+	console_release(h);
 	device_unref(h->dev);
 	free(h->snap);
 	free(h);
@@ -884,6 +907,9 @@ static void op_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
 			ph = NULL;
 		}
 		pthread_mutex_unlock(&vfs.lock);
+	} else if (h->node->kind == N_CONSOLE) {
+		revents = console_poll(h, ph);
+		ph = NULL;
 	} else if (h->node->kind == N_FLASH || h->node->kind == N_STAGE || h->node->kind == N_ERASE ||
 		   h->node->kind == N_WIFI) {
 		revents |= POLLOUT | POLLWRNORM;

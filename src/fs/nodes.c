@@ -17,6 +17,7 @@ static const struct {
 } dev_files[] = {
 	{ "chip", N_CHIP }, { "mac", N_MAC }, { "flash.bin", N_FLASH }, { "erase", N_ERASE },
 	{ "wifi", N_WIFI }, { "state", N_STATE }, { "info.json", N_INFO },
+	{ "console", N_CONSOLE },
 };
 
 uint64_t now_ms(void)
@@ -189,6 +190,11 @@ void node_fill_attr(struct node *n, struct stat *st)
 		st->st_mode = S_IFREG | 0600;  /* an image on its way to flash */
 		st->st_size = (off_t)n->stage->len;
 		break;
+	case N_CONSOLE:
+		/* the bytes printed so far: tail -f sees it grow */
+		st->st_mode = S_IFREG | 0600;
+		st->st_size = (off_t)device_console_size(n->dev);
+		break;
 	}
 	st->st_blocks = (st->st_size + 511) / 512;
 }
@@ -294,9 +300,13 @@ void vfs_device_event(void *ctx, esp_device *d, enum dev_event ev)
 		break;
 	case DEV_EV_REMOVED:
 		device_removed(d);
+		console_wake(d);  /* waiting readers learn it is gone */
 		break;
 	case DEV_EV_STATE:
 		notify_device_state(d);
+		break;
+	case DEV_EV_CONSOLE:
+		console_wake(d);
 		break;
 	}
 }

@@ -275,6 +275,18 @@ int parse_state_cmd(const char *buf, size_t len, struct state_req *out, char *wh
 			return 0;
 		}
 	}
+	if (len > 13 && !memcmp(buf, "console-baud ", 13)) {
+		size_t i = 13;
+		uint32_t b = 0;
+		if (buf[i] >= '1' && buf[i] <= '9' && scan_u32(buf, len, &i, &b) == 0 && i == len &&
+		    b >= 300 && b <= 5000000) {
+			out->cmd = STATE_CMD_CONSOLE_BAUD;
+			out->baud = b;
+			return 0;
+		}
+		snprintf(why, whylen, "state: console-baud wants a rate, 300..5000000");
+		return -EINVAL;
+	}
 	for (size_t k = 0; k < sizeof faults / sizeof faults[0]; k++)
 		if (len == 6 + strlen(faults[k]) && !memcmp(buf, "fault ", 6) &&
 		    !memcmp(buf + 6, faults[k], len - 6)) {

@@ -45,17 +45,20 @@ enum state_cmd {
 	STATE_CMD_UNPLUG, STATE_CMD_REPLUG, STATE_CMD_BUTTONS,
 	STATE_CMD_HOLD_BOOT, STATE_CMD_RELEASE_BOOT, STATE_CMD_PRESS_RESET,
 	STATE_CMD_UNPLUG_AT, STATE_CMD_CORRUPT, STATE_CMD_FAULT, STATE_CMD_ACK,
+	STATE_CMD_CONSOLE_BAUD,
 };
 struct state_req {
 	enum state_cmd cmd;
 	int pct;          /* unplug-at: 0..100 */
 	double rate;      /* corrupt: 0..1 */
 	const char *fault; /* fault: "stall", "program-fail", "garbage", "none" */
+	uint32_t baud;    /* console-baud: 300..5000000 */
 };
 /* One known command, optionally followed by one newline; anything else
  * (other bytes after it, a second line, a NUL) is -EINVAL.  "unplug-at N"
  * takes N in 0..100, "corrupt RATE" a probability 0..1, "fault NAME" one
- * of the simulator's fault names.  why[] shows the value only escaped. */
+ * of the simulator's fault names, "console-baud N" a rate in 300..5000000.
+ * why[] shows the value only escaped. */
 int parse_state_cmd(const char *buf, size_t len, struct state_req *out, char *why,
 		    size_t whylen);
 

@@ -17,7 +17,7 @@
 
 enum node_kind {
 	N_ROOT, N_BYMAC, N_LINK, N_DEVDIR,
-	N_CHIP, N_MAC, N_FLASH, N_ERASE, N_WIFI, N_STATE, N_INFO,
+	N_CHIP, N_MAC, N_FLASH, N_ERASE, N_WIFI, N_STATE, N_INFO, N_CONSOLE,
 	N_STAGE,
 };
 
@@ -69,6 +69,7 @@ struct handle {
 	bool wrote;               /* staging: this handle wrote data (a writer) */
 	struct handle *next_state;
 	bool owner;               /* opened by the mount's owner (or root) */
+	struct con_reader *con;   /* console: fs_console.c */
 	/* flash.bin reads: where this handle's sequential run of reads
 	 * began and where its next read would follow on (state shows the
 	 * progress of the whole run, not of one 128 KiB request) */
@@ -165,6 +166,18 @@ int stage_sweep(uint64_t parent);
 /* vfs.lock held: why dir's device cannot take another writer now
  * (-EBUSY, reason in state) or 0 */
 int dir_writer_busy(struct node *dir, const char *who);
+
+/* fs_console.c: the console stream (see there).  console_wake() is called
+ * for DEV_EV_CONSOLE and DEV_EV_REMOVED, from any thread but with no lock
+ * of ours held. */
+struct con_reader;
+int console_open(struct handle *h);
+void console_release(struct handle *h);
+void console_read(fuse_req_t req, struct handle *h, size_t size, off_t off, int flags);
+void console_write(fuse_req_t req, struct handle *h, const char *buf, size_t size);
+unsigned console_poll(struct handle *h, struct fuse_pollhandle *ph);
+void console_wake(esp_device *d);
+void console_shutdown(void);
 
 /* fsops.c: free an open handle (release, or an open the kernel dropped). */
 void espfs_release_handle(struct fuse_file_info *fi);

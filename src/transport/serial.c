@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <termios.h>
 #include <unistd.h>
@@ -128,6 +129,9 @@ static int ser_set_lines(esp_transport *t, int dtr, int rts)
 
 static void ser_close(esp_transport *t)
 {
+	/* the next opener (espfs again after a re-enumeration, a monitor)
+	 * must not find the port exclusive */
+	ioctl(S(t)->fd, TIOCNXCL);
 	close(S(t)->fd);
 	free(t);
 }
@@ -182,7 +186,23 @@ int esp_serial_open(const char *path, uint32_t baud, const esp_clock *clock, esp
 		return -errno;
 	int fd = open(real, O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
 	if (fd < 0)
-		return -errno;
+		return -errno;  /* EBUSY: another process set TIOCEXCL on it */
+	/* The port is ours alone, as pyserial's exclusive=True does it: an
+	 * flock that cooperating programs (esptool, pyserial, another espfs,
+	 * minicom with lock files aside) respect, and TIOCEXCL so a plain
+	 * open() by anyone but root fails.  Root passes TIOCEXCL, which is
+	 * why the flock matters.  A second reader would steal loader replies
+	 * mid-flash. */
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		int e = errno;
+		close(fd);
+		return e == EWOULDBLOCK ? -EBUSY : -e;
+	}
+	if (ioctl(fd, TIOCEXCL) < 0 && errno != ENOTTY && errno != EINVAL) {
+		int e = errno;
+		close(fd);
+		return -e;
+	}
 	struct termios tio;
 	if (tcgetattr(fd, &tio) < 0) {
 		int e = errno;
