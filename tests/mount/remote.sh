@@ -10,6 +10,7 @@
 #  - a farm: 8 remote ports plus the local device flashed by concurrent
 #    cp's, by-mac links for all of them.
 source "$(dirname "$0")/lib.sh" "$@"
+TSTART=$(date +%s%3N); stage() { echo "# +$(( $(date +%s%3N) - TSTART )) ms: $1"; }
 ESPSIM=$3
 need_fuse
 [ -x "$ESPSIM" ] || skip_all "espsim not built"
@@ -35,6 +36,8 @@ start_sim() {
 	return 1
 }
 url() { cat "$T/$1.url"; }
+# the chip key of a folder (ESP32-C3 -> esp32c3), without a python per call
+key() { tr 'A-Z' 'a-z' <"$1/chip" | tr -d -- '-\n'; }
 folder() { local u; u=$(url "$1"); echo "$MNT/${u#rfc2217://}"; }
 
 mkimg esp32 factory "$T/app1.bin" remote-one
@@ -52,7 +55,7 @@ done
 start_espfs --port "$(url a)" --port "$(url c)" "${args[@]}" --sim "esp32c3,name=local,flash=$T/local.flash" ||
 	{ echo "Bail out! espfs did not mount"; exit 1; }
 
-# ---- (a) reset into the loader and back, over RFC 2217 -------------------
+stage "(a) reset into the loader and back, over RFC 2217"
 A=$(folder a)
 check "a remote port is a folder named HOST:PORT" [ -d "$A" ]
 check "chip over RFC 2217" [ "$(cat "$A/chip" 2>/dev/null)" = ESP32 ]
@@ -75,7 +78,7 @@ check "reset back into the application after the flash (espsim saw it boot)" [ $
 check "two more resets (in, out)" [ "$(json_get "$A/info.json" resets)" -ge $((r0 + 2)) ]
 check "left the loader by a hard reset (RTS over RFC 2217)" [ "$(json_get "$A/info.json" reset.leave)" = hard ]
 
-# ---- (d) the farm: 8 remote + 1 local, concurrent cp's, by-mac ----------
+stage "(d) the farm: 8 remote + 1 local, concurrent cp's, by-mac"
 check "11 folders (10 remote, 1 local) plus by-mac" [ "$(ls "$MNT" | grep -vc by-mac)" = 11 ]
 links=0
 for l in "$MNT"/by-mac/*; do [ -d "$l" ] && [ -f "$l/chip" ] && links=$((links + 1)); done
@@ -91,7 +94,7 @@ want[$MNT/local]=$T/local.flash
 t0=$(ms_now)
 pids=()
 for F in "${!want[@]}"; do
-	cp "$T/$(json_get "$F/info.json" chip_key).img" "$F/flash.bin" 2>"$T/cp.$(basename "$F").err" &
+	cp "$T/$(key "$F").img" "$F/flash.bin" 2>"$T/cp.$(basename "$F").err" &
 	pids+=($!)
 done
 fails=0
@@ -100,12 +103,12 @@ echo "# farm: 9 concurrent cp's in $(( $(ms_now) - t0 )) ms"
 check "9 concurrent cp's (8 remote, 1 local) all succeed" [ $fails = 0 ]
 same=0
 for F in "${!want[@]}"; do
-	img=$T/$(json_get "$F/info.json" chip_key).img
+	img=$T/$(key "$F").img
 	cmp -s -n "$(stat -c %s "$img")" "$img" "${want[$F]}" && same=$((same + 1))
 done
 check "all 9 flashes hold their image byte for byte" [ $same = 9 ]
 
-# ---- (c) the link cut mid-flash, and its return ------------------------
+stage "(c) the link cut mid-flash, and its return"
 C=$(folder c)
 CPORT=$(url c); CPORT=${CPORT##*:}
 for _ in $(seq 100); do grep -q "^app idle" "$C/state" 2>/dev/null && break; sleep 0.1; done
@@ -136,4 +139,5 @@ check "the folder re-attaches when the server is back (app idle)" [ $back = yes 
 check "same folder, same chip" [ "$(cat "$C/chip")" = ESP32 ]
 check "a write works again after the re-attach" dd if="$T/rand.bin" of="$C/flash.bin" bs=64k seek=16 conv=notrunc,fsync status=none
 check "and the flash holds it" cmp -n $((512 * 1024)) "$T/rand.bin" <(tail -c +$((0x100000 + 1)) "$T/c.flash")
+stage "end"
 done_testing
