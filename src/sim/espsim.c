@@ -124,6 +124,7 @@ static void sync_baud(sim_device *d, int slave, uint32_t *seen)
 		if (b && b != *seen) {
 			*seen = b;
 			sim_set_baud(d, b);
+			fprintf(stderr, "espsim: baud %u\n", b);  /* tests watch it */
 		}
 	}
 }

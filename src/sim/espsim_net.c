@@ -115,8 +115,10 @@ static void com_port(sim_device *d, struct client *c, const uint8_t *sb, size_t 
 		if (vl == 4) {
 			uint32_t b = (uint32_t)v[0] << 24 | (uint32_t)v[1] << 16 | (uint32_t)v[2] << 8 | v[3];
 			apply_lines(d, c);
-			if (b)  /* 0 asks for the current rate */
+			if (b) {  /* 0 asks for the current rate */
 				sim_set_baud(d, b);
+				fprintf(stderr, "espsim: baud %u\n", b);  /* tests watch it */
+			}
 		}
 		break;
 	case RFC2217_SET_CONTROL:
