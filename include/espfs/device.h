@@ -68,7 +68,7 @@ struct dev_job {
 	atomic_int *group_cancel;       /* optional flag shared by a handle */
 	int rc;                         /* result: 0 or -errno */
 	bool touched_flash;             /* a write/erase job reached the chip's flash */
-	char err[200];                  /* reason when rc < 0 */
+	char err[512];                  /* reason when rc < 0 */
 	void (*done)(struct dev_job *j);
 	/* optional: bytes of [offset, offset+len) the device has taken so
 	 * far, called from the worker as a write or read advances */
@@ -118,6 +118,22 @@ unsigned device_state_gen(esp_device *d);
  * image refused in write()): it shows in state until the next job. */
 void device_set_error(esp_device *d, int err, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+/* The flash at [lo, hi) holds something nobody asked for (a write that
+ * did not finish): text goes into state as an error now, and stays there
+ * as a standing warning until a successful write or erase covers the
+ * range or device_flash_ack(); also kept in the device's journal, so the
+ * next espfs run says it too. */
+void device_flash_incomplete(esp_device *d, int err, uint32_t lo, uint32_t hi, const char *fmt, ...)
+	__attribute__((format(printf, 5, 6)));
+/* The user acknowledged ("ack" written to state): drop the standing
+ * warnings (flash incomplete, boot loop) and the journal. */
+void device_flash_ack(esp_device *d);
+/* Largest end offset a writer may accept before the chip is reached:
+ * the flash size once known; before the chip was ever identified (attach
+ * failed, --no-probe) the largest flash a chip addresses, so the write is
+ * queued, waits for download mode and is then checked against the real
+ * size (EFBIG) instead of being refused against a size of 0. */
+uint32_t device_write_limit(esp_device *d);
 /* wifi file text: "<status> <ssid>\n" or "<status>\n"; never a password. */
 size_t device_wifi_text(esp_device *d, char *buf, size_t cap);
 /* info.json contents (malloc'd, '\n'-terminated). */
@@ -135,6 +151,10 @@ int device_sim_buttons(esp_device *d, int boot, bool press_reset);
 int device_sim_replug(esp_device *d);
 /* Test hook: pull the cable when a flash write reaches pct percent. */
 int device_sim_unplug_at(esp_device *d, int pct);
+/* Test hook: a fault of the simulated device from now on: "stall" (it
+ * stops answering), "program-fail" (flash programming fails),
+ * "garbage" (it answers random bytes), "none". */
+int device_sim_fault(esp_device *d, const char *name);
 /* Test hook: from now on flip bits in what the chip sends, each byte
  * with probability rate (0 stops it), from a fixed seed. */
 int device_sim_corrupt(esp_device *d, double rate);

@@ -270,7 +270,7 @@ void dev_read_result(esp_device *d, struct dev_job *j, int rc)
 		}
 		d->err = -rc;
 		d->err_from_read = true;
-		snprintf(d->errmsg, sizeof d->errmsg, "%.32s %.200s", j->what[0] ? j->what : "flash",
+		snprintf(d->errmsg, sizeof d->errmsg, "%.32s: %.200s", j->what[0] ? j->what : "flash",
 			 j->err[0] ? j->err : strerror(-rc));
 	} else {
 		pthread_mutex_unlock(&d->lock);
@@ -302,6 +302,120 @@ void dev_set_errorv(esp_device *d, int err, const char *fmt, va_list ap)
 			*p = ' ';
 	pthread_mutex_unlock(&d->lock);
 	dev_state_changed(d);
+}
+
+/* Called with d->lock. */
+static void drop_warn(esp_device *d, int i)
+{
+	memmove(&d->warns[i], &d->warns[i + 1], (size_t)(d->n_warns - i - 1) * sizeof d->warns[0]);
+	d->n_warns--;
+}
+
+void dev_flash_warn(esp_device *d, uint32_t lo, uint32_t hi, const char *fmt, ...)
+{
+	va_list ap;
+	if (hi <= lo)
+		return;
+	pthread_mutex_lock(&d->lock);
+	/* a new account of a range replaces what was said about the ranges
+	 * inside it (the upload's account of its failed job's range) */
+	for (int i = d->n_warns - 1; i >= 0; i--)
+		if (d->warns[i].lo >= lo && d->warns[i].hi <= hi)
+			drop_warn(d, i);
+	if (d->n_warns == DEV_MAX_WARNS) {
+		/* no room to say each: one account of the two oldest, shorter */
+		struct dev_warn *a = &d->warns[0], *b = &d->warns[1];
+		uint32_t l = a->lo < b->lo ? a->lo : b->lo, h = a->hi > b->hi ? a->hi : b->hi;
+		snprintf(a->text, sizeof a->text, "flash 0x%x-0x%x: unfinished writes or erases left "
+			 "parts of it erased or partly written", l, h);
+		a->lo = a->lo0 = l;
+		a->hi = a->hi0 = h;
+		a->erase = a->erase && b->erase;
+		drop_warn(d, 1);
+	}
+	struct dev_warn *w = &d->warns[d->n_warns++];
+	w->lo = w->lo0 = lo;
+	w->hi = w->hi0 = hi;
+	w->erase = false;
+	va_start(ap, fmt);
+	vsnprintf(w->text, sizeof w->text, fmt, ap);
+	va_end(ap);
+	for (char *p = w->text; *p; p++)
+		if (*p == '\n' || *p == '\r')
+			*p = ' ';
+	pthread_mutex_unlock(&d->lock);
+	dev_state_changed(d);
+}
+
+void dev_erase_warn(esp_device *d, uint32_t lo, uint32_t hi, const char *text)
+{
+	dev_flash_warn(d, lo, hi, "%s", text);
+	pthread_mutex_lock(&d->lock);
+	if (d->n_warns)
+		d->warns[d->n_warns - 1].erase = true;
+	pthread_mutex_unlock(&d->lock);
+}
+
+void dev_flash_covered(esp_device *d, uint32_t lo, uint32_t hi)
+{
+	bool changed = false;
+	pthread_mutex_lock(&d->lock);
+	for (int i = d->n_warns - 1; i >= 0; i--) {
+		struct dev_warn *w = &d->warns[i];
+		if (w->erase && lo < w->hi && hi > w->lo) {
+			drop_warn(d, i);
+			changed = true;
+			continue;
+		}
+		/* a rewrite comes in pieces from the start (cp) or as a whole;
+		 * a piece in the middle leaves the warning as it is */
+		if (lo <= w->lo && hi > w->lo)
+			w->lo = hi;
+		if (hi >= w->hi && lo < w->hi)
+			w->hi = lo;
+		if (w->hi <= w->lo) {
+			drop_warn(d, i);
+			changed = true;
+		}
+	}
+	/* the flash changed: what the last boot log said no longer holds */
+	changed |= d->bootwarn[0] != 0;
+	d->bootwarn[0] = 0;
+	pthread_mutex_unlock(&d->lock);
+	if (changed)
+		dev_state_changed(d);
+}
+
+void device_flash_incomplete(esp_device *d, int err, uint32_t lo, uint32_t hi, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	dev_flash_warn(d, lo, hi, "%s", msg);
+	device_set_error(d, err, "%s", msg);
+	dev_journal_sync(d);
+}
+
+void device_flash_ack(esp_device *d)
+{
+	pthread_mutex_lock(&d->lock);
+	d->n_warns = 0;
+	d->bootwarn[0] = 0;
+	pthread_mutex_unlock(&d->lock);
+	dev_clear_error(d);
+	dev_journal_sync(d);
+	dev_state_changed(d);
+}
+
+uint32_t device_write_limit(esp_device *d)
+{
+	pthread_mutex_lock(&d->lock);
+	uint32_t s = d->id.known && d->id.flash_size && !d->flash_size_guessed ? d->id.flash_size
+										: UINT32_MAX;
+	pthread_mutex_unlock(&d->lock);
+	return s;
 }
 
 void device_set_error(esp_device *d, int err, const char *fmt, ...)
@@ -345,12 +459,29 @@ static const char *job_verb(enum dev_job_kind k)
 	return "busy";
 }
 
-/* "<mode> idle" | "<mode> <verb> <what> <progress>" | "<mode> error <ERRNO>: <reason>" */
+/* "<mode> idle" | "<mode> <verb> <what> <progress>" | "<mode> error <ERRNO>: <reason>"
+ * | "<mode> warning: <what the flash holds>".  A standing warning (an
+ * unfinished write or erase, a boot loop) follows the error, or takes the
+ * place of "idle": a later job's success does not make it untrue. */
 size_t device_state_text(esp_device *d, char *buf, size_t cap)
 {
 	int n;
 	pthread_mutex_lock(&d->lock);
 	struct dev_job *j = d->current;
+	/* the standing warnings, "; "-joined (each once: an error that is
+	 * one of them is not repeated) */
+	char warn[DEV_MAX_WARNS * (sizeof d->warns[0].text + 64)] = "";
+	size_t wl = 0;
+	for (int i = 0; i < d->n_warns; i++) {
+		if (d->err && strstr(d->errmsg, d->warns[i].text))
+			continue;
+		const struct dev_warn *w = &d->warns[i];
+		wl += (size_t)snprintf(warn + wl, sizeof warn - wl, "%s%s", wl ? "; " : "", w->text);
+		if (w->lo != w->lo0 || w->hi != w->hi0)  /* written again in part since */
+			wl += (size_t)snprintf(warn + wl, sizeof warn - wl,
+					       " [0x%x-0x%x of it not yet written again]", w->lo, w->hi);
+	}
+	const char *boot = d->bootwarn;
 	if (j && d->wait_download_until_ms) {
 		uint64_t now = esp_now_us(esp_clock_real()) / 1000;
 		unsigned left = now < d->wait_download_until_ms
@@ -377,7 +508,15 @@ size_t device_state_text(esp_device *d, char *buf, size_t cap)
 			n = snprintf(buf, cap, "%s %s %s\n", d->mode, job_verb(j->kind),
 				     j->what[0] ? j->what : "");
 	} else if (d->err) {
-		n = snprintf(buf, cap, "%s error %s: %s\n", d->mode, errno_name(d->err), d->errmsg);
+		/* the error usually is the warning (set together): once */
+		bool w = warn[0] != 0;
+		bool b = boot[0] && !strstr(d->errmsg, boot);
+		n = snprintf(buf, cap, "%s error %s: %s%s%s%s%s\n", d->mode, errno_name(d->err),
+			     d->errmsg, w ? "; also: " : "", w ? warn : "", b ? "; also: " : "",
+			     b ? boot : "");
+	} else if (warn[0] || boot[0]) {
+		n = snprintf(buf, cap, "%s warning: %s%s%s%s%s\n", d->mode, warn,
+			     warn[0] && boot[0] ? "; " : "", boot, d->note[0] ? "; " : "", d->note);
 	} else if (d->note[0]) {
 		n = snprintf(buf, cap, "%s %s\n", d->mode, d->note);
 	} else {
@@ -451,6 +590,24 @@ int device_sim_unplug_at(esp_device *d, int pct)
 	struct sim_faults f;
 	memset(&f, 0, sizeof f);
 	f.unplug_at_percent = pct;
+	sim_set_faults(d->sim, &f);
+	return 0;
+}
+
+int device_sim_fault(esp_device *d, const char *name)
+{
+	if (!d->sim)
+		return -EOPNOTSUPP;
+	struct sim_faults f;
+	memset(&f, 0, sizeof f);
+	if (!strcmp(name, "stall"))
+		f.stall = true;
+	else if (!strcmp(name, "program-fail"))
+		f.flash_program_fail = true;
+	else if (!strcmp(name, "garbage"))
+		f.garbage = true;
+	else if (strcmp(name, "none"))
+		return -EINVAL;
 	sim_set_faults(d->sim, &f);
 	return 0;
 }

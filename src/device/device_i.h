@@ -10,10 +10,16 @@
 #include "espfs/sim.h"
 #include "espfs/transport.h"
 
+#define DEV_MAX_WARNS 4
+
 struct dev_improv_info {
 	bool known;
 	int state;                     /* Improv state at attach (-1 unknown) */
 	char firmware[64], version[64], chip[32], name[64];
+	/* The console said the chip does not start (ROM "invalid header",
+	 * bootloader "E (..) boot:"/"esp_image:" lines): the first such line,
+	 * else "". */
+	char bootfail[160];
 };
 
 struct esp_device {
@@ -50,12 +56,29 @@ struct esp_device {
 
 	char mode[16];                 /* "attaching", "app", "rom", "stub", "unplugged" */
 	int err;                       /* last error (positive errno) or 0 */
-	char errmsg[240];
+	char errmsg[1024];
+	/* What the flash holds that nobody asked for: writes or erases that
+	 * did not finish left these ranges erased, partly written or half
+	 * old, half new.  Each is shown in state until a successful write or
+	 * erase covers its range or the user says "ack" to state; kept in a
+	 * journal (journal.c) so a restart of espfs still says it. */
+	struct dev_warn {
+		uint32_t lo, hi;
+		uint32_t lo0, hi0;     /* the range the text speaks of */
+		/* an erase that stopped: nothing half written, only less
+		 * erased than asked; any later write or erase into the
+		 * range means the user has taken it in hand */
+		bool erase;
+		char text[700];
+	} warns[DEV_MAX_WARNS];
+	int n_warns;
+	/* The application does not start: its boot log (seen at attach) */
+	char bootwarn[200];
 	/* The error shown is a failed read of flash.bin: a later good read
 	 * ends it, and brings back the problem it covered (saved_err). */
 	bool err_from_read;
 	int saved_err;
-	char saved_errmsg[240];
+	char saved_errmsg[1024];
 	/* What a successful job leaves to say when idle ("written but not
 	 * verified"); shown instead of "idle", under any error. */
 	char note[240];
@@ -77,6 +100,10 @@ struct esp_device {
 	bool manual_download;          /* only the buttons get it into the loader:
 					* never reset it out again by ourselves */
 	uint64_t loader_idle_since;
+	/* wire_count.c: a wait for the device was cut short by a cancel (the
+	 * loader may be out of step); no_cancel_wait: let the command
+	 * running now finish (an erase step) */
+	bool wait_cancelled, no_cancel_wait;
 
 	/* Wire traffic through this device's ports (wire_count.c). */
 	_Atomic uint64_t tx_bytes, rx_bytes, flash_data_packets;
@@ -101,6 +128,7 @@ struct esp_device {
 	 * backoff (retry_ms) and re-attaches when the link is back. */
 	bool remote;
 	unsigned retry_ms;
+	char journal_file[300];        /* journal.c: a simulated chip's, next to its flash file */
 	int sim_socket;                /* simulated bus: which socket it is in */       /* the chip's default, until the loader says */
 };
 
@@ -162,6 +190,29 @@ int dev_leave_loader(esp_device *d);
 bool dev_on_usb_otg(esp_device *d);
 /* Would a reset out of the loader start the application? */
 bool dev_can_leave_loader(esp_device *d);
+/* device.c: the standing warning (warn_lo/hi above) */
+void dev_flash_warn(esp_device *d, uint32_t lo, uint32_t hi, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+/* dev_flash_warn for an erase that stopped part way */
+void dev_erase_warn(esp_device *d, uint32_t lo, uint32_t hi, const char *text);
+/* A successful write or erase of [lo, hi): what it covered of the warning
+ * range is what the user asked for now. */
+void dev_flash_covered(esp_device *d, uint32_t lo, uint32_t hi);
+
+/* journal.c: a per-device record of an unfinished write or erase that
+ * outlives espfs (kill -9, crash, power cut of the host).  Keyed by MAC
+ * in $XDG_STATE_HOME/espfs, else /var/lib/espfs (root), else
+ * $TMPDIR/espfs-state; a simulated chip with a flash file keeps it next
+ * to that file (FILE.espfs-journal).  No-ops while the MAC is unknown. */
+/* A write or erase of [lo, hi) is about to touch the flash. */
+void dev_journal_begin(esp_device *d, uint32_t lo, uint32_t hi, const char *what);
+/* The job ended: the journal now holds the standing warning, if any,
+ * else it is removed. */
+void dev_journal_sync(esp_device *d);
+/* At attach, once the MAC is known: an unfinished write from an earlier
+ * run becomes the standing warning. */
+void dev_journal_load(esp_device *d);
+
 /* device.c */
 bool device_identity_known(esp_device *d);
 bool device_attached(esp_device *d);
@@ -169,6 +220,9 @@ bool device_attached(esp_device *d);
 /* identity.c */
 int dev_attach(esp_device *d);
 bool dev_has_bootloader(esp_device *d);
+/* Identify the chip now (--no-probe: when a job first needs it); it stays
+ * in the loader.  0 or -errno with the reason in err. */
+int dev_identify(esp_device *d, char *err, size_t errlen);
 /* Attach failed: try again (sync only).  0 once identified. */
 int dev_reprobe(esp_device *d);
 int dev_reopen(esp_device *d);
@@ -187,7 +241,16 @@ void devmgr_emit(esp_devmgr *m, esp_device *d, enum dev_event ev);
 
 /* dev_improv.c: adapter to the Improv client. */
 int dev_improv_get_info(esp_device *d, struct dev_improv_info *out, char *err, size_t errlen);
+/* cancel: non-zero stops the exchange within ~100 ms (-EINTR).  info:
+ * the Improv state the app answered (-1 none), its device info when
+ * identify (for a device whose identity came late), and, when no app
+ * answered, what its console said about not starting (bootfail). */
 int dev_improv_provision(esp_device *d, const char *ssid, const char *pass,
-			 atomic_int *cancel, char *err, size_t errlen);
+			 atomic_int *cancel, struct dev_improv_info *info, bool identify,
+			 char *err, size_t errlen);
+/* Fold an Improv answer into the identity: the improv block, the wifi
+ * status, and the chip (and its default flash size, marked guessed) when
+ * the loader never told us. */
+void dev_improv_apply(esp_device *d, const struct dev_improv_info *info);
 
 #endif

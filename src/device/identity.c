@@ -137,11 +137,20 @@ static int probe(esp_device *d, char *err, size_t errlen)
 	if (rrc < 0 && rrc != -EOPNOTSUPP)
 		LOGW("%s: cannot read the chip revision: %s", d->name, esp_loader_error(d->ld));
 	pthread_mutex_lock(&d->lock);
+	if (d->id.known && memcmp(d->id.mac, mac, 6) != 0) {
+		/* another chip on this port: the warnings were about the old one */
+		d->n_warns = 0;
+		d->bootwarn[0] = 0;
+	}
 	d->id.chip = chip;
 	d->id.revision = rrc < 0 ? -1 : (int)rev;
 	memcpy(d->id.mac, mac, 6);
-	if (!d->id.flash_size)
+	if (!d->id.flash_size) {
+		/* the flash ID gave no size: the chip's usual one, marked as a
+		 * guess (info.json "flash_size_source": "default") */
 		d->id.flash_size = chip ? chip->default_flash_size : 0x400000;
+		d->flash_size_guessed = true;
+	}
 	uint32_t fsize = d->id.flash_size;
 	pthread_mutex_unlock(&d->lock);
 
@@ -164,12 +173,22 @@ static int probe(esp_device *d, char *err, size_t errlen)
 	}
 	d->id.known = true;
 	pthread_mutex_unlock(&d->lock);
+	/* an unfinished write from an earlier espfs run on this chip */
+	dev_journal_load(d);
 	/* a new attach: what an earlier one read may belong to another chip */
 	dev_rcache_free(d);
 	if (rc == 0)
 		dev_rcache_put(d, 0, head, n, false);
 	free(head);
 	return 0;
+}
+
+int dev_identify(esp_device *d, char *err, size_t errlen)
+{
+	int rc = probe(d, err, errlen);
+	if (rc == 0)
+		dev_event(d, DEV_EV_ADDED);  /* identity now known: by-mac link */
+	return rc;
 }
 
 bool dev_has_bootloader(esp_device *d)
@@ -201,20 +220,7 @@ static int identify_app(esp_device *d)
 		return -ENODEV;
 	}
 	const struct esp_chip_info *chip = esp_chip_by_name(info.chip);
-	pthread_mutex_lock(&d->lock);
-	d->improv = info;
-	if (info.state == 4)
-		snprintf(d->wifi_status, sizeof d->wifi_status, "provisioned");
-	else if (info.state >= 0)
-		snprintf(d->wifi_status, sizeof d->wifi_status, "unprovisioned");
-	if (chip && !d->id.chip) {
-		d->id.chip = chip;
-		if (!d->id.flash_size) {
-			d->id.flash_size = chip->default_flash_size;
-			d->flash_size_guessed = true;
-		}
-	}
-	pthread_mutex_unlock(&d->lock);
+	dev_improv_apply(d, &info);
 	dev_clear_error(d);
 	dev_set_mode(d, "app");
 	LOGI("%s: application running (%s %s on %s); the loader needs the buttons", d->name,
@@ -342,14 +348,17 @@ static int finish_attach(esp_device *d)
 	struct dev_improv_info info;
 	char ierr[160];
 	memset(&info, 0, sizeof info);
+	info.state = -1;
 	if (dev_improv_get_info(d, &info, ierr, sizeof ierr) == 0) {
+		dev_improv_apply(d, &info);
+	} else if (info.bootfail[0]) {
+		/* no app answered, and the console says why: a half-flashed
+		 * chip that loops must not show as "app idle" */
 		pthread_mutex_lock(&d->lock);
-		d->improv = info;
-		if (info.state == 4)  /* Improv "provisioned": it has a network */
-			snprintf(d->wifi_status, sizeof d->wifi_status, "provisioned");
-		else if (info.state >= 0)
-			snprintf(d->wifi_status, sizeof d->wifi_status, "unprovisioned");
+		snprintf(d->bootwarn, sizeof d->bootwarn, "boot-looping: %s", info.bootfail);
 		pthread_mutex_unlock(&d->lock);
+		LOGW("%s: the chip does not start: %s", d->name, info.bootfail);
+		dev_state_changed(d);
 	} else {
 		LOGD("%s: no Improv answer: %s", d->name, ierr);
 	}

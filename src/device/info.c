@@ -28,7 +28,7 @@ static void add_hex(cJSON *o, const char *k, uint32_t v)
 char *device_info_json(esp_device *d)
 {
 	struct dev_identity id;
-	char state[512], wifi[160], mac[20];
+	char state[4096], wifi[160], mac[20];
 	device_identity(d, &id);
 	device_state_text(d, state, sizeof state);
 	state[strcspn(state, "\n")] = 0;
@@ -51,8 +51,25 @@ char *device_info_json(esp_device *d)
 		snprintf(rev, sizeof rev, "v%d.%d", id.revision / 100, id.revision % 100);
 		cJSON_AddStringToObject(o, "revision", rev);
 	}
-	cJSON_AddNumberToObject(o, "flash_size", id.flash_size);
-	add_hex(o, "flash_jedec_id", id.jedec);
+	pthread_mutex_lock(&d->lock);
+	bool guessed = d->flash_size_guessed;
+	pthread_mutex_unlock(&d->lock);
+	/* only what the chip told us is a fact: a size that is the chip's
+	 * usual one (Improv named the chip, the flash ID gave no size) is
+	 * null with "flash_size_source": "default" ("flash_size_default" has
+	 * the guess); nothing known at all is null, "unknown" */
+	const char *src = !id.flash_size ? "unknown" : guessed ? "default" : "detected";
+	if (!id.flash_size || guessed)
+		cJSON_AddNullToObject(o, "flash_size");
+	else
+		cJSON_AddNumberToObject(o, "flash_size", id.flash_size);
+	cJSON_AddStringToObject(o, "flash_size_source", src);
+	if (guessed && id.flash_size)
+		cJSON_AddNumberToObject(o, "flash_size_default", id.flash_size);
+	if (id.jedec)
+		add_hex(o, "flash_jedec_id", id.jedec);
+	else
+		cJSON_AddNullToObject(o, "flash_jedec_id");
 	pthread_mutex_lock(&d->lock);
 	cJSON_AddStringToObject(o, "mode", d->mode);
 	cJSON_AddNumberToObject(o, "resets", d->resets);
@@ -60,6 +77,19 @@ char *device_info_json(esp_device *d)
 	cJSON *rs = cJSON_AddObjectToObject(o, "reset");
 	cJSON_AddStringToObject(rs, "enter", d->reset_in[0] ? d->reset_in : "unknown");
 	cJSON_AddStringToObject(rs, "leave", d->reset_out[0] ? d->reset_out : "unknown");
+	if (d->n_warns) {
+		/* the standing warnings: what the flash holds that nobody asked for */
+		cJSON *a = cJSON_AddArrayToObject(o, "flash_warnings");
+		for (int i = 0; i < d->n_warns; i++) {
+			cJSON *fw = cJSON_CreateObject();
+			add_hex(fw, "from", d->warns[i].lo);
+			add_hex(fw, "to", d->warns[i].hi);
+			cJSON_AddStringToObject(fw, "reason", d->warns[i].text);
+			cJSON_AddItemToArray(a, fw);
+		}
+	}
+	if (d->bootwarn[0])
+		cJSON_AddStringToObject(o, "boot_warning", d->bootwarn);
 	if (d->err) {
 		cJSON *e = cJSON_AddObjectToObject(o, "last_error");
 		cJSON_AddNumberToObject(e, "errno", d->err);

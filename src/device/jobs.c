@@ -9,7 +9,13 @@
 #include "espfs/clock.h"
 #include "espfs/log.h"
 
-#define ERASE_CHUNK 0x40000u
+/* Erases go in steps of this much, cancellable between steps: 128 KiB is
+ * two 64 KiB block erases, ~0.3 s on a typical NOR chip (tBE 150 ms), so
+ * a Ctrl-C is answered well within a second.  A whole-chip erase is done
+ * the same way rather than with one ERASE_FLASH (which cannot be stopped
+ * and takes ~10 s per 4 MB): the same total time (64 KiB blocks are what
+ * a chip erase costs too), but cancellable. */
+#define ERASE_CHUNK 0x20000u
 #define READ_CHUNK 0x10000u
 #define DOWNLOAD_WAIT_DEFAULT_MS 60000u
 #define DOWNLOAD_POLL_MS 250
@@ -324,9 +330,12 @@ static int job_enter_loader(esp_device *d, struct dev_job *j)
 	pthread_mutex_lock(&d->lock);
 	bool manual = !strcmp(d->reset_in, "manual");
 	pthread_mutex_unlock(&d->lock);
-	/* unidentified, or only the buttons ever worked: straight to them */
-	int rc = device_identity_known(d) && !manual ? dev_enter_loader(d, j->err, sizeof j->err)
-						      : -ETIMEDOUT;
+	/* unidentified, or only the buttons ever worked: straight to them;
+	 * --no-probe put off the identification until a job needs the chip */
+	bool known = device_identity_known(d);
+	int rc = manual ? -ETIMEDOUT
+		 : known ? dev_enter_loader(d, j->err, sizeof j->err)
+		 : d->opt.no_probe ? dev_identify(d, j->err, sizeof j->err) : -ETIMEDOUT;
 	if (rc == -ENODEV && dev_reopen(d) == 0)
 		rc = dev_enter_loader(d, j->err, sizeof j->err);
 	/* A small read at the start of an unidentified chip's flash is a
@@ -472,6 +481,28 @@ static int keep_around(esp_device *d, struct dev_job *j, uint32_t off, uint8_t *
 	return read_range(d, j, off, buf, len, false);
 }
 
+/* The flash size, from the chip when it was never identified (attach
+ * failed, --no-probe): the job enters the loader first (waiting for
+ * download mode if need be) instead of judging against a size of 0. */
+static int known_flash_size(esp_device *d, struct dev_job *j, uint32_t *fsize)
+{
+	pthread_mutex_lock(&d->lock);
+	bool sure = d->id.known && d->id.flash_size && !d->flash_size_guessed;
+	pthread_mutex_unlock(&d->lock);
+	if (!sure) {
+		int rc = job_enter_loader(d, j);
+		if (rc < 0)
+			return rc;
+	}
+	*fsize = device_flash_size(d);
+	if (!*fsize) {
+		snprintf(j->err, sizeof j->err, "the flash size is unknown: the chip did not answer "
+			 "the flash ID command");
+		return -EIO;
+	}
+	return 0;
+}
+
 static const char *chip_name(esp_device *d)
 {
 	const struct esp_chip_info *c = d->ld ? esp_loader_chip(d->ld) : NULL;
@@ -489,7 +520,7 @@ static void write_note(esp_device *d, struct dev_job *j, uint32_t a0, uint32_t a
 	int n = 0;
 	const char *what = j->what[0] ? j->what : "flash";
 	if (!esp_loader_last_write_verified(d->ld))
-		n = snprintf(note, sizeof note, "%s 0x%x-0x%x written, not verified: %s", what, a0,
+		n = snprintf(note, sizeof note, "%s written up to 0x%x, not verified: %s", what,
 			     a0 + alen, esp_loader_secure_download(d->ld)
 					? "Secure Download Mode forbids MD5"
 					: "the ROM has no MD5 (the stub would verify)");
@@ -504,8 +535,11 @@ static void write_note(esp_device *d, struct dev_job *j, uint32_t a0, uint32_t a
 
 static int job_write(esp_device *d, struct dev_job *j)
 {
-	uint32_t fsize = device_flash_size(d);
+	uint32_t fsize;
 	uint64_t end = (uint64_t)j->offset + j->len;
+	int rc = known_flash_size(d, j, &fsize);
+	if (rc < 0)
+		return rc;
 	if (end > fsize) {
 		snprintf(j->err, sizeof j->err, "write ends at 0x%llx, past the end of the %u-byte flash",
 			 (unsigned long long)end, fsize);
@@ -518,7 +552,7 @@ static int job_write(esp_device *d, struct dev_job *j)
 	uint8_t *buf = j->buf;
 	bool own = false;
 	uint32_t pad_lo = 0, pad_hi = 0;  /* set to 0xFF for want of the old bytes */
-	int rc = job_enter_loader(d, j);
+	rc = job_enter_loader(d, j);
 	if (rc < 0)
 		return rc;
 	/* The ESP8266 ROM erases an even number of sectors inside a 64 KiB
@@ -527,8 +561,14 @@ static int job_write(esp_device *d, struct dev_job *j)
 	uint64_t a2 = a1;
 	const struct esp_chip_info *chip = esp_loader_chip(d->ld);
 	if (!esp_loader_is_stub(d->ld) && chip && chip->id == ESP_CHIP_ESP8266 && a1 > a0) {
-		a2 = a0 + (uint64_t)esp_esp8266_rom_erases(a0, (uint32_t)(a1 - a0));
-		a2 = a2 < a1 ? a1 : a2 > fsize ? fsize : a2;
+		/* the longer write may be erased differently: until it is exact */
+		for (int k = 0; k < 4; k++) {
+			uint64_t e = a0 + (uint64_t)esp_esp8266_rom_erases(a0, (uint32_t)(a2 - a0));
+			e = e > fsize ? fsize : e;
+			if (e <= a2)
+				break;
+			a2 = e;
+		}
 	}
 	uint32_t alen = (uint32_t)(a2 - a0);
 	if (a0 != j->offset || a2 != end) {
@@ -583,6 +623,7 @@ static int job_write(esp_device *d, struct dev_job *j)
 	}
 	struct prog_ctx pc = { d, j, 0 };
 	j->touched_flash = true;
+	dev_journal_begin(d, a0, a0 + alen, j->what[0] ? j->what : "flash");
 	rc = esp_loader_write_flash(d->ld, a0, buf, alen, ESP_WRITE_COMPRESS | ESP_WRITE_SKIP_SAME,
 				   on_progress, &pc);
 	if (rc < 0) {
@@ -591,11 +632,22 @@ static int job_write(esp_device *d, struct dev_job *j)
 		pthread_mutex_lock(&d->lock);
 		uint64_t done = d->prog_done;
 		pthread_mutex_unlock(&d->lock);
-		/* where it stopped, for the state line */
-		snprintf(what, sizeof what, "write of 0x%x bytes at 0x%x stopped at 0x%llx (%llu%%)",
-			 alen, a0, (unsigned long long)(a0 + done),
+		/* What the flash holds now, for the state line.  The progress
+		 * counts blocks the chip acknowledged (a stub acknowledges a
+		 * block before programming it), none of it verified, and the
+		 * chip erases ahead of what it programs: the whole range may
+		 * be erased or half written, whatever reached it. */
+		snprintf(what, sizeof what, "write of 0x%x-0x%x %s at 0x%llx (%llu%%)", a0, a0 + alen,
+			 rc == -EINTR ? "cancelled" : "stopped", (unsigned long long)(a0 + done),
 			 (unsigned long long)(alen ? done * 100 / alen : 0));
-		set_reason(d, j->err, sizeof j->err, what, rc);
+		if (rc == -EINTR)
+			snprintf(j->err, sizeof j->err, "%s", what);
+		else
+			set_reason(d, j->err, sizeof j->err, what, rc);
+		size_t l = strlen(j->err);
+		snprintf(j->err + l, sizeof j->err - l, "; flash 0x%x-0x%x may be erased or partly "
+			 "written (the chip took %llu of its %u bytes, unverified)", a0, a0 + alen,
+			 (unsigned long long)done, alen);
 		goto out;
 	}
 	dev_flash_known(d, a0, buf, alen, false);
@@ -608,42 +660,55 @@ out:
 
 static int job_erase(esp_device *d, struct dev_job *j)
 {
-	int rc = job_enter_loader(d, j);
+	uint32_t fsize;
+	int rc = known_flash_size(d, j, &fsize);
 	if (rc < 0)
 		return rc;
-	uint32_t fsize = device_flash_size(d);
-	if (j->len == 0) {
-		rc = esp_loader_erase_all(d->ld);
-		if (rc < 0) {
-			dev_flash_unknown(d, 0, fsize);
-			set_reason(d, j->err, sizeof j->err, "erase", rc);
-			return rc;
-		}
-		dev_flash_known(d, 0, NULL, fsize, true);
-		return 0;
+	rc = job_enter_loader(d, j);
+	if (rc < 0)
+		return rc;
+	uint32_t off = j->len ? j->offset : 0, len = j->len ? j->len : fsize;
+	if ((uint64_t)off + len > fsize) {
+		snprintf(j->err, sizeof j->err, "erase of 0x%x-0x%llx ends past the end of the "
+			 "%u-byte flash", off, (unsigned long long)off + len, fsize);
+		return -EFBIG;
 	}
-	for (uint32_t done = 0; done < j->len;) {
-		uint32_t n = j->len - done < ERASE_CHUNK ? j->len - done : ERASE_CHUNK;
+	if (job_cancelled(j)) {
+		snprintf(j->err, sizeof j->err, "erase cancelled; nothing was erased");
+		return -EINTR;
+	}
+	dev_journal_begin(d, off, off + len, "erase");
+	/* each step runs to its end: a cancel is seen between steps */
+	d->no_cancel_wait = true;
+	for (uint32_t done = 0; done < len;) {
+		uint32_t n = len - done < ERASE_CHUNK ? len - done : ERASE_CHUNK;
 		if (job_cancelled(j)) {
-			snprintf(j->err, sizeof j->err, "erase cancelled after 0x%x bytes", done);
-			return -EINTR;
+			snprintf(j->err, sizeof j->err, "erase of 0x%x-0x%x cancelled: flash "
+				 "0x%x-0x%x is erased, 0x%x-0x%x untouched", off, off + len, off,
+				 off + done, off + done, off + len);
+			rc = -EINTR;
+			break;
 		}
-		rc = esp_loader_erase_region(d->ld, j->offset + done, n);
+		j->touched_flash = true;
+		rc = esp_loader_erase_region(d->ld, off + done, n);
 		if (rc < 0) {
-			char what[64];
-			dev_flash_unknown(d, j->offset + done, n);
-			snprintf(what, sizeof what, "erase at 0x%x", j->offset + done);
+			char what[160];
+			dev_flash_unknown(d, off + done, n);
+			snprintf(what, sizeof what, "erase of 0x%x-0x%x failed at 0x%x (flash 0x%x-0x%x "
+				 "is erased, 0x%x-0x%x may be partly erased)", off, off + len, off + done,
+				 off, off + done, off + done, off + n + done);
 			set_reason(d, j->err, sizeof j->err, what, rc);
-			return rc;
+			break;
 		}
-		dev_flash_known(d, j->offset + done, NULL, n, true);
+		dev_flash_known(d, off + done, NULL, n, true);
 		done += n;
 		pthread_mutex_lock(&d->lock);
 		d->prog_done = done;
 		pthread_mutex_unlock(&d->lock);
 		dev_state_changed(d);
 	}
-	return 0;
+	d->no_cancel_wait = false;
+	return rc;
 }
 
 static int job_provision(esp_device *d, struct dev_job *j)
@@ -661,8 +726,15 @@ static int job_provision(esp_device *d, struct dev_job *j)
 	snprintf(d->wifi_ssid, sizeof d->wifi_ssid, "%s", j->ssid);
 	pthread_mutex_unlock(&d->lock);
 	int rc;
+	struct dev_improv_info info;
+	memset(&info, 0, sizeof info);
+	info.state = -1;
+	pthread_mutex_lock(&d->lock);
+	bool ask = !d->improv.known;  /* identity that comes late */
+	pthread_mutex_unlock(&d->lock);
 	for (;;) {
-		rc = d->tr ? dev_improv_provision(d, j->ssid, j->pass, &j->cancel, j->err, sizeof j->err)
+		rc = d->tr ? dev_improv_provision(d, j->ssid, j->pass, &j->cancel, &info, ask,
+						  j->err, sizeof j->err)
 			   : -ENODEV;
 		if (rc == 0 || (rc != -ETIMEDOUT && rc != -ENODEV) || job_cancelled(j))
 			break;
@@ -681,8 +753,24 @@ static int job_provision(esp_device *d, struct dev_job *j)
 	}
 	if (rc == -ENODEV && !d->tr)
 		snprintf(j->err, sizeof j->err, "the application's port did not come back");
+	if (info.bootfail[0] && !info.known && info.state < 0) {
+		pthread_mutex_lock(&d->lock);
+		snprintf(d->bootwarn, sizeof d->bootwarn, "boot-looping: %s", info.bootfail);
+		pthread_mutex_unlock(&d->lock);
+	}
+	if (info.known || info.state >= 0) {
+		/* the application answered: it runs, whatever attach saw */
+		dev_improv_apply(d, &info);
+		pthread_mutex_lock(&d->lock);
+		bool stale = d->err == ETIMEDOUT || d->err == ENODEV;
+		pthread_mutex_unlock(&d->lock);
+		if (stale)  /* "waiting for download mode" from attach */
+			dev_clear_error(d);
+		dev_set_mode(d, "app");
+	}
 	pthread_mutex_lock(&d->lock);
-	snprintf(d->wifi_status, sizeof d->wifi_status, "%s", rc == 0 ? "connected" : "failed");
+	snprintf(d->wifi_status, sizeof d->wifi_status, "%s",
+		 rc == 0 ? "connected" : rc == -EINTR ? "unknown" : "failed");
 	pthread_mutex_unlock(&d->lock);
 	return rc;
 }
@@ -725,8 +813,15 @@ int dev_run_job(esp_device *d, struct dev_job *j)
 	}
 	if (rc < 0 && !j->err[0])
 		snprintf(j->err, sizeof j->err, "%s", strerror(-rc));
-	/* A loader that lost sync is re-entered from scratch next time. */
-	if (rc < 0 && rc != -EINTR && rc != -EINVAL && rc != -EFBIG)
+	/* A loader that lost sync is re-entered from scratch next time: after
+	 * an error, or a cancel that cut a wait for an answer short. */
+	if (d->wait_cancelled && d->in_loader && dev_can_leave_loader(d))
+		/* the chip may still be busy with the command cut short: reset
+		 * it (into its application, where the next job expects it
+		 * unless it needs the loader, which it then enters anew) */
+		dev_leave_loader(d);
+	else if ((rc < 0 && rc != -EINTR && rc != -EINVAL && rc != -EFBIG) || d->wait_cancelled)
 		dev_left_loader(d);
+	d->wait_cancelled = false;
 	return rc;
 }

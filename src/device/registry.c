@@ -208,6 +208,8 @@ int devmgr_add_sim(esp_devmgr *m, const char *spec, char *err, size_t errlen)
 	}
 	d->sim = s;
 	d->id.is_sim = true;
+	if (flash[0])
+		snprintf(d->journal_file, sizeof d->journal_file, "%s.espfs-journal", flash);
 	snprintf(d->id.port, sizeof d->id.port, "sim:%s", chip->key);
 	d->sim_socket = m->sim_count;  /* sockets 1, 2, ... */
 	int rc = add_device(m, d, true, true);

@@ -1,7 +1,15 @@
 /* A transport that counts what crosses it, wrapped around the real one, so
  * info.json can tell how many bytes a job cost on the wire (a re-flash of
  * an identical image should cost almost nothing).  Counts are kept by the
- * device and survive port reopens. */
+ * device and survive port reopens.
+ *
+ * It also makes every wait for the device cancellable: a read waits in
+ * slices of CANCEL_POLL_MS and gives up with -EINTR once the running job
+ * is cancelled (Ctrl-C), so a stalled device or a slow command (ROM
+ * FLASH_BEGIN erasing, a long MD5) never holds a Ctrl-C for the length of
+ * its timeout.  The loader is then out of step with the chip: the worker
+ * re-enters it for the next job (dev_run_job). */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include "device_i.h"
@@ -42,10 +50,35 @@ static void sync_fields(struct counting_tr *c)
 	c->base.usb_pid = c->inner->usb_pid;
 }
 
+#define CANCEL_POLL_MS 100
+
+/* Called on the worker thread, which alone sets d->current. */
+static bool job_cancelled(esp_device *d)
+{
+	struct dev_job *j = d->current;
+	return j && !d->no_cancel_wait &&
+	       (atomic_load(&j->cancel) || (j->group_cancel && atomic_load(j->group_cancel)));
+}
+
 static int ct_read(esp_transport *t, uint8_t *b, size_t n, uint32_t ms)
 {
 	struct counting_tr *c = (struct counting_tr *)t;
-	int rc = esp_tr_read(c->inner, b, n, ms);
+	int rc;
+	if (ms && job_cancelled(c->d)) {
+		c->d->wait_cancelled = true;
+		return -EINTR;
+	}
+	for (;;) {
+		uint32_t slice = ms > CANCEL_POLL_MS ? CANCEL_POLL_MS : ms;
+		rc = esp_tr_read(c->inner, b, n, slice);
+		if (rc != -ETIMEDOUT || slice == ms)
+			break;
+		ms -= slice;
+		if (job_cancelled(c->d)) {
+			c->d->wait_cancelled = true;
+			return -EINTR;
+		}
+	}
 	if (rc > 0)
 		atomic_fetch_add(&c->d->rx_bytes, (uint64_t)rc);
 	return rc;

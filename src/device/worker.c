@@ -69,6 +69,34 @@ static void leave_a_cpu_free(void)
 		LOGD("cannot set the worker's CPU affinity: %s", strerror(errno));
 }
 
+/* What a write or erase left in the flash.  A success covers its range
+ * (it holds what was asked for now); a failure after the flash was
+ * touched leaves a standing warning over the range whose content nobody
+ * asked for (j->err says what is known of it); the journal follows. */
+static void flash_outcome(esp_device *d, struct dev_job *j)
+{
+	uint32_t lo, hi;
+	if (j->kind == DEV_JOB_WRITE) {
+		lo = j->offset & ~(ESP_SECTOR - 1);
+		uint64_t e = ((uint64_t)j->offset + j->len + ESP_SECTOR - 1) & ~(uint64_t)(ESP_SECTOR - 1);
+		hi = e > UINT32_MAX ? UINT32_MAX : (uint32_t)e;
+	} else if (j->kind == DEV_JOB_ERASE) {
+		lo = j->len ? j->offset : 0;
+		hi = j->len ? j->offset + j->len : device_flash_size(d);
+	} else {
+		return;
+	}
+	if (j->rc == 0)
+		dev_flash_covered(d, lo, hi);
+	else if (j->touched_flash && j->kind == DEV_JOB_ERASE)
+		dev_erase_warn(d, lo, hi, j->err);
+	else if (j->touched_flash)
+		dev_flash_warn(d, lo, hi, "%s", j->err);
+	else
+		return;
+	dev_journal_sync(d);
+}
+
 void *dev_worker_main(void *arg)
 {
 	esp_device *d = arg;
@@ -188,6 +216,7 @@ void *dev_worker_main(void *arg)
 			}
 		}
 		j->rc = rc;
+		flash_outcome(d, j);
 
 		pthread_mutex_lock(&d->lock);
 		d->current = NULL;
@@ -221,7 +250,10 @@ void *dev_worker_main(void *arg)
 		} else if (rc == -ENODEV) {
 			dev_mark_gone(d);
 		}
-		else if (rc < 0 && rc != -EINTR && j->kind != DEV_JOB_READ)
+		else if (rc < 0 && j->kind != DEV_JOB_READ)
+			/* a cancel too: a cancelled erase says what it erased (the
+			 * writers of flash.bin and staged files then say what the
+			 * whole upload left) */
 			device_set_error(d, rc, "%s", j->err[0] ? j->err : strerror(-rc));
 		else if (rc == 0 && j->kind != DEV_JOB_READ)
 			dev_clear_error(d);

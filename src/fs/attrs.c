@@ -17,7 +17,7 @@
 
 char *attr_text(struct node *n, size_t *len)
 {
-	char buf[600];
+	char buf[4096];  /* the state line with its warnings, never cut */
 	struct dev_identity id;
 	size_t l = 0;
 	char *out;

@@ -95,7 +95,7 @@ struct flash_writer *fw_open(esp_device *d)
 	pthread_mutex_init(&fw->lock, NULL);
 	device_ref(d);
 	fw->dev = d;
-	fw->fsize = device_flash_size(d);
+	fw->fsize = device_write_limit(d);
 	atomic_init(&fw->cancel, 0);
 	return fw;
 }
@@ -159,14 +159,23 @@ static void reply_detached(fuse_req_t req, int err, size_t wsize)
 		fuse_reply_write(req, wsize);
 }
 
+/* why: the failed job's reason (it says what the flash holds in its range)
+ * or what stopped the upload between jobs.  The range from the start of
+ * the upload to the end of what was handed to the chip holds part of the
+ * new data: a standing warning (device_flash_incomplete) until it is
+ * written again. */
 static void mark_incomplete(struct flash_writer *fw, int err, const char *why)
 {
-	if (fw->handed && (fw->sent || fw->flash_touched))
-		device_set_error(fw->dev, err,
-				 "flash.bin incomplete: %s after %llu bytes written from 0x%x; "
-				 "the flash holds a partial image, write it again",
+	if (fw->handed && (fw->sent || fw->flash_touched)) {
+		uint64_t end = (fw->have_next && fw->next_contig > fw->first_off
+					? fw->next_contig : (uint64_t)fw->first_off + fw->handed);
+		end = (end + ESP_SECTOR - 1) & ~(uint64_t)(ESP_SECTOR - 1);
+		device_flash_incomplete(fw->dev, err, fw->first_off, end > UINT32_MAX ? UINT32_MAX : (uint32_t)end,
+				 "flash.bin incomplete: %s; %llu bytes from 0x%x were written and "
+				 "verified before that; the flash holds a partial image, write it "
+				 "again (or \"ack\" to state)",
 				 why, (unsigned long long)fw->sent, fw->first_off);
-	else
+	} else
 		device_set_error(fw->dev, err, "flash.bin: %s; nothing was written", why);
 }
 
@@ -308,7 +317,7 @@ static void job_done(struct dev_job *j)
 		fw->sent += j->len;
 	} else if (!fw->sticky) {
 		fw->sticky = -j->rc;
-		if (j->rc == -EINTR)
+		if (j->rc == -EINTR && !j->touched_flash)
 			mark_incomplete(fw, EINTR, "interrupted");
 		else  /* incl. ENODEV: a replugged device shows where it stopped */
 			mark_incomplete(fw, -j->rc, j->err);
@@ -442,7 +451,8 @@ void fw_commit(struct flash_writer *fw, fuse_req_t req)
 		fw->pend_len = 0;
 		atomic_store(&fw->cancel, 1);
 		if (!fw->inflight) {
-			mark_incomplete(fw, EINTR, "interrupted");
+			if (!fw->sticky)  /* a failed job already said what it left */
+				mark_incomplete(fw, EINTR, "interrupted");
 			fw->dirty = 0;
 			fw->sent = 0;
 			fw->handed = 0;

@@ -540,7 +540,7 @@ static void write_erase(fuse_req_t req, struct handle *h, const char *buf, size_
 {
 	char why[200];
 	uint32_t off = 0, len = 0;
-	int rc = parse_erase(buf, size, device_flash_size(h->dev), &off, &len, why, sizeof why);
+	int rc = parse_erase(buf, size, device_write_limit(h->dev), &off, &len, why, sizeof why);
 	if (rc < 0) {
 		device_set_error(h->dev, rc, "%s", why);
 		fuse_reply_err(req, -rc);
@@ -570,12 +570,14 @@ static void write_erase(fuse_req_t req, struct handle *h, const char *buf, size_
 }
 
 /* state accepts commands, sysfs-style: "reset" restarts the application;
+ * "ack" drops the standing warning about what the flash holds;
  * simulated devices also take test hooks: "unplug", "replug" (into another
  * USB socket, within the hotplug debounce window), "unplug-at N" (pull the
  * cable when a flash write reaches N%), "corrupt RATE" (flip that share of
  * the bits the chip sends, from a fixed seed), "buttons" (hold BOOT, press
  * RESET, release BOOT) and the same one by one: "hold-boot", "press-reset",
- * "release-boot". */
+ * "release-boot"; "fault stall|program-fail|garbage|none" (simulated
+ * device faults from now on). */
 static void write_state(fuse_req_t req, struct handle *h, const char *buf, size_t size)
 {
 	char cmd[32];
@@ -600,8 +602,23 @@ static void write_state(fuse_req_t req, struct handle *h, const char *buf, size_
 			fuse_reply_write(req, size);
 		return;
 	}
+	if (!strncmp(cmd, "fault ", 6)) {
+		int rc = device_sim_fault(h->dev, cmd + 6);
+		if (rc < 0)
+			fuse_reply_err(req, -rc);
+		else
+			fuse_reply_write(req, size);
+		return;
+	}
+	if (!strcmp(cmd, "ack")) {
+		/* the user has seen the standing warning (an unfinished write,
+		 * a boot loop) and takes it from here */
+		device_flash_ack(h->dev);
+		fuse_reply_write(req, size);
+		return;
+	}
 	if (strcmp(cmd, "reset")) {
-		device_set_error(h->dev, EINVAL, "state: unknown command \"%.20s\" (try \"reset\")", cmd);
+		device_set_error(h->dev, EINVAL, "state: unknown command \"%.20s\" (try \"reset\" or \"ack\")", cmd);
 		fuse_reply_err(req, EINVAL);
 		return;
 	}

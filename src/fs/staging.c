@@ -113,7 +113,8 @@ int stage_sweep(uint64_t parent)
 void stage_closed(struct node *n)
 {
 	struct stage *s = n->stage;
-	if (s->opens == 0 && s->dirty && !s->committing && !s->discarded && !s->failed) {
+	bool on_chip = s->committed && !s->dirty;
+	if (s->opens == 0 && !on_chip && !s->committing && !s->discarded && !s->failed) {
 		/* the writer went away without a commit (rsync's raw data
 		 * waiting for its rename, a killed gio): no reader flashes it,
 		 * a rename still does, and it goes away after a while */
@@ -320,9 +321,12 @@ static void commit_done(struct dev_job *j)
 		}
 	}
 	pthread_mutex_unlock(&vfs.lock);
-	if (j->rc == -EINTR)
-		device_set_error(j->ctx, EINTR, "%s incomplete: interrupted; the flash holds a "
-				 "partial image, write it again", j->what);
+	if (j->rc == -EINTR && j->touched_flash)
+		device_flash_incomplete(j->ctx, EINTR, j->offset, j->offset + j->len,
+					"%s incomplete: %s; write it again (or \"ack\" to state)",
+					j->what, j->err);
+	else if (j->rc == -EINTR)
+		device_set_error(j->ctx, EINTR, "%s: interrupted; nothing was written", j->what);
 	if (onto_flash_bin && j->rc == 0)
 		notify_inval_entry(sj->dir_ino, "flash.bin");
 	fuse_req_interrupt_func(sj->req, NULL, NULL);

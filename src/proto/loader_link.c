@@ -140,7 +140,7 @@ int esp_loader_connect(esp_loader *l, esp_reset_mode mode, int attempts)
 				return 0;
 			}
 			last = rc;
-			if (rc == -ENODEV)
+			if (rc == -ENODEV || rc == -EINTR)  /* gone, or the job was cancelled */
 				return rc;
 			esp_sleep_ms(l->t->clock, 50);
 		}

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "app_priv.h"
+#include "profile.h"
 
 #define MS 1000u
 #define LOOP_PERIOD_US (1100 * MS)   /* ROM/RTC watchdog cycle of a boot loop */
@@ -143,7 +144,7 @@ struct rom_facts {
 	unsigned boot;              /* strap value printed as boot:0x.. */
 };
 static const struct rom_facts roms[] = {
-	{ ESP_CHIP_ESP32, "ets Jun  8 2016 00:22:57", NULL, 0x13 },
+	{ ESP_CHIP_ESP32, "ets Jul 29 2019 12:21:46", NULL, 0x13 },   /* the v3 ROM (QEMU) */
 	{ ESP_CHIP_ESP32S2, "ESP-ROM:esp32s2-rc4-20191025", "Build:Oct 25 2019", 0x8 },
 	{ ESP_CHIP_ESP32S3, "ESP-ROM:esp32s3-20210327", "Build:Mar 27 2021", 0x8 },
 	{ ESP_CHIP_ESP32C2, "ESP-ROM:esp32c2-20220101", "Build:Jan  1 2022", 0xc },
@@ -177,13 +178,13 @@ static void rom_banner(struct sim_app *a, int cause)
 	const struct rom_facts *r = rom_of(a->chip);
 	const char *rst;
 	if (a->chip->id == ESP_CHIP_ESP32) {
-		rst = cause == 2 ? "0xc (SW_CPU_RESET)" : cause == CAUSE_WDT ? "0x10 (RTCWDT_RTC_RESET)" :
+		rst = cause == 2 ? "0xc (SW_CPU_RESET)" : cause == CAUSE_WDT || cause == 3 ? "0x10 (RTCWDT_RTC_RESET)" :
 		      cause == CAUSE_SW_SYS ? "0x3 (SW_RESET)" : "0x1 (POWERON_RESET)";
 		linef(a, 0, "%s", r->rom);
 		linef(a, 0, "%s", "");
 		linef(a, 0, "rst:%s,boot:0x%x (SPI_FAST_FLASH_BOOT)", rst, r->boot);
 	} else {
-		rst = cause == 2 ? "0xc (RTC_SW_CPU_RST)" : cause == CAUSE_WDT ? "0x10 (RTCWDT_RTC_RST)" :
+		rst = cause == 2 ? "0xc (RTC_SW_CPU_RST)" : cause == CAUSE_WDT || cause == 3 ? "0x10 (RTCWDT_RTC_RST)" :
 		      cause == CAUSE_SW_SYS ? "0x3 (RTC_SW_SYS_RST)" : "0x1 (POWERON)";
 		linef(a, 0, "%s", r->rom);
 		linef(a, 0, "%s", r->build);
@@ -346,7 +347,8 @@ static bool boot_esp32(struct sim_app *a, int cause, struct appimg *app)
 	const char *idf = a->info.idf_ver[0] ? a->info.idf_ver : "v4.4.7";
 	linef(a, ms, "I (%u) boot: ESP-IDF %s%s 2nd stage bootloader", ms, idf[0] == 'v' ? "" : "v", idf);
 	linef(a, ms, "I (%u) boot: compile time %s", ms, a->info.time[0] ? a->info.time : "00:00:00");
-	linef(a, ms, "I (%u) boot: chip revision: %s", ms, a->chip->id == ESP_CHIP_ESP32 ? "v3.0" : "v0.4");
+	struct sim_rev rev = sim_chip_rev(a->chip);   /* what the eFuse words say */
+	linef(a, ms, "I (%u) boot: chip revision: v%u.%u", ms, rev.major, rev.minor);
 	ms += 4;
 	linef(a, ms, "I (%u) boot.%s: SPI Speed      : %s", ms, k, freq_name(bl.size_freq));
 	linef(a, ms + 4, "I (%u) boot.%s: SPI Mode       : %s", ms + 4, k, mode_name(bl.mode));
@@ -448,7 +450,7 @@ static void rom8266_loads(struct sim_app *a, unsigned ms, const struct appimg *i
 
 static bool boot_esp8266(struct sim_app *a, int cause, struct appimg *app)
 {
-	int rc = cause == CAUSE_WDT ? 4 : cause == 1 || cause == 2 ? 2 : 1;
+	int rc = cause == CAUSE_WDT || cause == 3 ? 4 : cause == 1 || cause == 2 ? 2 : 1;
 	linef(a, 0, "%s", "");
 	linef(a, 0, " ets Jan  8 2013,rst cause:%d, boot mode:(3,6)", rc);
 	linef(a, 0, "%s", "");

@@ -10,23 +10,88 @@
  * esp-web-flasher only uses the common subset. */
 #include <stdlib.h>
 #include <string.h>
+#include "profile.h"
 #include "sim_loader.h"
 
 /* The ROM's value field is only written by SYNC and READ_REG; other
  * replies carry whatever it last held (esptool traces, e.g. issue #921:
  * CHANGE_BAUDRATE and SPI_ATTACH answered with the previous READ_REG
- * value).  The stub sends 0 except for READ_REG. */
+ * value; measured on the genuine ESP32 and C3 ROMs in QEMU, where
+ * READ_FLASH_SLOW after a SYNC carries 0x20120707).  The stub sends 0
+ * except for READ_REG. */
+static uint32_t rom_value(sim_device *d, uint8_t op, uint32_t value)
+{
+	if (op == OP_SYNC || op == OP_READ_REG)
+		d->ld.rom_value = value;
+	return d->ld.rom_value;
+}
+
+/* ESP32-family ROM (4 status bytes), as measured by tests/conformance on
+ * the genuine ESP32 and ESP32-C3 ROMs:
+ * - a reply is built in one buffer: data, then status byte 0 (0 ok /
+ *   1 fail), byte 1 (error code), and two "reserved" bytes that are
+ *   simply what that buffer held there from an earlier, longer reply
+ *   (after an SPI_FLASH_MD5 reply "1576a9..." a SYNC reply ends 37 36);
+ * - byte 1 is a sticky error code: a failure sets it; SYNC, READ_REG,
+ *   WRITE_REG, SPI_ATTACH, READ_FLASH_SLOW and SPI_FLASH_MD5 clear it
+ *   when they succeed; the others (SPI_SET_PARAMS, FLASH_*, FLASH_DEFL_*,
+ *   MEM_*, GET_SECURITY_INFO) leave it, so a success reads 00 05 after an
+ *   earlier failure with code 05.  (CHANGE_BAUDRATE: unmeasured, QEMU
+ *   stops answering after it; treated like the simple commands.) */
+static bool rom_model(const sim_device *d)
+{
+	return !d->ld.stub && d->chip->rom_status_len == 4;
+}
+
+static bool rom_clears_err(uint8_t op)
+{
+	switch (op) {
+	case OP_SYNC: case OP_READ_REG: case OP_WRITE_REG: case OP_SPI_ATTACH:
+	case OP_READ_FLASH_SLOW: case OP_MD5: case OP_CHANGE_BAUD:
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* code 0: success.  data NULL with n > 0: the buffer's old bytes are sent
+ * (READ_FLASH_SLOW refusing a length still sends its 64 bytes). */
+static void rom_reply(sim_device *d, uint8_t op, uint32_t value, const uint8_t *data, size_t n,
+		      uint8_t code, uint64_t t)
+{
+	struct sim_loader *l = &d->ld;
+	if (n > SIM_ROM_BUF - 4)
+		n = SIM_ROM_BUF - 4;
+	if (data && n)
+		memcpy(l->rom_buf, data, n);
+	if (code)
+		l->rom_err = code;
+	else if (rom_clears_err(op))
+		l->rom_err = 0;
+	l->rom_buf[n] = code ? 1 : 0;
+	l->rom_buf[n + 1] = l->rom_err;
+	uint32_t v = code ? l->rom_value : rom_value(d, op, value);
+	sim_reply(d, op, v, l->rom_buf, n, l->rom_buf + n, 4, t);
+	l->rom_last_op = op;
+	l->rom_last_copies = 1;
+}
+
 void sim_ld_ok(sim_device *d, uint8_t op, uint32_t value, const uint8_t *data, size_t n, uint64_t t)
 {
 	static const uint8_t zero[4];
-	size_t sl = d->ld.stub ? 2 : (size_t)d->chip->rom_status_len;
-	if (!d->ld.stub) {
-		if (op == 0x08 || op == 0x0A)
-			d->ld.rom_value = value;
-		else
-			value = d->ld.rom_value;
+	if (rom_model(d)) {
+		rom_reply(d, op, value, data, n, 0, t);
+		return;
 	}
+	size_t sl = d->ld.stub ? 2 : (size_t)d->chip->rom_status_len;
+	if (!d->ld.stub)
+		value = rom_value(d, op, value);
 	sim_reply(d, op, value, data, n, zero, sl, t);
+}
+
+void sim_ld_rom_fail_data(sim_device *d, uint8_t op, size_t n, uint8_t code, uint64_t t)
+{
+	rom_reply(d, op, 0, NULL, n, code, t);
 }
 
 /* code: ROM error code for the ROM, stub error code for the stub */
@@ -34,6 +99,10 @@ void sim_ld_fail(sim_device *d, uint8_t op, uint8_t code, uint64_t t)
 {
 	uint8_t st[4] = { 0 };
 	size_t sl;
+	if (rom_model(d)) {
+		rom_reply(d, op, 0, NULL, 0, code, t);
+		return;
+	}
 	if (d->ld.stub) {
 		st[0] = code;
 		sl = 2;
@@ -45,19 +114,53 @@ void sim_ld_fail(sim_device *d, uint8_t op, uint8_t code, uint64_t t)
 	sim_reply(d, op, d->ld.stub ? 0 : d->ld.rom_value, NULL, 0, st, sl, t);
 }
 
+/* ESP32-family ROM, FLASH_DATA / FLASH_DEFL_DATA / MEM_DATA (measured
+ * on the ESP32 and C3 ROMs): a block whose sequence number is not the
+ * expected one fails with 0x05 before its checksum is looked at and does
+ * not move the expectation; a block with the expected number moves it
+ * on even when its checksum then fails (0x07), so resending that block
+ * fails with 0x05 and only the next number is taken.  Blocks past the
+ * count FLASH_BEGIN announced are taken too.  Returns true when it
+ * answered. */
+bool sim_ld_rom_seq(sim_device *d, bool active, uint32_t *next, uint32_t seq, uint8_t op, uint64_t t)
+{
+	if (!rom_model(d) || !active)
+		return false;
+	if (seq != *next) {
+		sim_ld_fail(d, op, ROM_INVALID_MSG, t);
+		return true;
+	}
+	(*next)++;
+	return false;
+}
+
 void sim_ld_fail2(sim_device *d, uint8_t op, uint8_t rom, uint8_t stub, uint64_t t)
 {
 	sim_ld_fail(d, op, d->ld.stub ? stub : rom, t);
 }
 
-/* An opcode this responder does not know.  ROM: error 0x05 sent with an
- * opcode field of 0 (esptool and esptool-js recognise "unsupported" by a
- * reply whose opcode differs from the request, PROTOCOL.md A2; which
- * opcode the ROM puts there is not documented: sim choice). */
+/* An opcode this responder does not know.
+ * ESP32-family ROM (measured on the genuine ESP32 and C3 ROMs): it sends
+ * its previous reply again, as many copies as that reply had (8 after a
+ * SYNC, 1 after a READ_REG), with status 01 05 written at the start of
+ * the reply buffer and the data dropped: opcode and value field of the
+ * previous reply, size 4 (after an MD5 reply: 01 13 04 00 <value> 01 05
+ * and two stale bytes).  esptool drains these (200 ms of quiet); a client
+ * that does not reads a stale copy as the answer to its next command.
+ * ESP8266 ROM (unmeasured): error 0x05 with an opcode field of 0, which
+ * esptool also takes for "unsupported" (opcode differs, PROTOCOL.md A2). */
 void sim_ld_unsupported(sim_device *d, uint8_t op, uint64_t t)
 {
 	if (d->ld.stub) {
 		sim_ld_fail(d, op, op == OP_SECURITY_INFO ? STUB_NOT_IMPL : STUB_INVALID_CMD, t);
+		return;
+	}
+	if (rom_model(d)) {
+		struct sim_loader *l = &d->ld;
+		uint8_t last = l->rom_last_op, copies = l->rom_last_copies ? l->rom_last_copies : 1;
+		for (int i = 0; i < copies; i++)
+			rom_reply(d, last, 0, NULL, 0, ROM_INVALID_MSG, t);
+		l->rom_last_copies = copies;
 		return;
 	}
 	uint8_t st[4] = { 1, ROM_INVALID_MSG, 0, 0 };
@@ -107,6 +210,7 @@ static void sync_cmd(sim_device *d, const uint8_t *p, size_t n, uint64_t t)
 	uint32_t v = d->ld.stub ? 0 : 0x20120707u;
 	for (int i = 0; i < 8; i++)
 		sim_ld_ok(d, OP_SYNC, v, NULL, 0, s);
+	d->ld.rom_last_copies = 8;
 }
 
 static void security_info(sim_device *d, uint64_t t)
@@ -120,7 +224,12 @@ static void security_info(sim_device *d, uint64_t t)
 	/* flags 0 (no secure boot/download), crypt count 0, key purposes 0 */
 	if (len >= 20) {
 		put32(b + 12, (uint32_t)d->chip->image_chip_id);
-		put32(b + 16, 0);
+		/* eco version: the revision's minor (C3 v0.3 answers 3) */
+		put32(b + 16, sim_chip_rev(d->chip).minor);
+		/* the C3 ROM has 6 key blocks but sends 7 purpose bytes, the
+		 * 7th 0x0C (measured; unmeasured chips send 0) */
+		if (d->chip->id == ESP_CHIP_ESP32C3)
+			b[11] = 0x0C;
 	}
 	sim_ld_ok(d, OP_SECURITY_INFO, 0, b, (size_t)len, start_time(d, t));
 }
@@ -252,8 +361,11 @@ void sim_loader_frame(sim_device *d, const uint8_t *f, size_t n, uint64_t t)
 	switch (op) {
 	case OP_ERASE_FLASH: case OP_ERASE_REGION: sim_ld_erase_cmd(d, op, p, pn, t); return;
 	case OP_READ_FLASH: sim_ld_read_flash(d, p, pn, t); return;
-	case OP_RUN_USER_CODE: /* no reply */
-		sim_boot_app(d, start_time(d, t) / 1000 + 1, 4);
+	case OP_RUN_USER_CODE:
+		/* no reply.  The legacy stub resets into the firmware;
+		 * esp-flasher-stub accepts it and does nothing (a TODO there) */
+		if (l->stub_legacy)
+			sim_boot_app(d, start_time(d, t) / 1000 + 1, 4);
 		return;
 	default: sim_ld_unsupported(d, op, t); return;
 	}

@@ -165,6 +165,8 @@ void sim_ld_flash_data(sim_device *d, uint8_t op, const uint8_t *p, size_t n, ui
 	}
 	uint32_t len = le32(p), seq = le32(p + 4);
 	const uint8_t *data = p + 16;
+	if (sim_ld_rom_seq(d, l->op == (defl ? 2 : 1), &l->op_next_seq, seq, op, s))
+		return;
 	if (xor_sum(data, len) != (csum & 0xFF)) {
 		sim_ld_fail2(d, op, ROM_BAD_CHECKSUM, STUB_BAD_CHECKSUM, s);
 		return;
@@ -189,7 +191,10 @@ void sim_ld_flash_data(sim_device *d, uint8_t op, const uint8_t *p, size_t n, ui
 				wlen = l->op_size - l->op_written;
 			addr = l->op_offset + l->op_written;
 		} else {
-			addr = l->op_offset + seq * l->op_block_size;
+			/* the ROM too writes at a running position, whatever
+			 * the block's number (measured: after blocks 0 and 1
+			 * were refused, block 1 landed at the start) */
+			addr = l->op_offset + l->op_written;
 		}
 		err = program(d, addr, data, wlen, &work);
 		if (!err)
@@ -227,7 +232,8 @@ void sim_ld_flash_data(sim_device *d, uint8_t op, const uint8_t *p, size_t n, ui
 			}
 		}
 	}
-	l->op_next_seq = seq + 1;
+	if (l->stub)
+		l->op_next_seq = seq + 1;
 	if (maybe_unplug(d))
 		return;
 	if (l->stub) {
@@ -282,6 +288,15 @@ void sim_ld_flash_end(sim_device *d, uint8_t op, const uint8_t *p, size_t n, uin
 			l->zs_live = false;
 		}
 		l->op = 0;
+		if (l->stub_legacy) {
+			/* the legacy stub answers, then with word 0 resets the
+			 * CPU: the ROM starts again without re-sampling the
+			 * straps (esptool's way back to the ROM loader) */
+			sim_ld_ok(d, op, 0, NULL, 0, s);
+			if (run == 0)
+				sim_chip_reset(d, false, 4, s / 1000 + 1);
+			return;
+		}
 		if (short_write)
 			sim_ld_fail(d, op, STUB_BAD_LEN, s);
 		else

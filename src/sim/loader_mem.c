@@ -53,6 +53,8 @@ void sim_ld_mem_data(sim_device *d, const uint8_t *p, size_t n, uint32_t csum, u
 		return;
 	}
 	uint32_t len = le32(p), seq = le32(p + 4);
+	if (sim_ld_rom_seq(d, l->mem_active, &l->mem_next_seq, seq, OP_MEM_DATA, s))
+		return;
 	if (xor_sum(p + 16, len) != (csum & 0xFF)) {
 		sim_ld_fail2(d, OP_MEM_DATA, ROM_BAD_CHECKSUM, STUB_BAD_CHECKSUM, s);
 		return;
@@ -64,14 +66,38 @@ void sim_ld_mem_data(sim_device *d, const uint8_t *p, size_t n, uint32_t csum, u
 	struct sim_seg *g = &l->segs[l->mem_seg];
 	uint64_t at = (uint64_t)seq * l->mem_block_size;
 	if (at + len > g->size) {
-		sim_ld_fail2(d, OP_MEM_DATA, ROM_RAM_SIZE, STUB_TOO_MUCH, s);
-		return;
+		if (l->stub) {
+			sim_ld_fail(d, OP_MEM_DATA, STUB_TOO_MUCH, s);
+			return;
+		}
+		/* the ROM does not check: it writes RAM past the announced
+		 * size (measured).  The sim keeps only the announced part. */
+		len = at < g->size ? (uint32_t)(g->size - at) : 0;
 	}
-	memcpy(g->data + at, p + 16, len);
-	if (at + len > g->filled)
+	if (len)
+		memcpy(g->data + at, p + 16, len);
+	if (len && at + len > g->filled)
 		g->filled = (uint32_t)(at + len);
-	l->mem_next_seq = seq + 1;
+	if (l->stub)
+		l->mem_next_seq = seq + 1;
 	sim_ld_ok(d, OP_MEM_DATA, 0, NULL, 0, s);
+}
+
+/* The two stub flavours act differently on RUN_USER_CODE and FLASH_END(0)
+ * (PROTOCOL.md A3).  The device cannot read the code it was sent, so it
+ * knows esptool's legacy stub by its entry point: those of the legacy
+ * stub images esp-web-flasher 5.1.5 ships.  Any other code is taken for
+ * esp-flasher-stub (esptool-js 0.7.0), as before. */
+static bool legacy_stub_entry(esp_chip_id chip, uint32_t entry)
+{
+	switch (chip) {
+	case ESP_CHIP_ESP8266: return entry == 0x4010D004;
+	case ESP_CHIP_ESP32:   return entry == 0x400BE5AC;
+	case ESP_CHIP_ESP32S2: return entry == 0x40028760;
+	case ESP_CHIP_ESP32S3: return entry == 0x40378978;
+	case ESP_CHIP_ESP32C3: return entry == 0x40380670;
+	default:               return false;
+	}
 }
 
 void sim_ld_mem_end(sim_device *d, const uint8_t *p, size_t n, uint64_t t)
@@ -99,6 +125,7 @@ void sim_ld_mem_end(sim_device *d, const uint8_t *p, size_t n, uint64_t t)
 	memcpy(keep, l->segs, sizeof keep);
 	l->n_segs = 0;
 	sim_loader_init(d, true);
+	d->ld.stub_legacy = legacy_stub_entry(d->chip->id, entry);
 	memcpy(d->ld.segs, keep, sizeof keep);
 	d->ld.n_segs = nk;
 	d->mode = SIM_MODE_STUB;

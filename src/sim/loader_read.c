@@ -4,6 +4,7 @@
  * A11, A12). */
 #include <stdio.h>
 #include <string.h>
+#include "profile.h"
 #include "sim_loader.h"
 
 void sim_ld_md5_cmd(sim_device *d, const uint8_t *p, size_t n, uint64_t t)
@@ -51,7 +52,7 @@ void sim_ld_md5_cmd(sim_device *d, const uint8_t *p, size_t n, uint64_t t)
 
 void sim_ld_read_flash_slow(sim_device *d, const uint8_t *p, size_t n, uint64_t t)
 {
-	if (d->ld.stub || !d->chip->rom_has_read_slow) {
+	if (d->ld.stub || !sim_rom_read_slow(d->chip)) {
 		sim_ld_unsupported(d, OP_READ_FLASH_SLOW, t);
 		return;
 	}
@@ -62,16 +63,21 @@ void sim_ld_read_flash_slow(sim_device *d, const uint8_t *p, size_t n, uint64_t 
 	}
 	uint32_t off = le32(p), len = le32(p + 4);
 	uint32_t limit = sim_ld_spi_limit(d);
+	/* The reply always carries 64 bytes: the ROM reads `len` bytes into
+	 * its reply buffer and sends the whole buffer, so bytes past `len`
+	 * are those of an earlier reply; a length over 64 is refused with
+	 * code 0x0A and the buffer as it was (measured, ESP32 and C3). */
 	if (len > 64 || off >= limit) {
-		sim_ld_fail(d, OP_READ_FLASH_SLOW, ROM_READ_LEN_ERR, s);
+		sim_ld_rom_fail_data(d, OP_READ_FLASH_SLOW, 64, ROM_READ_LEN_ERR, s);
 		return;
 	}
-	uint8_t buf[64];
-	memset(buf, 0xFF, sizeof buf);
-	uint32_t avail = limit - off < 64 ? limit - off : 64;
+	uint8_t *buf = d->ld.rom_buf;
+	uint32_t avail = limit - off < len ? limit - off : len;
 	if (d->ld.attached)
 		memcpy(buf, d->flash.mem + off, avail);
-	sim_ld_ok(d, OP_READ_FLASH_SLOW, 0, buf, 64, s + sim_t_md5(d, 64));
+	else
+		memset(buf, 0xFF, avail);     /* no flash on the bus: lines read high */
+	sim_ld_ok(d, OP_READ_FLASH_SLOW, 0, NULL, 64, s + sim_t_md5(d, 64));
 }
 
 /* Stub READ_FLASH: send packets while fewer than max_in_flight bytes are

@@ -1,17 +1,19 @@
 /* Registers a client can touch through READ_REG / WRITE_REG: the chip
- * detect magic, the eFuse MAC words, the UART clock divider, the SPI flash
+ * detect magic, the eFuse MAC and revision words (profile.h), the UART clock divider, the SPI flash
  * controller (so reading the JEDEC ID works the way it does on silicon:
  * program USR/USR2/lengths, start with CMD bit 18, poll, read W0) and the
  * RTC watchdog (a system reset clients use to leave download mode).
  * Everything else is plain memory that reads back what was written, 0
  * otherwise. */
 #include <string.h>
+#include "profile.h"
 #include "sim_priv.h"
 
 #define SPI_CMD_USR   (1u << 18)
 #define SPI_USR_CMD   (1u << 31)
 #define SPI_USR_ADDR  (1u << 30)
 #define SPI_USR_MISO  (1u << 28)
+#define SPI_USR_MOSI  (1u << 27)
 
 struct clk_reg { uint32_t addr; uint32_t clk_hz; };
 
@@ -48,6 +50,77 @@ void sim_mac_words(const struct esp_chip_info *c, const uint8_t m[6], uint32_t w
 	/* general rule: mac0 = bytes 2..5, mac1 low 16 bits = bytes 0..1 */
 	w[0] = (uint32_t)m[2] << 24 | (uint32_t)m[3] << 16 | (uint32_t)m[4] << 8 | m[5];
 	w[1] = (uint32_t)m[0] << 8 | m[1];
+	if (c->id == ESP_CHIP_ESP32) {
+		/* bits 16..23: the eFuse CRC-8 of the MAC (Dallas/Maxim,
+		 * reflected polynomial 0x8C, initial 0, over bytes 0..5);
+		 * QEMU's efuse-esp32.bin holds 0xF5 for 24:0a:c4:12:34:56 */
+		uint8_t crc = 0;
+		for (int i = 0; i < 6; i++) {
+			crc ^= m[i];
+			for (int k = 0; k < 8; k++)
+				crc = (crc & 1) ? (uint8_t)((crc >> 1) ^ 0x8C) : (uint8_t)(crc >> 1);
+		}
+		w[1] |= (uint32_t)crc << 16;
+	} else if (c->id == ESP_CHIP_ESP32C6 || c->id == ESP_CHIP_ESP32H2) {
+		/* bits 16..31: MAC_EXT, the ff:fe that makes the EUI-64
+		 * (esptool prints MAC_EXT from here) */
+		w[1] |= 0xFFFEu << 16;
+	}
+}
+
+/* eFuse words that carry the chip revision (esptool's get_major/minor_
+ * chip_version per target; ESP32 and C3 values as QEMU's eFuse files
+ * and its APB_CTRL_DATE read).  Returns true and the word when addr is
+ * one of them. */
+static bool revision_word(const struct esp_chip_info *c, uint32_t addr, uint32_t *v)
+{
+	struct sim_rev r = sim_chip_rev(c);
+	uint32_t blk1 = c->mac_reg[0];
+	switch (c->id) {
+	case ESP_CHIP_ESP32:
+		/* BLK0 word 3 bit 15 CHIP_VER_REV1, word 5 bit 20 CHIP_VER_REV2,
+		 * APB_CTRL_DATE bit 31: all three set is v3; word 5 bits
+		 * 24..25 the minor */
+		if (addr == 0x3FF5A00C) {
+			*v = r.major >= 1 ? 1u << 15 : 0;
+			return true;
+		}
+		if (addr == 0x3FF5A014) {
+			*v = (r.major >= 2 ? 1u << 20 : 0) | (r.minor & 3) << 24;
+			return true;
+		}
+		if (addr == 0x3FF6607C) {
+			*v = 0x16042000u | (r.major >= 3 ? 1u << 31 : 0);
+			return true;
+		}
+		return false;
+	case ESP_CHIP_ESP32S2:
+		/* BLK1 word 3: major bits 18..19, minor bit 3 at bit 20;
+		 * word 4: minor bits 0..2 at bits 4..6 */
+		if (addr == blk1 + 12) {
+			*v = (r.major & 3) << 18 | ((r.minor >> 3) & 1) << 20;
+			return true;
+		}
+		if (addr == blk1 + 16) {
+			*v = (r.minor & 7) << 4;
+			return true;
+		}
+		return false;
+	case ESP_CHIP_ESP32S3: case ESP_CHIP_ESP32C3: case ESP_CHIP_ESP32C6: case ESP_CHIP_ESP32H2:
+		/* BLK1 word 3: minor bits 0..2 at bits 18..20; word 5: minor
+		 * bit 3 at bit 23, major at bits 24..25 */
+		if (addr == blk1 + 12) {
+			*v = (r.minor & 7) << 18;
+			return true;
+		}
+		if (addr == blk1 + 20) {
+			*v = ((r.minor >> 3) & 1) << 23 | (r.major & 3) << 24;
+			return true;
+		}
+		return false;
+	default:
+		return false;
+	}
 }
 
 static uint32_t *store(sim_device *d, uint32_t addr, bool create)
@@ -116,6 +189,11 @@ static void spi_execute(sim_device *d)
 	uint8_t out[64];
 	memset(out, 0xFF, sizeof out);     /* an idle MISO line reads high */
 	uint32_t a = (s->usr & SPI_USR_ADDR) ? s->addr : 0;
+	uint32_t mosi_bits = 0;
+	if (s->usr & SPI_USR_MOSI)
+		mosi_bits = d->chip->spi_has_dlen ? (s->mosi_dlen & 0x3FF) + 1 : ((s->usr1 >> 17) & 0x1FF) + 1;
+	uint32_t mosi_bytes = mosi_bits / 8;
+	uint8_t *sr = d->fsr.sr;
 	if (d->chip->id == ESP_CHIP_ESP8266 || d->chip->id == ESP_CHIP_ESP32)
 		a >>= 8;                     /* address in the top 24 bits there */
 	if (!d->ld.attached)
@@ -126,8 +204,27 @@ static void spi_execute(sim_device *d)
 		out[1] = (d->jedec >> 8) & 0xFF;
 		out[2] = (d->jedec >> 16) & 0xFF;
 		break;
-	case 0x05: case 0x35: case 0x15: /* status registers: idle, no protection */
-		memset(out, 0, sizeof out);
+	/* Status registers (esptool read_status/write_status): reads repeat
+	 * the register while clocked; a write needs WREN first and clears
+	 * WEL; SR1's WIP/WEL bits are not writable.  01 takes SR1 and, with
+	 * a second byte, SR2 (16-bit WRSR); 31 SR2, 11 SR3. */
+	case 0x05: memset(out, sr[0], sizeof out); break;
+	case 0x35: memset(out, sr[1], sizeof out); break;
+	case 0x15: memset(out, sr[2], sizeof out); break;
+	case 0x06: sr[0] |= 0x02; break;      /* write enable */
+	case 0x04: sr[0] &= (uint8_t)~0x02; break;
+	case 0x01: case 0x31: case 0x11:
+		if ((sr[0] & 0x02) && mosi_bytes) {
+			uint8_t b0 = (uint8_t)(s->w[0] & 0xFF), b1 = (uint8_t)((s->w[0] >> 8) & 0xFF);
+			if (cmd == 0x01) {
+				sr[0] = (uint8_t)((b0 & 0xFC) | (sr[0] & 0x03));
+				if (mosi_bytes >= 2)
+					sr[1] = b1;
+			} else {
+				sr[cmd == 0x31 ? 1 : 2] = b0;
+			}
+		}
+		sr[0] &= (uint8_t)~0x02;
 		break;
 	case 0x5A: { /* SFDP: the signature at address 0 */
 		static const uint8_t sfdp[8] = { 'S', 'F', 'D', 'P', 0x06, 0x01, 0x00, 0xFF };
@@ -163,7 +260,7 @@ uint32_t sim_reg_read(sim_device *d, uint32_t addr)
 {
 	const struct esp_chip_info *c = d->chip;
 	if (addr == ESP_CHIP_DETECT_MAGIC_REG)
-		return c->magic[0];
+		return sim_chip_magic(c);
 	uint32_t w[4];
 	sim_mac_words(c, d->mac, w);
 	if (addr == c->mac_reg[0])
@@ -176,6 +273,9 @@ uint32_t sim_reg_read(sim_device *d, uint32_t addr)
 		if (addr == c->mac_reg[2])
 			return w[3];
 	}
+	uint32_t rv;
+	if (revision_word(c, addr, &rv))
+		return rv;
 	struct clk_reg ck = uart_clkdiv(c);
 	if (addr == ck.addr)
 		return ck.clk_hz / (d->dev_baud ? d->dev_baud : 115200);

@@ -55,7 +55,7 @@ static const char *rom_banner(const sim_device *d, int cause, bool download, cha
 	case ESP_CHIP_ESP32:
 		rst = cause == CAUSE_WDT ? "rst:0x10 (RTCWDT_RTC_RESET)" :
 		      cause == CAUSE_SW ? "rst:0xc (SW_CPU_RESET)" : "rst:0x1 (POWERON_RESET)";
-		snprintf(b, cap, "ets Jun  8 2016 00:22:57\r\n\r\n%s,boot:%s\r\n%s", rst,
+		snprintf(b, cap, "ets Jul 29 2019 12:21:46\r\n\r\n%s,boot:%s\r\n%s", rst,
 			 download ? "0x3 (DOWNLOAD_BOOT(UART0/UART1/SDIO_REI_REO_V2))" : "0x13 (SPI_FAST_FLASH_BOOT)",
 			 download ? "waiting for download\r\n" : "");
 		return b;
@@ -105,7 +105,9 @@ void sim_boot_app(sim_device *d, uint64_t now_us, int cause)
 {
 	stop_running(d);
 	usb_update(d, SIM_MODE_APP);
-	int app_cause = cause == CAUSE_POWERON ? 0 : cause == CAUSE_EN ? 1 : 2;
+	/* the app's ROM line: a watchdog reset is RTCWDT_RTC_RST (0x10) as
+	 * on silicon, not a software CPU reset */
+	int app_cause = cause == CAUSE_POWERON ? 0 : cause == CAUSE_EN ? 1 : cause == CAUSE_WDT ? 3 : 2;
 	uint64_t t = now_us * 1000 < d->now_ns ? d->now_ns : now_us * 1000;
 	d->mode = sim_app_glue_boot(d, t / 1000, app_cause) ? SIM_MODE_APP : SIM_MODE_BOOT_LOOP;
 }

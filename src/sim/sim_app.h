@@ -37,7 +37,8 @@ struct sim_app_env {
 	void *emit_ctx;
 	uint64_t now_us;             /* time of the reset (boot starts here) */
 	/* Reset cause for the ROM line: 0 = power-on (default), 1 = EN/reset
-	 * pin pressed, 2 = software (RTS/DTR sequence treated as EN). */
+	 * pin pressed, 2 = software (RTS/DTR sequence treated as EN),
+	 * 3 = RTC watchdog (rst:0x10 RTCWDT_RTC_RST). */
 	int reset_cause;
 	/* Wi-Fi credentials the firmware kept from an earlier provisioning
 	 * (NVS survives a reset, not an erase).  NULL: none; a stored SSID

@@ -57,6 +57,11 @@ void sim_ld_ok(sim_device *d, uint8_t op, uint32_t value, const uint8_t *data, s
 void sim_ld_fail(sim_device *d, uint8_t op, uint8_t code, uint64_t t);
 void sim_ld_fail2(sim_device *d, uint8_t op, uint8_t rom, uint8_t stub, uint64_t t);
 void sim_ld_unsupported(sim_device *d, uint8_t op, uint64_t t);
+/* ESP32-family ROM: a failure whose reply still carries n bytes of the
+ * reply buffer as they are (READ_FLASH_SLOW) */
+void sim_ld_rom_fail_data(sim_device *d, uint8_t op, size_t n, uint8_t code, uint64_t t);
+/* ESP32-family ROM sequence check of a DATA block; true: answered */
+bool sim_ld_rom_seq(sim_device *d, bool active, uint32_t *next, uint32_t seq, uint8_t op, uint64_t t);
 /* bytes of flash the responder can address now */
 uint32_t sim_ld_spi_limit(sim_device *d);
 

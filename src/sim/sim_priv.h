@@ -21,6 +21,7 @@ struct sim_app;
 
 #define SIM_MAX_FRAME (0x10000 + 64)  /* biggest command frame we accept */
 #define SIM_MAX_SEGS 8
+#define SIM_ROM_BUF 72                /* 64 data (READ_FLASH_SLOW) + 4 status, rounded */
 
 /* USB identities (PROTOCOL.md A16). */
 #define SIM_VID_ESPRESSIF 0x303A
@@ -44,6 +45,7 @@ struct sim_seg {
 /* State of the ROM loader / stub. */
 struct sim_loader {
 	bool stub;
+	bool stub_legacy;             /* the stub is esptool's legacy one (loader_mem.c) */
 	/* flash write in progress (FLASH_BEGIN / FLASH_DEFL_BEGIN) */
 	int op;                       /* 0 none, 1 plain, 2 deflate */
 	uint32_t op_offset, op_size, op_blocks, op_block_size;
@@ -71,12 +73,25 @@ struct sim_loader {
 	 * command (esp-flasher-stub behaviour) */
 	uint8_t deferred_err;
 	uint32_t rom_value;            /* ROM reply value field (sticky) */
+	/* ESP32-family ROM reply state (measured on the genuine ROMs, see
+	 * loader.c): the buffer replies are built in (its bytes after the
+	 * status stay from earlier replies) and the sticky error byte */
+	uint8_t rom_buf[SIM_ROM_BUF];
+	uint8_t rom_err;
+	uint8_t rom_last_op;           /* opcode of the last reply, and */
+	uint8_t rom_last_copies;       /* how many copies it went out in */
 };
 
 /* SPI flash controller of the chip, as far as clients drive it. */
 struct sim_spi {
 	uint32_t cmd, addr, usr, usr1, usr2, mosi_dlen, miso_dlen;
 	uint32_t w[16];
+};
+
+/* The flash chip's status registers SR1..SR3 (SR1 bit 0 WIP, bit 1 WEL).
+ * Non-volatile: kept across chip resets. */
+struct sim_flash_sr {
+	uint8_t sr[3];
 };
 
 #define SIM_MAX_REGS 64
@@ -133,6 +148,7 @@ struct sim_device {
 
 	struct sim_loader ld;
 	struct sim_spi spi;
+	struct sim_flash_sr fsr;
 	struct { uint32_t addr, val; } regs[SIM_MAX_REGS];
 	int n_regs;
 

@@ -11,7 +11,8 @@ head -c 262144 /dev/urandom >"$T/r.flash"
 start_espfs --no-stub --sim "esp32,name=r,size=262144,flash=$T/r.flash" ||
 	{ echo "Bail out! espfs did not mount"; exit 1; }
 D=$MNT/r
-check "an ESP32 in ROM mode" grep -q '^rom' "$D/state"
+in_rom() { for _ in $(seq 200); do grep -q '^rom' "$D/state" && return 0; sleep 0.1; done; return 1; }
+check "an ESP32 in ROM mode" in_rom
 check "the chip's replies get damaged from now on" bash -c "echo 'corrupt 0.00003' > '$D/state'"
 if cp "$D/flash.bin" "$T/b1.bin" 2>"$T/err"; then
 	check "a backup through damaged replies exits 0 and equals the flash" cmp "$T/b1.bin" "$T/r.flash"

@@ -178,13 +178,22 @@ echo "# $(date +%T.%N | cut -c1-12) issue 14 item 4: state during a drop's commi
 head -c $((200 * 1024 + 100)) /dev/urandom >"$T/odd.bin"   # not whole sectors
 cp "$T/odd.bin" "$TD/odd@0x100000.bin" &
 cp_pid=$!
-over=
-for _ in $(seq 400); do
-	line=$(cat "$TD/state")
-	if [[ $line =~ \(([0-9]+)/([0-9]+)\ bytes\) ]] && [ "${BASH_REMATCH[1]}" -gt "${BASH_REMATCH[2]}" ]; then over=$line; fi
-	kill -0 $cp_pid 2>/dev/null || break
-	sleep 0.01
-done
+over=$(python3 - "$TD/state" $cp_pid <<'PY'
+import os, re, sys, time
+state, pid = sys.argv[1], int(sys.argv[2])
+worst = ''
+while True:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        break
+    m = re.search(r'\((\d+)/(\d+) bytes\)', open(state).read())
+    if m and int(m.group(1)) > int(m.group(2)):
+        worst = m.group(0)
+    time.sleep(0.002)
+print(worst)
+PY
+)
 wait $cp_pid
 check "the drop was flashed" flash_has "$T/t.flash" $((0x100000)) "$T/odd.bin"
 if [ -z "$over" ]; then ok "state never showed more bytes than the file has"
@@ -201,7 +210,8 @@ os.rename(tmp, os.path.join(d, 'big@0x200000.bin'))  # commits (raw data)
 PY
 py_pid=$!
 set +m
-for _ in $(seq 100); do grep -q "writing" "$TD/state" && break; sleep 0.05; done
+for _ in $(seq 400); do grep -q "writing big@0x200000.bin" "$TD/state" && break; sleep 0.05; done
+echo "# state before the interrupt: $(cat "$TD/state")"
 kill -INT $py_pid
 wait $py_pid
 sleep 0.3

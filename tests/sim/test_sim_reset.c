@@ -168,9 +168,21 @@ static void watchdog_reset_resamples_straps(void)
 	watchdog_write(&s, c, 0x12345678);
 	wait_ms(&s, 500);
 	CHECK(sim_get_mode(s.d) == SIM_MODE_ROM);
+	st_flush(&s);
 	watchdog_write(&s, c, 0x50D83AA1);
 	wait_ms(&s, 500);
 	CHECK(in_app(s.d));
+	{
+		/* the firmware's ROM line names the watchdog, as silicon does
+		 * (was rst:0xc (RTC_SW_CPU_RST)) */
+		uint8_t out[4096];
+		size_t m = st_drain_raw(&s, out, sizeof out - 1, 10);
+		out[m] = 0;
+		const char *rst = strstr((char *)out, "rst:");
+		CHECK(rst && !strncmp(rst, "rst:0x10 (RTCWDT_RTC_RST)", 25));
+		if (rst)
+			printf("# %.40s\n", rst);
+	}
 	/* with BOOT held the watchdog reset lands in download mode */
 	sim_button_boot(s.d, true);
 	sim_button_reset(s.d);

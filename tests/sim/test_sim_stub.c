@@ -49,6 +49,63 @@ static int open_stub(struct st *s, const char *chip, bool timing, bool native)
 	return start_stub(s, 0x40090004);
 }
 
+/* A stub started at `entry` (code uploaded around it). */
+static int open_stub_at(struct st *s, const char *chip, uint32_t entry)
+{
+	struct sim_config cfg = { .chip = chip };
+	if (st_open_cfg(s, &cfg) < 0)
+		return -1;
+	uint8_t text[300];
+	for (size_t i = 0; i < sizeof text; i++)
+		text[i] = (uint8_t)i;
+	if (upload(s, entry - 0x80, text, sizeof text) < 0)
+		return -1;
+	return start_stub(s, entry);
+}
+
+/* RUN_USER_CODE and FLASH_END(0) per stub flavour (PROTOCOL.md A3): the
+ * legacy stub (known by the entry point of esp-web-flasher 5.1.5's
+ * image) resets into the firmware / back into the ROM; esp-flasher-stub
+ * ignores the first and never reboots on the second. */
+static void stub_flavours_run_and_reboot(void)
+{
+	static const struct { const char *chip; uint32_t entry; bool legacy; } cases[] = {
+		{ "esp32", 0x400BE5AC, true }, { "esp32c3", 0x40380670, true },
+		{ "esp32", 0x400A902C, false }, { "esp32c3", 0x40380E9A, false },
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		struct st s;
+		printf("# %s entry 0x%08x (%s)\n", cases[i].chip, cases[i].entry, cases[i].legacy ? "legacy" : "new");
+		CHECK_EQ(open_stub_at(&s, cases[i].chip, cases[i].entry), 0);
+		CHECK(sim_get_mode(s.d) == SIM_MODE_STUB);
+		st_cmd(&s, 0xD3, NULL, 0, 0);          /* RUN_USER_CODE: no reply */
+		uint8_t buf[2048];
+		st_drain_raw(&s, buf, sizeof buf, 300);
+		CHECK_EQ(sim_get_mode(s.d) == SIM_MODE_STUB, !cases[i].legacy);
+		st_close(&s);
+
+		CHECK_EQ(open_stub_at(&s, cases[i].chip, cases[i].entry), 0);
+		uint32_t begin[4] = { 0, 0, 0x400, 0 };
+		CHECK_EQ(st_words(&s, 0x02, begin, 4, 500), 2);
+		uint32_t end[1] = { 0 };
+		CHECK_EQ(st_words(&s, 0x04, end, 1, 500), 2);
+		CHECK_EQ(st_status(&s, 0), 0);
+		size_t n = st_drain_raw(&s, buf, sizeof buf - 1, 300);
+		buf[n] = 0;
+		if (cases[i].legacy) {
+			/* a CPU reset: straps not re-sampled, so the ROM loader */
+			CHECK(sim_get_mode(s.d) == SIM_MODE_ROM);
+			CHECK(memmem(buf, n, "waiting for download", 20) != NULL);
+			uint32_t v = 0;
+			CHECK_EQ(st_sync(&s, &v), 0);
+			CHECK_EQ(v, 0x20120707u);          /* the ROM answers again */
+		} else {
+			CHECK(sim_get_mode(s.d) == SIM_MODE_STUB);
+		}
+		st_close(&s);
+	}
+}
+
 static void synthetic_stub_says_ohai(void)
 {
 	struct st s;
@@ -430,6 +487,7 @@ static void stub_erase_realigns_to_blocks(void)
 int main(void)
 {
 	RUN(synthetic_stub_says_ohai);
+	RUN(stub_flavours_run_and_reboot);
 	RUN(mem_end_without_code_stays_in_rom);
 	RUN(real_stub_files_start);
 	RUN(stub_commands);
