@@ -77,6 +77,24 @@ echo "# a: state $(cat "$A/state"), resets $r0 -> $(json_get "$A/info.json" rese
 check "reset back into the application after the flash (espsim saw it boot)" [ $back = yes ]
 check "two more resets (in, out)" [ "$(json_get "$A/info.json" resets)" -ge $((r0 + 2)) ]
 check "left the loader by a hard reset (RTS over RFC 2217)" [ "$(json_get "$A/info.json" reset.leave)" = hard ]
+# the server goes away while the link is idle: state says so by itself,
+# and once it is back a cp resets the chip over the new link (before the
+# idle check, that cp's reset went to the dead link, looked like a USB
+# re-enumeration, and the cp waited 60 s for the buttons)
+APORT=$(url a); APORT=${APORT##*:}
+kill "$(cat "$T/a.pid")"; wait "$(cat "$T/a.pid")" 2>/dev/null
+lost=no
+for _ in $(seq 100); do grep -q "remote link lost" "$A/state" && { lost=yes; break; }; sleep 0.1; done
+echo "# a: idle, server stopped: $(cat "$A/state")"
+check "an idle link's loss shows in state" [ $lost = yes ]
+start_sim a "$APORT" --chip esp32 --app --flash "$T/a.flash" || nok "espsim a restarts on port $APORT"
+for _ in $(seq 300); do grep -q "^app idle" "$A/state" 2>/dev/null && break; sleep 0.1; done
+t0=$(ms_now)
+check "after the server is back, a cp works" cp "$T/app1.bin" "$A/flash.bin"
+dt=$(( $(ms_now) - t0 ))
+echo "# a: cp after the return took $dt ms"
+check "without waiting for buttons (under 30 s)" [ $dt -lt 30000 ]
+check "the flash holds it" cmp -n "$(stat -c %s "$T/app1.bin")" "$T/app1.bin" "$T/a.flash"
 
 stage "(d) the farm: 8 remote + 1 local, concurrent cp's, by-mac"
 check "11 folders (10 remote, 1 local) plus by-mac" [ "$(ls "$MNT" | grep -vc by-mac)" = 11 ]
