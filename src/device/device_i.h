@@ -131,6 +131,11 @@ struct esp_device {
 	bool replugged;
 	bool follow_port;              /* re-attach when the port next moves */
 	struct dev_console *con;       /* console.c */
+	/* A remote port (rfc2217://, socket://): a dropped link is like an
+	 * unplug whose port never gets removed; the worker reconnects with
+	 * backoff (retry_ms) and re-attaches when the link is back. */
+	bool remote;
+	unsigned retry_ms;
 	char journal_file[300];        /* journal.c: a simulated chip's, next to its flash file */
 	int sim_socket;                /* simulated bus: which socket it is in */       /* the chip's default, until the loader says */
 };
@@ -184,6 +189,15 @@ void dev_console_resume(esp_device *d);
 bool dev_console_live(esp_device *d);
 void dev_console_pump(esp_device *d);
 uint32_t dev_console_baud(esp_device *d);
+/* identity.c: a remote port whose link is down: connect again; when the
+ * link answers, attach as a replugged port does (0), else <0 with the
+ * reason in state. */
+int dev_remote_reconnect(esp_device *d);
+/* identity.c: whether a remote port's link is still up (0) or was closed
+ * by the far end (-ENODEV); reads and drops what input is pending. */
+int dev_remote_alive(esp_device *d);
+/* identity.c: state says the remote link is lost, and why */
+void dev_remote_lost(esp_device *d, const char *why);
 
 /* worker.c */
 void *dev_worker_main(void *arg);

@@ -11,6 +11,7 @@
 #include "espfs/clock.h"
 #include "espfs/image.h"
 #include "espfs/log.h"
+#include "espfs/net.h"
 
 /* The partition table at 0x8000, through the image module's parser.  A
  * table it calls invalid (bad MD5 row, overlap) still lists the rows read
@@ -36,6 +37,8 @@ void dev_parse_partitions(const uint8_t *tbl, size_t len, struct dev_identity *i
 	free(pt);
 }
 
+static int wrap_port(esp_device *d, char *err, size_t errlen);
+
 static int open_port(esp_device *d, char *err, size_t errlen)
 {
 	int rc;
@@ -45,6 +48,9 @@ static int open_port(esp_device *d, char *err, size_t errlen)
 	pthread_mutex_unlock(&d->lock);
 	if (d->sim)
 		rc = sim_transport_open(d->sim, &d->tr);
+	else if (d->remote)
+		return esp_net_open(path, 115200, esp_clock_real(), &d->tr, err, errlen) < 0 ? -ENODEV
+			: wrap_port(d, err, errlen);
 	else
 		rc = esp_serial_open(path, 115200, esp_clock_real(), &d->tr);
 	if (rc < 0) {
@@ -59,6 +65,12 @@ static int open_port(esp_device *d, char *err, size_t errlen)
 			 who[0] ? ": " : "", who);
 		return rc;
 	}
+	return wrap_port(d, err, errlen);
+}
+
+/* The port is open: count its traffic, put a loader on it. */
+static int wrap_port(esp_device *d, char *err, size_t errlen)
+{
 	esp_transport *ct = dev_counting_transport(d, d->tr);
 	if (ct)
 		d->tr = ct;
@@ -97,12 +109,15 @@ int dev_reopen(esp_device *d)
 	if (d->sim && sim_get_mode(d->sim) == SIM_MODE_OFF)
 		return -ENODEV;
 	close_port(d);
+	uint64_t t0 = esp_now_us(esp_clock_real());
 	for (int i = 0; i < 30; i++) {  /* a USB re-enumeration takes ~1-2 s */
 		if (open_port(d, err, sizeof err) == 0) {
 			LOGI("%s: port reopened", d->name);
 			return 0;
 		}
-		if (d->sim)
+		/* a remote server that lost its port (re-enumeration behind
+		 * it) takes as long; a connect may take its timeout */
+		if (d->sim || (d->remote && esp_now_us(esp_clock_real()) - t0 > 4000000))
 			break;
 		esp_sleep_ms(esp_clock_real(), 100);
 	}
@@ -224,13 +239,19 @@ static int identify_app(esp_device *d)
 int dev_attach(esp_device *d)
 {
 	char err[240] = "";
-	int rc = open_port(d, err, sizeof err);
+	int rc = d->tr ? 0 : open_port(d, err, sizeof err);  /* open: a remote reconnect */
 	if (rc == 0 && !d->opt.no_probe)
 		rc = probe(d, err, sizeof err);
 	/* a native-USB app may answer the reset lines by re-enumerating as
 	 * the ROM's port (TinyUSB apps that honour esptool's sequence) */
 	if (rc == -ENODEV && !d->opt.no_probe && dev_reopen(d) == 0)
 		rc = probe(d, err, sizeof err);
+	if (rc < 0 && d->remote && (rc == -ENODEV || !d->tr)) {
+		/* the link is down (or went down): not this chip's fault */
+		close_port(d);
+		dev_remote_lost(d, err);
+		return rc;
+	}
 	bool was_busy = d->port_busy;
 	d->port_busy = rc == -EBUSY && !d->tr;
 	if (d->port_busy)
@@ -270,7 +291,8 @@ int dev_reattach(esp_device *d)
 	bool had = d->id.known;
 	memcpy(old_mac, d->id.mac, 6);
 	pthread_mutex_unlock(&d->lock);
-	close_port(d);
+	if (!d->remote)  /* a remote reconnect comes with its link open */
+		close_port(d);
 	d->waiting_download = false;
 	d->manual_download = false;
 	d->reset_pending = false;
@@ -286,7 +308,7 @@ int dev_reattach(esp_device *d)
 	pthread_mutex_unlock(&d->lock);
 	char err[240];
 	int rc = -1;
-	if (manual && open_port(d, err, sizeof err) == 0) {
+	if (manual && (d->tr || open_port(d, err, sizeof err) == 0)) {
 		rc = identify_app(d);
 		if (rc < 0) {
 			esp_loader_free(d->ld);
@@ -367,5 +389,56 @@ static int finish_attach(esp_device *d)
 		 id.mac[3], id.mac[4], id.mac[5]);
 	LOGI("%s: %s, MAC %s, %u-byte flash", d->name, id.chip ? id.chip->name : "?", mac,
 	     id.flash_size);
+	return 0;
+}
+
+void dev_remote_lost(esp_device *d, const char *why)
+{
+	pthread_mutex_lock(&d->lock);
+	bool was = d->port_missing;
+	d->port_missing = true;
+	d->reset_pending = false;
+	if (!d->retry_ms)
+		d->retry_ms = 500;
+	pthread_mutex_unlock(&d->lock);
+	dev_set_mode(d, "unplugged");
+	if (was)  /* keep the first story (a partial write) until it is back */
+		return;
+	LOGW("%s: remote link lost: %s", d->name, why);
+	device_set_error(d, -ENODEV, "remote link lost: %s", why);
+}
+
+int dev_remote_reconnect(esp_device *d)
+{
+	char err[240] = "";
+	close_port(d);
+	int rc = open_port(d, err, sizeof err);
+	if (rc < 0) {
+		LOGD("%s: reconnect: %s", d->name, err);
+		dev_remote_lost(d, err);
+		return rc;
+	}
+	LOGI("%s: remote link back", d->name);
+	pthread_mutex_lock(&d->lock);
+	d->port_missing = false;
+	d->retry_ms = 0;
+	pthread_mutex_unlock(&d->lock);
+	return dev_reattach(d);
+}
+
+int dev_remote_alive(esp_device *d)
+{
+	uint8_t junk[512];
+	if (!d->tr)
+		return -ENODEV;
+	/* what the chip said meanwhile (an app's log) is of no use: a job
+	 * flushes input before its first command anyway */
+	for (int i = 0; i < 64; i++) {
+		int rc = esp_tr_read(d->tr, junk, sizeof junk, 0);
+		if (rc == -ETIMEDOUT)
+			return 0;
+		if (rc == -ENODEV)
+			return rc;
+	}
 	return 0;
 }

@@ -78,6 +78,14 @@ int dev_enter_loader(esp_device *d, char *err, size_t errlen)
 		snprintf(err, errlen, "port is not open");
 		return -ENODEV;
 	}
+	/* A remote link the server closed while we were idle: connect again
+	 * first, so the reset below goes out on a live link (a reset that
+	 * fails on a dead one would look like a re-enumeration). */
+	if (d->remote && dev_remote_alive(d) < 0 && dev_reopen(d) < 0) {
+		snprintf(err, errlen, "remote link lost: the server closed the connection and does "
+			 "not take a new one");
+		return -ENODEV;
+	}
 	/* Waiting for the user to put the chip into download mode: sync
 	 * only, never reset again (that would undo the button press). */
 	bool waiting = d->waiting_download;

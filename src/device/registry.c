@@ -9,6 +9,7 @@
 #include <unistd.h>
 #include "device_i.h"
 #include "espfs/log.h"
+#include "espfs/net.h"
 #ifdef ESPFS_HAVE_SERIALPORT
 #include <libserialport.h>
 #endif
@@ -108,7 +109,7 @@ static int add_device(esp_devmgr *m, esp_device *d, bool scanned, bool sim)
 		m->cap = nc;
 	}
 	m->v[m->n++] = (struct entry){ .dev = d, .scanned = scanned, .sim = sim };
-	d->hotplug = scanned;
+	d->hotplug = scanned || d->remote;  /* a remote link may come back */
 	bool started = m->started;
 	pthread_mutex_unlock(&m->lock);
 	if (started)
@@ -262,13 +263,15 @@ static esp_device *new_port_device(esp_devmgr *m, const char *path)
 
 int devmgr_add_port(esp_devmgr *m, const char *path, char *err, size_t errlen)
 {
-	if (access(path, F_OK) != 0) {
+	bool remote = esp_net_is_url(path);
+	if (!remote && access(path, F_OK) != 0) {
 		snprintf(err, errlen, "--port %s: %s", path, strerror(errno));
 		return -ENOENT;
 	}
 	esp_device *d = new_port_device(m, path);
 	if (!d)
 		return -ENOMEM;
+	d->remote = remote;  /* the server may be down now: the worker retries */
 	int rc = add_device(m, d, false, false);
 	if (rc < 0)
 		device_unref(d);

@@ -126,6 +126,19 @@ void *dev_worker_main(void *arg)
 				pthread_mutex_unlock(&d->lock);
 				dev_reattach(d);
 				pthread_mutex_lock(&d->lock);
+			} else if (d->port_missing && d->remote) {
+				/* the link dropped: try again, waiting longer each time
+				 * (0.5 s doubling to 8 s) so a dead server costs little */
+				struct timespec ts;
+				unsigned wait = d->retry_ms ? d->retry_ms : 500;
+				deadline_in(&ts, wait);
+				if (pthread_cond_timedwait(&d->cond, &d->lock, &ts) == ETIMEDOUT &&
+				    !d->qhead && !d->stop) {
+					d->retry_ms = wait * 2 > 8000 ? 8000 : wait * 2;
+					pthread_mutex_unlock(&d->lock);
+					dev_remote_reconnect(d);
+					pthread_mutex_lock(&d->lock);
+				}
 			} else if (d->port_missing) {
 				pthread_cond_wait(&d->cond, &d->lock);
 			} else if (d->port_busy) {
@@ -174,6 +187,18 @@ void *dev_worker_main(void *arg)
 				pthread_mutex_unlock(&d->lock);
 				dev_console_pump(d);
 				pthread_mutex_lock(&d->lock);
+			} else if (d->remote && d->tr) {
+				/* an idle remote link: notice a server that went
+				 * away, so state tells the truth before the next job */
+				struct timespec ts;
+				deadline_in(&ts, 1000);
+				if (pthread_cond_timedwait(&d->cond, &d->lock, &ts) == ETIMEDOUT &&
+				    !d->qhead && !d->stop) {
+					pthread_mutex_unlock(&d->lock);
+					if (dev_remote_alive(d) < 0)
+						dev_remote_lost(d, "the server closed the connection");
+					pthread_mutex_lock(&d->lock);
+				}
 			} else {
 				pthread_cond_wait(&d->cond, &d->lock);
 			}
@@ -204,7 +229,8 @@ void *dev_worker_main(void *arg)
 			/* unplugged, folder kept for the debounce window: fail
 			 * fast and keep the state line of the first failure */
 			rc = -ENODEV;
-			snprintf(j->err, sizeof j->err, "%s: device unplugged", d->name);
+			snprintf(j->err, sizeof j->err, "%s: %s", d->name,
+				 d->remote ? "remote link lost (reconnecting)" : "device unplugged");
 		} else if (atomic_load(&j->cancel) || (j->group_cancel && atomic_load(j->group_cancel))) {
 			rc = -EINTR;
 			snprintf(j->err, sizeof j->err, "cancelled");
@@ -238,7 +264,15 @@ void *dev_worker_main(void *arg)
 			/* the registry decides, after its debounce window, whether
 			 * this was an unplug; until then the folder says so, and
 			 * the port coming back re-attaches it */
-			if (!lost) {
+			if (!lost && d->remote) {
+				/* the writer's message (and the FUSE layer's story of
+				 * a partial write) names the cause */
+				char why[sizeof j->err];
+				snprintf(why, sizeof why, "%s", j->err[0] ? j->err : strerror(-rc));
+				snprintf(j->err, sizeof j->err, "remote link lost: %.*s",
+					 (int)(sizeof j->err - 20), why);
+				dev_remote_lost(d, why);
+			} else if (!lost) {
 				pthread_mutex_lock(&d->lock);
 				d->port_missing = true;
 				d->reset_pending = false;

@@ -39,6 +39,8 @@ static void usage(const char *prog)
 	       "                       CHIP[,flash=FILE][,name=NAME][,app][,improv]\n"
 	       "                       [,wifi=SSID:PASS][,timing][,size=BYTES][,usb][,reenum]\n"
 	       "    --port PATH        add a serial port (repeatable): pty, symlink, tty\n"
+	       "                       or rfc2217://HOST:PORT (RFC 2217 server: baud, resets)\n"
+	       "                       or socket://HOST:PORT (raw TCP: no resets)\n"
 	       "    --no-scan          do not enumerate USB serial ports\n"
 	       "    --reset none|auto  how to reset chips (none: never touch DTR/RTS)\n"
 	       "    --baud N           fastest loader baud rate to try after connecting; falls\n"

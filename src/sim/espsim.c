@@ -1,7 +1,9 @@
 /* espsim: one simulated Espressif device on a pseudo-terminal, for clients
  * that only know serial ports (esptool-js, esp-web-flasher, Improv SDK,
  * espfs itself).  Prints the slave path when ready; serves until SIGINT or
- * SIGTERM.  A pty has no DTR/RTS, so resets cannot be signalled over it. */
+ * SIGTERM.  A pty has no DTR/RTS, so resets cannot be signalled over it;
+ * --rfc2217 PORT serves the device over RFC 2217 instead (espsim_net.c),
+ * which carries them, and --tcp PORT as raw bytes. */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -14,6 +16,7 @@
 #include <termios.h>
 #include <unistd.h>
 #include "espfs/sim.h"
+#include "espsim_net.h"
 
 static volatile sig_atomic_t stop;
 
@@ -22,9 +25,14 @@ static void on_signal(int sig) { (void)sig; stop = 1; }
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: espsim --chip CHIP --link PATH [options]\n"
+		"usage: espsim --chip CHIP (--link PATH | --rfc2217 PORT | --tcp PORT) [options]\n"
 		"  --chip CHIP        esp8266, esp32, esp32s2, esp32s3, esp32c3, esp32c6\n"
 		"  --link PATH        symlink to the pty slave (replaced if it is a symlink)\n"
+		"  --rfc2217 PORT     instead of a pty: an RFC 2217 server on 127.0.0.1:PORT\n"
+		"                     (0: any free port), one client at a time; its baud rate\n"
+		"                     and DTR/RTS reach the device (auto-reset works); prints\n"
+		"                     rfc2217://127.0.0.1:PORT when ready\n"
+		"  --tcp PORT         the same as raw TCP (no control: socket://127.0.0.1:PORT)\n"
 		"  --flash FILE       flash contents (created blank at the flash size)\n"
 		"  --flash-size N     bytes, or with K/M suffix (default: 4M)\n"
 		"  --app              boot the firmware in flash (default: ROM download mode)\n"
@@ -116,8 +124,35 @@ static void sync_baud(sim_device *d, int slave, uint32_t *seen)
 		if (b && b != *seen) {
 			*seen = b;
 			sim_set_baud(d, b);
+			fprintf(stderr, "espsim: baud %u\n", b);  /* tests watch it */
 		}
 	}
+}
+
+static int serve_net(sim_device *d, int port, bool telnet)
+{
+	int bound = 0;
+	int lfd = espsim_listen(port, &bound);
+	if (lfd < 0) {
+		fprintf(stderr, "espsim: cannot listen on 127.0.0.1:%d: %s\n", port, strerror(-lfd));
+		sim_device_free(d);
+		return 1;
+	}
+	struct sigaction sa = { 0 };
+	sa.sa_handler = on_signal;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	uint8_t m6[6];
+	sim_get_mac(d, m6);
+	fprintf(stderr, "espsim: %s mac %02x:%02x:%02x:%02x:%02x:%02x on %s://127.0.0.1:%d\n",
+		sim_chip(d)->key, m6[0], m6[1], m6[2], m6[3], m6[4], m6[5], telnet ? "rfc2217" : "socket",
+		bound);
+	printf("%s://127.0.0.1:%d\n", telnet ? "rfc2217" : "socket", bound);
+	fflush(stdout);
+	espsim_serve_net(d, lfd, telnet, &stop);
+	sim_device_free(d);
+	return 0;
 }
 
 int main(int argc, char **argv)
@@ -126,6 +161,8 @@ int main(int argc, char **argv)
 	struct sim_faults faults = { 0 };
 	bool have_faults = false;
 	const char *link_path = NULL;
+	int net_port = -1;
+	bool net_telnet = false;
 	uint8_t mac[6];
 	static const struct option opts[] = {
 		{ "chip", required_argument, 0, 'c' }, { "link", required_argument, 0, 'l' },
@@ -135,6 +172,7 @@ int main(int argc, char **argv)
 		{ "mac", required_argument, 0, 'm' }, { "name", required_argument, 0, 'n' },
 		{ "native-usb", no_argument, 0, 'u' }, { "fault", required_argument, 0, 'F' },
 		{ "seed", required_argument, 0, 'S' }, { "help", no_argument, 0, 'h' },
+		{ "rfc2217", required_argument, 0, 'R' }, { "tcp", required_argument, 0, 'T' },
 		{ 0, 0, 0, 0 },
 	};
 	int c;
@@ -180,12 +218,24 @@ int main(int argc, char **argv)
 			}
 			have_faults = true;
 			break;
+		case 'R':
+		case 'T': {
+			char *end;
+			long v = strtol(optarg, &end, 10);
+			if (*end || !*optarg || v < 0 || v > 65535) {
+				fprintf(stderr, "espsim: bad port '%s'\n", optarg);
+				return 2;
+			}
+			net_port = (int)v;
+			net_telnet = c == 'R';
+			break;
+		}
 		case 'S': faults.seed = (uint32_t)strtoul(optarg, NULL, 0); break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
 	}
-	if (!cfg.chip || !link_path) {
+	if (!cfg.chip || (!link_path) == (net_port < 0)) {
 		usage(stderr);
 		return 2;
 	}
@@ -198,6 +248,8 @@ int main(int argc, char **argv)
 	}
 	if (have_faults)
 		sim_set_faults(d, &faults);
+	if (net_port >= 0)
+		return serve_net(d, net_port, net_telnet);
 
 	int master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
 	if (master < 0 || grantpt(master) < 0 || unlockpt(master) < 0) {
