@@ -150,10 +150,12 @@ static int parse_own(int argc, char **argv, struct opts *o)
 /* Paths on the command line mean what they mean where espfs was started:
  * the devices are opened after daemonizing, which changes to "/".  A
  * relative path is made absolute (symlinks are kept: a port's folder is
- * named after the link).  NULL on out of memory. */
+ * named after the link); a URL (--port rfc2217://...) stays as given.
+ * NULL on out of memory. */
 static char *absolute(const char *p)
 {
-	if (p[0] == '/')
+	/* rfc2217://HOST:PORT and socket://HOST:PORT are not paths */
+	if (p[0] == '/' || strstr(p, "://"))
 		return strdup(p);
 	char cwd[4096];
 	if (!getcwd(cwd, sizeof cwd))
