@@ -142,7 +142,7 @@ echo "# c: state before the cut: $(cat "$C/state")"
 kill -9 "$(cat "$T/c.pid")"; wait "$(cat "$T/c.pid")" 2>/dev/null
 check "the link was cut while the write was under way" [ $cut = yes ]
 if wait $dd_pid; then dd_rc=0; else dd_rc=1; fi
-echo "# c: dd: $(cat "$T/dd.err")"
+echo "# c: dd: $(tr '\n' ' ' <"$T/dd.err")"
 check "the writer fails" [ $dd_rc = 1 ]
 check "with ENODEV (No such device)" grep -q "No such device" "$T/dd.err"
 st=$(cat "$C/state")
