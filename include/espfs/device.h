@@ -134,10 +134,12 @@ void device_flash_ack(esp_device *d);
  * queued, waits for download mode and is then checked against the real
  * size (EFBIG) instead of being refused against a size of 0. */
 uint32_t device_write_limit(esp_device *d);
-/* wifi file text: "<status> <ssid>\n" or "<status>\n"; never a password. */
+/* wifi file text: "<status> <ssid>\n" or "<status>\n"; never a password;
+ * the SSID escaped to one line of UTF-8 (espfs/text.h). */
 size_t device_wifi_text(esp_device *d, char *buf, size_t cap);
-/* info.json contents (malloc'd, '\n'-terminated). */
-char *device_info_json(esp_device *d);
+/* info.json contents (malloc'd, '\n'-terminated, always valid JSON);
+ * secrets false leaves out the SSID (a reader other than the owner). */
+char *device_info_json(esp_device *d, bool secrets);
 /* Test hook for simulated devices: pull the cable (-EOPNOTSUPP otherwise).
  * The device goes away like an unplugged USB port. */
 int device_sim_unplug(esp_device *d);

@@ -87,6 +87,11 @@ int esp_loader_write_reg(esp_loader *l, uint32_t addr, uint32_t val, uint32_t ma
 /* Stub flasher: parse an esptool/esptool-js JSON file; find one for a chip
  * in dir (NULL: $ESPFS_STUB_DIR, then standard locations). */
 int esp_stub_load_file(const char *path, esp_stub *stub, char *err, size_t errlen);
+/* The same from JSON text in memory (path only names it in messages);
+ * what esp_stub_load_file does after reading the file (and what
+ * tests/fuzz feeds). */
+int esp_stub_parse(const char *text, size_t len, const char *path, esp_stub *stub, char *err,
+		   size_t errlen);
 int esp_stub_find(const struct esp_chip_info *chip, const char *dir, char *path, size_t cap);
 void esp_stub_free(esp_stub *stub);
 /* MEM_BEGIN/DATA/END upload, then wait for "OHAI". */

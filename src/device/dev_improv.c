@@ -22,6 +22,13 @@
  * way the chip loops and no application answers. */
 static const char *boot_failure(const char *line)
 {
+	/* ESP-IDF colours its log lines: ESC [ 0 ; 3 1 m before the "E" */
+	while (line[0] == '\x1b' && line[1] == '[') {
+		const char *m = strchr(line, 'm');
+		if (!m)
+			break;
+		line = m + 1;
+	}
 	if (strstr(line, "invalid header:"))
 		return line;
 	if (line[0] == 'E' && line[1] == ' ' && line[2] == '(') {
@@ -39,6 +46,12 @@ static void scan_boot_log(const struct improv_client *c, char *out, size_t cap)
 		const char *why = boot_failure(improv_console_line(&c->ps, i));
 		if (why) {
 			snprintf(out, cap, "%s", why);
+			/* without the colour reset and the line end */
+			for (char *p = out; *p; p++)
+				if (*p == '\x1b' || *p == '\r' || *p == '\n') {
+					*p = 0;
+					break;
+				}
 			return;
 		}
 	}
@@ -117,7 +130,9 @@ int dev_improv_provision(esp_device *d, const char *ssid, const char *pass, atom
 	rc = improv_provision(&c, (const uint8_t *)ssid, strlen(ssid), (const uint8_t *)pass,
 			      strlen(pass), 0);
 	if (rc < 0) {
-		snprintf(err, errlen, "wifi \"%s\": %s", ssid,
+		/* no SSID: the reason shows in state, which every user may read,
+		 * and an SSID may hold any bytes (docs/files.md) */
+		snprintf(err, errlen, "wifi: %s",
 			 rc == -EINTR ? "cancelled; the device may still join the network"
 				      : c.msg[0] ? c.msg : strerror(-rc));
 		return rc;

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "device_i.h"
+#include "espfs/text.h"
 #include "espfs/clock.h"
 #include "espfs/image.h"
 #include "espfs/log.h"
@@ -309,9 +310,18 @@ void dev_set_errorv(esp_device *d, int err, const char *fmt, va_list ap)
 	d->saved_err = 0;
 	d->err = err < 0 ? -err : err;
 	vsnprintf(d->errmsg, sizeof d->errmsg, fmt, ap);
-	for (char *p = d->errmsg; *p; p++)  /* keep it one line */
-		if (*p == '\n' || *p == '\r')
-			*p = ' ';
+	/* one line of valid UTF-8 whatever the reason quotes (bytes from a
+	 * device, a file name): newlines become blanks, other control bytes
+	 * and bytes that are not UTF-8 '?' */
+	unsigned char *u = (unsigned char *)d->errmsg;
+	for (size_t i = 0, n = strlen(d->errmsg); i < n;) {
+		size_t k = esp_utf8_seq(u + i, n - i);
+		if (k == 1 && (u[i] == '\n' || u[i] == '\r'))
+			u[i] = ' ';
+		else if (k == 0 || (k == 1 && (u[i] < 0x20 || u[i] == 0x7f)))
+			u[i] = '?';
+		i += k ? k : 1;
+	}
 	pthread_mutex_unlock(&d->lock);
 	dev_state_changed(d);
 }
@@ -502,7 +512,8 @@ size_t device_state_text(esp_device *d, char *buf, size_t cap)
 			     "(%s %s, %u s left)\n", d->mode, job_verb(j->kind),
 			     j->what[0] ? j->what : "flash", left);
 	} else if (j && j->kind == DEV_JOB_PROVISION) {
-		n = snprintf(buf, cap, "%s provisioning wifi \"%s\"\n", d->mode, j->ssid);
+		/* no SSID: state is readable by every user (docs/files.md) */
+		n = snprintf(buf, cap, "%s provisioning wifi\n", d->mode);
 	} else if (j && j->prog_stream) {
 		n = snprintf(buf, cap, "%s %s %s at 0x%llx (%llu bytes so far)\n", d->mode,
 			     job_verb(j->kind), j->what[0] ? j->what : "flash",
@@ -556,8 +567,10 @@ size_t device_wifi_text(esp_device *d, char *buf, size_t cap)
 {
 	int n;
 	pthread_mutex_lock(&d->lock);
-	if (d->wifi_ssid[0])
-		n = snprintf(buf, cap, "%s %s\n", d->wifi_status, d->wifi_ssid);
+	char ssid[4 * sizeof d->wifi_ssid];  /* an SSID may hold any bytes */
+	esp_text_escape(ssid, sizeof ssid, d->wifi_ssid, strlen(d->wifi_ssid));
+	if (ssid[0])
+		n = snprintf(buf, cap, "%s %s\n", d->wifi_status, ssid);
 	else
 		n = snprintf(buf, cap, "%s\n", d->wifi_status);
 	pthread_mutex_unlock(&d->lock);

@@ -662,10 +662,39 @@ out:
 	return rc;
 }
 
+/* The whole range is checked before the first erase command, whatever
+ * the caller parsed: a region that wraps, runs past the flash or is not
+ * whole sectors erases nothing.  fsize 0: not known yet (checked again
+ * once the loader has answered). */
+static int erase_range_ok(struct dev_job *j, uint32_t fsize)
+{
+	if (j->len == 0)
+		return 0;
+	if (j->offset % ESP_SECTOR || j->len % ESP_SECTOR) {
+		snprintf(j->err, sizeof j->err, "erase: 0x%x+0x%x is not whole 4 KiB sectors; "
+			 "nothing erased", j->offset, j->len);
+		return -EINVAL;
+	}
+	if ((uint64_t)j->offset + j->len > (fsize ? fsize : UINT32_MAX)) {
+		snprintf(j->err, sizeof j->err, "erase: 0x%x+0x%x is past the end of the %u-byte "
+			 "flash; nothing erased", j->offset, j->len, fsize);
+		return -EFBIG;
+	}
+	return 0;
+}
+
 static int job_erase(esp_device *d, struct dev_job *j)
 {
 	uint32_t fsize;
-	int rc = known_flash_size(d, j, &fsize);
+	/* a range that wraps or is not whole sectors is refused before
+	 * anything reaches the chip (not even a reset) */
+	int rc = erase_range_ok(j, 0);
+	if (rc < 0)
+		return rc;
+	rc = known_flash_size(d, j, &fsize);
+	if (rc < 0)
+		return rc;
+	rc = erase_range_ok(j, fsize);
 	if (rc < 0)
 		return rc;
 	rc = job_enter_loader(d, j);
@@ -674,7 +703,7 @@ static int job_erase(esp_device *d, struct dev_job *j)
 	uint32_t off = j->len ? j->offset : 0, len = j->len ? j->len : fsize;
 	if ((uint64_t)off + len > fsize) {
 		snprintf(j->err, sizeof j->err, "erase of 0x%x-0x%llx ends past the end of the "
-			 "%u-byte flash", off, (unsigned long long)off + len, fsize);
+			 "%u-byte flash; nothing erased", off, (unsigned long long)off + len, fsize);
 		return -EFBIG;
 	}
 	if (job_cancelled(j)) {

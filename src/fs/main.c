@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/stat.h>
 #include "espfs/log.h"
 #include "vfs.h"
 
@@ -184,6 +185,16 @@ int main(int argc, char **argv)
 		ret = 2;
 		goto out_args;
 	}
+	struct stat mst;
+	if (stat(copts.mountpoint, &mst) != 0 && errno == ENOTCONN) {
+		/* left by an espfs older than auto_unmount, or one killed while
+		 * fusermount3 itself was killed */
+		fprintf(stderr, "espfs: %s is a dead mount (Transport endpoint is not connected);\n"
+			"       unmount it first: fusermount3 -u %s\n", copts.mountpoint,
+			copts.mountpoint);
+		ret = 1;
+		goto out_args;
+	}
 	if (copts.singlethread)
 		fprintf(stderr, "espfs: -s ignored: interrupts and other devices need the "
 			"multithreaded loop\n");
@@ -194,7 +205,13 @@ int main(int argc, char **argv)
 #endif
 	esp_log_set_level(o.verbose >= 2 || copts.debug ? ESP_LOG_DEBUG :
 			  o.verbose ? ESP_LOG_INFO : ESP_LOG_WARN);
-	fuse_opt_add_arg(&args, "-ofsname=espfs,subtype=espfs,default_permissions");
+	/* default_permissions: the kernel checks the modes (flash.bin and
+	 * wifi 0600: docs/files.md "Who may read what"; fsops.c checks them
+	 * again).  auto_unmount: a crashed espfs (kill -9, abort) must not
+	 * leave "Transport endpoint is not connected" on the mountpoint;
+	 * libfuse then mounts through fusermount3, which stays behind and
+	 * unmounts when our /dev/fuse descriptor closes, also as root. */
+	fuse_opt_add_arg(&args, "-ofsname=espfs,subtype=espfs,default_permissions,auto_unmount");
 
 	/* 115200 is what the ROM starts at, not what the link can do: aim
 	 * higher by default; negotiation falls back on a marginal link

@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <time.h>
 #include "espfs/device.h"
+#include "parse.h"
 
 enum node_kind {
 	N_ROOT, N_BYMAC, N_LINK, N_DEVDIR,
@@ -67,6 +68,7 @@ struct handle {
 	struct flash_writer *fw;
 	bool wrote;               /* staging: this handle wrote data (a writer) */
 	struct handle *next_state;
+	bool owner;               /* opened by the mount's owner (or root) */
 	/* flash.bin reads: where this handle's sequential run of reads
 	 * began and where its next read would follow on (state shows the
 	 * progress of the whole run, not of one 128 KiB request) */
@@ -102,6 +104,10 @@ void node_forget(struct node *n, uint64_t count);
 void node_remove(struct node *n);
 void node_fill_attr(struct node *n, struct stat *st);
 bool node_is_file(const struct node *n);
+/* Who may do what (docs/files.md "Who may read what"): the mount's owner
+ * and root everything the modes allow; other users (-o allow_other) only
+ * the world-readable files.  0 or EACCES; mask as for access(2). */
+int node_permission(const struct node *n, uid_t uid, gid_t gid, int mask);
 void nodes_free_all(void);
 void vfs_device_event(void *ctx, esp_device *d, enum dev_event ev);
 
@@ -120,13 +126,10 @@ void notify_poll(struct fuse_pollhandle *ph);  /* takes ownership */
 void notify_device_state(esp_device *d);
 void nodes_device_state(esp_device *d);  /* nodes.c; takes vfs.lock */
 
-/* attrs.c: the text of read-only files (malloc'd) and the parsers of the
- * write-only ones. */
-char *attr_text(struct node *n, size_t *len);
-int parse_wifi(const char *buf, size_t len, char *ssid, size_t ssid_cap, char *pass,
-	       size_t pass_cap, char *why, size_t whylen);
-int parse_erase(const char *buf, size_t len, uint32_t flash_size, uint32_t *off, uint32_t *n,
-		char *why, size_t whylen);
+/* attrs.c: the text of read-only files (malloc'd); the parsers of the
+ * write-only ones are in parse.h.  secrets false: for a reader other than
+ * the mount's owner (info.json leaves out the SSID). */
+char *attr_text(struct node *n, size_t *len, bool secrets);
 
 /* flashwrite.c: flash.bin writes, streamed to the device. */
 struct flash_writer *fw_open(esp_device *d);

@@ -91,6 +91,18 @@ static int send_block(esp_loader *l, uint8_t op, uint32_t seq, const uint8_t *da
 	return esp__send(l, op, buf, 16 + padded_to, esp__checksum(buf + 16, padded_to));
 }
 
+/* Measured on the real ESP32 and C3 ROMs (QEMU; tests/conformance): a
+ * DATA block refused for its checksum still moves the ROM's expected
+ * block number on, but not its write position, so the same block sent
+ * again under the same number is refused (01 05) and under the next
+ * number lands where it belongs.  FLASH_DATA takes numbers past the
+ * count announced in BEGIN; FLASH_DEFL_DATA does not (01 0c), and a
+ * larger count in DEFL_BEGIN keeps the ROM from writing the end of the
+ * stream, so a compressed session with a refused block is begun again
+ * (ESP_ERESTART_SESSION).  A stub keeps its number: it is sent again
+ * under the same one, as esptool does. */
+#define ESP_ERESTART_SESSION 1000
+
 /* Blocks are sent and acknowledged one by one, and that is already a
  * pipeline: a stub ACKs a block as soon as it has it and programs it while
  * the next one is on the wire.  Sending a further block before that ACK
@@ -108,7 +120,7 @@ static int write_blocks(esp_loader *l, uint8_t op, uint32_t offset, const uint8_
 	if (!buf)
 		return -ENOMEM;
 	int rc = 0;
-	uint32_t seq = 0;
+	uint32_t seq = 0, shift = 0;  /* shift: ROM block numbers spent on refused blocks */
 	for (size_t pos = 0, chunk; pos < n; pos += chunk, seq++) {
 		/* sizes: a plan of shorter blocks (loader_blocks.c), else bs */
 		size_t want = sizes ? sizes[seq] : bs;
@@ -119,18 +131,24 @@ static int write_blocks(esp_loader *l, uint8_t op, uint32_t offset, const uint8_
 		uint32_t tmo = esp__timeout_per_mb(ESP_TMO_WRITE_PER_MB_MS, raw);
 		for (int attempt = 1;; attempt++) {
 			slip_reader_flush(&l->rd);
-			rc = send_block(l, op, seq, src + pos, chunk, padded, buf);
+			rc = send_block(l, op, seq + shift, src + pos, chunk, padded, buf);
 			if (rc == 0)
 				rc = esp__recv(l, op, tmo, NULL, NULL, 0, 0);
-			/* The device refused the block as damaged on the way (bad
-			 * checksum, or a ROM's "invalid message": bytes lost on the
-			 * line; esptool retries any refusal): it did not use it,
-			 * so sending it again is safe.  Anything else (no reply, a garbled reply) leaves
-			 * open whether it was taken, so it is not retried. */
-			if (rc < 0 && attempt < WRITE_BLOCK_ATTEMPTS && esp__damaged_in_transit(l))
+			/* Anything but a refusal (no reply, a garbled reply)
+			 * leaves open whether the block was taken: not retried. */
+			if (rc < 0 && attempt < WRITE_BLOCK_ATTEMPTS && esp__damaged_in_transit(l)) {
+				if (!l->stub && op == ESP_FLASH_DEFL_DATA) {
+					rc = -ESP_ERESTART_SESSION;
+					break;
+				}
+				if (!l->stub)
+					shift++;
 				continue;
+			}
 			break;
 		}
+		if (rc == -ESP_ERESTART_SESSION)
+			break;
 		if (rc < 0) {
 			esp__err_prefix(l, "flash write failed at 0x%llx (block %u)",
 					(unsigned long long)offset + (uint64_t)pos * raw_total / n, seq);
@@ -195,13 +213,26 @@ static int write_defl(esp_loader *l, uint32_t offset, const uint8_t *data, size_
 	uint32_t size_word = l->stub ? (uint32_t)len : (uint32_t)((len + bs - 1) / bs * bs);
 	uint32_t tmo = l->stub ? ESP_TMO_DEFAULT_MS : esp__timeout_per_mb(ESP_TMO_ERASE_PER_MB_MS, size_word);
 	(void)data;
-	int rc = esp__flash_begin(l, ESP_FLASH_DEFL_BEGIN, size_word, blocks, bs, offset, tmo);
-	if (rc < 0) {
-		esp__err_prefix(l, "starting compressed flash write at 0x%x", offset);
-		free(sizes);
-		return rc;
+	int rc;
+	for (int session = 1;; session++) {
+		rc = esp__flash_begin(l, ESP_FLASH_DEFL_BEGIN, size_word, blocks, bs, offset, tmo);
+		if (rc < 0) {
+			esp__err_prefix(l, "starting compressed flash write at 0x%x", offset);
+			break;
+		}
+		rc = write_blocks(l, ESP_FLASH_DEFL_DATA, offset, z, zlen, bs, sizes, false, len,
+				  progress, ctx);
+		if (rc != -ESP_ERESTART_SESSION)
+			break;
+		/* a ROM refused a block as damaged: begin the session again */
+		if (session == WRITE_BLOCK_ATTEMPTS) {
+			esp__err(l, "flash write at 0x%x: blocks damaged on the way %d times",
+				 offset, session);
+			rc = -EPROTO;
+			break;
+		}
+		esp__trace(l, "restart", 0, session);
 	}
-	rc = write_blocks(l, ESP_FLASH_DEFL_DATA, offset, z, zlen, bs, sizes, false, len, progress, ctx);
 	free(sizes);
 	if (rc < 0)
 		return rc;
@@ -523,9 +554,11 @@ static int read_rom_checked(esp_loader *l, uint32_t offset, uint8_t *out, uint32
 				rc = -EIO;
 			}
 		}
-		/* damage on the way (a mismatch, a garbled or lost reply) is
-		 * worth another try; a port that is gone is not */
-		if (rc != -EIO && rc != -EPROTO && rc != -ETIMEDOUT)
+		/* damage on the way (a mismatch, a garbled or lost reply, or
+		 * the ROM's 01 05 "invalid message" for a request that lost
+		 * bytes: it knows both commands) is worth another try; a port
+		 * that is gone is not */
+		if (rc != -EIO && rc != -EPROTO && rc != -ETIMEDOUT && rc != -EOPNOTSUPP)
 			return rc;
 		esp__trace(l, "reread", 0, offset);
 	}

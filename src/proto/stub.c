@@ -128,8 +128,16 @@ int esp_stub_load_file(const char *path, esp_stub *stub, char *err, size_t errle
 		snprintf(err, errlen, "cannot read stub %s: %s", path, strerror(e));
 		return -e;
 	}
-	cJSON *root = cJSON_ParseWithLength(text, len);
+	int rc = esp_stub_parse(text, len, path, stub, err, errlen);
 	free(text);
+	return rc;
+}
+
+int esp_stub_parse(const char *text, size_t len, const char *path, esp_stub *stub, char *err,
+		   size_t errlen)
+{
+	memset(stub, 0, sizeof *stub);
+	cJSON *root = cJSON_ParseWithLength(text, len);
 	if (!root || !cJSON_IsObject(root)) {
 		cJSON_Delete(root);
 		snprintf(err, errlen, "stub %s is not a JSON object", path);

@@ -9,6 +9,9 @@ T=$(mktemp -d /tmp/espfs-mount.XXXXXX)
 MNT=$T/mnt
 LOG=$T/espfs.log
 mkdir -p "$MNT"
+# espfs's journals of unfinished writes (real ports, QEMU: keyed by MAC,
+# which QEMU's eFuse files make the same every run) stay in this test
+export XDG_STATE_HOME=$T/state
 n=0
 failed=0
 ESPFS_PID=

@@ -71,12 +71,13 @@ check "the journal next to the flash file records it" grep -q "^incomplete 0x300
 dd if="$T/rand.bin" of="$D/flash.bin" bs=64k seek=48 count=2 conv=notrunc status=none
 echo "# state after writing part of it again: $(state)"
 check "a write of part of the range keeps the warning" grep -q "warning:" "$D/state"
-if dd if="$T/rand.bin" of="$D/flash.bin" bs=64k seek=48 conv=notrunc status=none 2>"$T/err"; then
+# (the range the warning names, 256 KiB: the timing model makes more slow)
+if dd if="$T/rand.bin" of="$D/flash.bin" bs=64k seek=48 count=4 conv=notrunc status=none 2>"$T/err"; then
 	ok "writing it again succeeds"; else nok "writing it again succeeds ($(cat "$T/err"))"; fi
 echo "# state after writing it again: $(state)"
 check "a write covering the range clears the warning" grep -qE "^[a-z]+ idle$" "$D/state"
 check "and the journal" [ ! -e "$T/d.flash.espfs-journal" ]
-check "the flash holds what was written" cmp -n $((1024 * 1024)) "$T/rand.bin" <(tail -c +$((0x300000 + 1)) "$T/d.flash")
+check "the flash holds what was written" cmp -n $((256 * 1024)) "$T/rand.bin" <(tail -c +$((0x300000 + 1)) "$T/d.flash")
 
 # --- 2. a region erase cancelled --------------------------------------
 sigint_after 1 sh -c "echo '0x300000 0x100000' > '$D/erase'"

@@ -519,20 +519,26 @@ static void esp8266_rom_write_has_no_verify(void)
 
 
 static int csum_failures;
-static uint8_t csum_status = 0x07;
-/* FLASH_DATA seq 2 is refused as damaged csum_failures times, with ROM
- * status csum_status (0x07 bad checksum; 0x05 invalid message, what the
- * ESP32 ROM answers when bytes of the frame were lost on the way) */
+static const uint8_t *csum_block;   /* refuse the block carrying these 16 bytes */
+/* A DATA block is refused as damaged on the way (bad checksum) while
+ * csum_failures lasts; like the real ROM, the refusal still uses up the
+ * block number the fake expected (the stub's does not). */
 static void csum_script(struct fake *f, const uint8_t *p, size_t n)
 {
-	if (n >= 16 && p[0] == 0 && p[1] == 0x03 && get32(p + 12) == 2 && csum_failures > 0) {
+	if (n >= 32 && p[0] == 0 && (p[1] == 0x03 || p[1] == 0x11) && csum_failures > 0 &&
+	    memcmp(p + 24, csum_block, 16) == 0) {
 		csum_failures--;
-		fake_reply(f, 0x03, 0, NULL, 0, 1, csum_status);
+		if (!f->stub)
+			f->rom_expect++;
+		fake_reply(f, p[1], 0, NULL, 0, 1, 0x07);
 		return;
 	}
 	fake_generic(f, p, n);
 }
 
+/* ROM FLASH_DATA: a refused block goes again under the next number (the
+ * ROM moved its expected number on, not its write position), and lands
+ * where it belongs; the blocks after it keep the shift. */
 static void damaged_block_is_sent_again(void)
 {
 	struct fake *f = fake_new(MAGIC_ESP32, 4);
@@ -540,35 +546,62 @@ static void damaged_block_is_sent_again(void)
 	f->respond = csum_script;
 	esp_loader *l = connected(f);
 	uint8_t *img = pattern(0x1000, 8);
+	csum_block = img + 0x800;
 	csum_failures = 1;
 	CHECK_EQ(esp_loader_write_flash(l, 0, img, 0x1000, 0, NULL, NULL), 0);
 	CHECK_EQ(fake_count(f, 0x03), 5);
+	size_t n;
+	const uint8_t *again = fake_sent(f, 0x03, 3, &n);
+	CHECK(again && get32(again + 12) == 3 && memcmp(again + 24, img + 0x800, 16) == 0);
+	const uint8_t *last = fake_sent(f, 0x03, 4, &n);
+	CHECK(last && get32(last + 12) == 4 && memcmp(last + 24, img + 0xC00, 16) == 0);
 	CHECK_MEM(f->flash, img, 0x1000);
 	csum_failures = 10;
 	CHECK_EQ(esp_loader_write_flash(l, 0, img, 0x1000, 0, NULL, NULL), -EPROTO);
 	CHECK_EQ(fake_count(f, 0x03), 5 + 2 + 3);
 	CHECK(strstr(esp_loader_error(l), "checksum") != NULL);
+	csum_failures = 0;
 	free(img);
 	esp_loader_free(l);
 	fake_free(f);
 }
 
-/* Seen on the real ESP32 ROM in QEMU with the host loaded: a block whose
- * bytes were lost on the way is answered 01 05 (invalid message) and was
- * not used; esptool sends a refused block again (WRITE_BLOCK_ATTEMPTS). */
-static void short_block_is_sent_again(void)
+/* ROM FLASH_DEFL_DATA: a refused block cannot go again under any number
+ * (the next one is past the count DEFL_BEGIN announced: 01 0c on the
+ * real ROM), so the compressed session is begun again. */
+static void damaged_defl_block_restarts_session(void)
 {
 	struct fake *f = fake_new(MAGIC_ESP32, 4);
 	fake_set_reg(f, 0x3FF42080, 0x1640EF);
 	f->respond = csum_script;
 	esp_loader *l = connected(f);
-	uint8_t *img = pattern(0x1000, 9);
-	csum_status = 0x05;
-	csum_failures = 2;
-	CHECK_EQ(esp_loader_write_flash(l, 0, img, 0x1000, 0, NULL, NULL), 0);
-	CHECK_EQ(fake_count(f, 0x03), 6);
-	CHECK_MEM(f->flash, img, 0x1000);
-	csum_status = 0x07;
+	size_t len = 0x20000;
+	uint8_t *img = malloc(len);
+	uint32_t x = 12345;
+	for (size_t i = 0; i < len; i++) {      /* compresses, to many blocks */
+		x = x * 1103515245u + 12345u;
+		img[i] = (x >> 16) % 5 ? (uint8_t)(i >> 4) : (uint8_t)(x >> 24);
+	}
+	CHECK_EQ(esp_loader_write_flash(l, 0, img, len, ESP_WRITE_COMPRESS, NULL, NULL), 0);
+	int begins = fake_count(f, 0x10), datas = fake_count(f, 0x11);
+	CHECK(datas >= 3);
+	size_t n;
+	const uint8_t *b2 = fake_sent(f, 0x11, 2, &n);   /* the third block's bytes */
+	if (!b2) {
+		CHECK(b2 != NULL);
+		free(img);
+		esp_loader_free(l);
+		fake_free(f);
+		return;
+	}
+	static uint8_t third[16];
+	memcpy(third, b2 + 24, 16);
+	memset(f->flash, 0xFF, len);
+	csum_block = third;
+	csum_failures = 1;
+	CHECK_EQ(esp_loader_write_flash(l, 0, img, len, ESP_WRITE_COMPRESS, NULL, NULL), 0);
+	CHECK_EQ(fake_count(f, 0x10), 2 * begins + 1);
+	CHECK_MEM(f->flash, img, len);
 	csum_failures = 0;
 	free(img);
 	esp_loader_free(l);
@@ -1089,7 +1122,7 @@ int main(void)
 	RUN(begin_is_20_bytes_on_s3_rom_16_on_stub);
 	RUN(esp8266_rom_write_has_no_verify);
 	RUN(damaged_block_is_sent_again);
-	RUN(short_block_is_sent_again);
+	RUN(damaged_defl_block_restarts_session);
 	RUN(esp8266_erase_size_vectors);
 	RUN(esp8266_rom_erases_plan);
 	RUN(progress_and_cancel);
