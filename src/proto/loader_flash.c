@@ -9,7 +9,6 @@
 #ifdef ESPFS_HAVE_LIBDEFLATE
 #include <libdeflate.h>
 #endif
-#include "espfs/log.h"
 #include "loader_priv.h"
 
 /* Stub READ_FLASH (A12): packets of 4096, the most either stub accepts.
@@ -268,24 +267,6 @@ static bool rom_defl_spills(const esp_loader *l, size_t plen)
 	return !l->stub && l->chip->id == ESP_CHIP_ESP32 && plen < ESP32_ROM_DEFL_MIN;
 }
 
-/* A ROM that stops answering in the middle of a write has lost bytes of
- * a block and waits in its UART receive loop for the rest (seen on the
- * real ESP32-C3 ROM in QEMU, at a different block each time).  A SYNC
- * ends that frame; when the ROM answers it, the range is written once
- * more from its start (its FLASH_BEGIN erases the range again), which is
- * what the user would do.  False (the first error kept) otherwise. */
-static bool rom_lost_a_block(esp_loader *l)
-{
-	char why[sizeof l->err];
-	memcpy(why, l->err, sizeof why);
-	if (esp_loader_connect(l, ESP_RESET_NONE, 1) == 0 && esp__flash_ready(l) == 0) {
-		LOGW("%s: %s; the ROM answers again: writing the range once more", l->t->name, why);
-		return true;
-	}
-	memcpy(l->err, why, sizeof why);
-	return false;
-}
-
 /* Compressed when asked and possible (plain when that is shorter, as
  * esptool does), no verification: buf holds plen bytes, a multiple of 4. */
 int esp__write_range(esp_loader *l, uint32_t offset, const uint8_t *buf, size_t plen, unsigned flags,
@@ -303,9 +284,6 @@ int esp__write_range(esp_loader *l, uint32_t offset, const uint8_t *buf, size_t 
 		rc = write_defl(l, offset, buf, plen, z, zlen, progress, ctx);
 	else
 		rc = write_plain(l, offset, buf, plen, progress, ctx);
-	if (rc == -ETIMEDOUT && !l->stub && rom_lost_a_block(l))
-		rc = z ? write_defl(l, offset, buf, plen, z, zlen, progress, ctx)
-		       : write_plain(l, offset, buf, plen, progress, ctx);
 	free(z);
 	return rc;
 }

@@ -441,39 +441,6 @@ static void esp32_rom_short_writes_go_plain(void)
 	fake_free(f);
 }
 
-/* The C3 ROM in QEMU stops answering mid-write now and then (it lost
- * bytes and waits for the rest of a frame).  Once it answers SYNC again,
- * the range is written again from its start and the write succeeds. */
-static int lost_block_at = -1, defl_data_seen;
-static void lost_block_script(struct fake *f, const uint8_t *p, size_t n)
-{
-	if (n >= 8 && p[0] == 0 && p[1] == 0x11 && defl_data_seen++ == lost_block_at)
-		return; /* no reply: the frame never arrived whole */
-	fake_generic(f, p, n);
-}
-
-static void rom_stall_mid_write_is_written_again(void)
-{
-	struct fake *f = fake_new(0x1B31506Fu, 4); /* ESP32-C3 ROM */
-	fake_set_reg(f, 0x60002058, 0x1640EF);
-	f->respond = lost_block_script;
-	esp_loader *l = connected(f);
-	uint8_t *img = pattern(0x20000, 9);
-	lost_block_at = 5;
-	defl_data_seen = 0;
-	CHECK_MSG(esp_loader_write_flash(l, 0x10000, img, 0x20000, ESP_WRITE_COMPRESS, NULL, NULL) == 0,
-		  "%s", esp_loader_error(l));
-	CHECK_EQ(fake_count(f, 0x10), 2);
-	CHECK_MEM(f->flash + 0x10000, img, 0x20000);
-	CHECK(esp_loader_last_write_verified(l));
-	/* a ROM that stays silent: the first error stands */
-	lost_block_at = -1;
-	f->dead = false;
-	esp_loader_free(l);
-	fake_free(f);
-	free(img);
-}
-
 static void begin_is_20_bytes_on_s3_rom_16_on_stub(void)
 {
 	struct fake *f = fake_new(0x9, 4);
@@ -1152,7 +1119,6 @@ int main(void)
 	RUN(md5_hex_vs_raw_and_status_placement);
 	RUN(rom_plain_write_esp32);
 	RUN(esp32_rom_short_writes_go_plain);
-	RUN(rom_stall_mid_write_is_written_again);
 	RUN(begin_is_20_bytes_on_s3_rom_16_on_stub);
 	RUN(esp8266_rom_write_has_no_verify);
 	RUN(damaged_block_is_sent_again);
