@@ -4,8 +4,10 @@
 set -e
 PKGS="meson ninja-build pkg-config gcc libfuse3-dev fuse3 libserialport-dev libcjson-dev
       zlib1g-dev libdeflate-dev libmd-dev python3 nodejs npm rsync pv libglib2.0-bin
+      clang libfuzzer-14-dev
       libglib2.0-0 libfdt1 libgcrypt20 zlib1g"
-# (the last line: what ../shared/qemu's QEMU needs to run, for tests/qemu)
+# (clang, libfuzzer: tests/fuzz; the last line: what ../shared/qemu's QEMU
+# needs to run, for tests/qemu)
 missing=""
 for p in $PKGS; do
 	dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"

@@ -77,7 +77,8 @@ struct dev_job {
 	struct dev_job *next;           /* internal */
 };
 
-enum dev_event { DEV_EV_ADDED, DEV_EV_REMOVED, DEV_EV_STATE };
+/* DEV_EV_CONSOLE: the console has new bytes (from the worker thread). */
+enum dev_event { DEV_EV_ADDED, DEV_EV_REMOVED, DEV_EV_STATE, DEV_EV_CONSOLE };
 typedef void (*dev_event_fn)(void *ctx, esp_device *d, enum dev_event ev);
 
 struct dev_options {
@@ -89,6 +90,9 @@ struct dev_options {
 	/* How long a job waits for the user to put a chip into download mode
 	 * when no reset strategy reaches the loader (0: 60 s). */
 	unsigned download_wait_ms;
+	/* The application's UART rate for the console (0: 115200); native
+	 * USB has none. */
+	uint32_t console_baud;
 };
 
 /* Lifetime: reference counted; the manager holds one reference while the
@@ -134,10 +138,12 @@ void device_flash_ack(esp_device *d);
  * queued, waits for download mode and is then checked against the real
  * size (EFBIG) instead of being refused against a size of 0. */
 uint32_t device_write_limit(esp_device *d);
-/* wifi file text: "<status> <ssid>\n" or "<status>\n"; never a password. */
+/* wifi file text: "<status> <ssid>\n" or "<status>\n"; never a password;
+ * the SSID escaped to one line of UTF-8 (espfs/text.h). */
 size_t device_wifi_text(esp_device *d, char *buf, size_t cap);
-/* info.json contents (malloc'd, '\n'-terminated). */
-char *device_info_json(esp_device *d);
+/* info.json contents (malloc'd, '\n'-terminated, always valid JSON);
+ * secrets false leaves out the SSID (a reader other than the owner). */
+char *device_info_json(esp_device *d, bool secrets);
 /* Test hook for simulated devices: pull the cable (-EOPNOTSUPP otherwise).
  * The device goes away like an unplugged USB port. */
 int device_sim_unplug(esp_device *d);
@@ -160,6 +166,22 @@ int device_sim_fault(esp_device *d, const char *name);
 int device_sim_corrupt(esp_device *d, double rate);
 /* Times the chip was reset (into the loader or back into the app). */
 unsigned device_reset_count(esp_device *d);
+
+/* The console (console.c): what the application printed, as a stream.
+ * Bytes are numbered from 0 since the device appeared; the last 64 KiB
+ * are kept.  device_console_size() is the number of the next byte;
+ * device_console_read() copies from *pos (moved up to the oldest byte
+ * kept) and advances it; 0 when nothing new.  device_console_write()
+ * queues input for the application (sent when no job holds the port):
+ * 0, -EBUSY (16 KiB already waiting), -ENODEV. */
+uint64_t device_console_size(esp_device *d);
+size_t device_console_read(esp_device *d, uint64_t *pos, uint8_t *buf, size_t cap);
+int device_console_write(esp_device *d, const uint8_t *buf, size_t n);
+/* This device's console rate from now on (state "console-baud N"; native
+ * USB ignores it): 0, or -EINVAL outside 300..5000000. */
+int device_console_set_baud(esp_device *d, uint32_t baud);
+/* The rate the console uses for this device. */
+uint32_t device_console_baud(esp_device *d);
 
 /* Device set: creation from the command line, USB enumeration with
  * hotplug polling, attach (identity) on each device's worker. */

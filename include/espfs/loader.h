@@ -61,6 +61,12 @@ esp_transport *esp_loader_transport(esp_loader *l);
  * A stub left running at another baud rate will not answer: reset it. */
 int esp_loader_connect(esp_loader *l, esp_reset_mode mode, int attempts);
 bool esp_loader_is_stub(const esp_loader *l);
+/* The loader answered SYNC since the last connect or reset: a later
+ * failure (detection, flash id) is not "no download mode". */
+bool esp_loader_synced(const esp_loader *l);
+/* The last command could not even be sent: the port stopped taking data
+ * within the command's deadline (nothing reads it: a stalled chip). */
+bool esp_loader_send_stalled(const esp_loader *l);
 
 /* GET_SECURITY_INFO, then the magic register. */
 int esp_loader_detect_chip(esp_loader *l, const struct esp_chip_info **chip);
@@ -81,6 +87,11 @@ int esp_loader_write_reg(esp_loader *l, uint32_t addr, uint32_t val, uint32_t ma
 /* Stub flasher: parse an esptool/esptool-js JSON file; find one for a chip
  * in dir (NULL: $ESPFS_STUB_DIR, then standard locations). */
 int esp_stub_load_file(const char *path, esp_stub *stub, char *err, size_t errlen);
+/* The same from JSON text in memory (path only names it in messages);
+ * what esp_stub_load_file does after reading the file (and what
+ * tests/fuzz feeds). */
+int esp_stub_parse(const char *text, size_t len, const char *path, esp_stub *stub, char *err,
+		   size_t errlen);
 int esp_stub_find(const struct esp_chip_info *chip, const char *dir, char *path, size_t cap);
 void esp_stub_free(esp_stub *stub);
 /* MEM_BEGIN/DATA/END upload, then wait for "OHAI". */

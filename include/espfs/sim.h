@@ -50,6 +50,9 @@ struct sim_config {
 	 * bumping sim_port_generation(), as some hosts see it.  Off: the port
 	 * survives resets. */
 	bool usb_jtag_reenumerate;
+	/* The application echoes what the host sends it (console input),
+	 * as a REPL would; Improv packets are still answered, not echoed. */
+	bool echo;
 };
 
 /* Power-on: ROM download mode (cfg->app false) or the firmware in flash.

@@ -19,7 +19,8 @@ struct esp_transport_ops {
 	 * buffered (1..len bytes).  -ETIMEDOUT if nothing arrived, -ENODEV if
 	 * the port went away. */
 	int (*read)(esp_transport *t, uint8_t *buf, size_t len, uint32_t timeout_ms);
-	/* Write all of buf (blocking). */
+	/* Write all of buf (blocking, at most write_timeout_ms in all:
+	 * -ETIMEDOUT when the port does not take the bytes by then). */
 	int (*write)(esp_transport *t, const uint8_t *buf, size_t len);
 	/* Discard bytes received but not yet read. */
 	int (*flush_input)(esp_transport *t);
@@ -37,6 +38,10 @@ struct esp_transport {
 	unsigned flags;            /* ESP_TR_* */
 	uint32_t baud;
 	uint16_t usb_vid, usb_pid; /* 0 when unknown */
+	/* How long one write may block when nothing reads the port (a chip
+	 * that stopped reading its UART); 0: the transport's default (10 s).
+	 * The loader sets it from each command's deadline. */
+	uint32_t write_timeout_ms;
 	char name[64];             /* e.g. "ttyACM0" or "sim0" */
 };
 
@@ -51,5 +56,14 @@ static inline void esp_tr_close(esp_transport *t) { if (t) t->ops->close(t); }
  * 8N1, no flow control.  Modem-line ioctls failing with ENOTTY/EINVAL set
  * ESP_TR_NO_LINES. */
 int esp_serial_open(const char *path, uint32_t baud, const esp_clock *clock, esp_transport **out);
+
+/* Who holds PATH (esp_serial_open said -EBUSY): "pid 1234 (minicom)",
+ * comma-separated, from the flock owner in /proc/locks or else the
+ * processes with it open in /proc/PID/fd.  Returns how many were found
+ * (0: none visible) or -errno.  _in: with another /proc (tests). */
+int esp_port_holders(const char *path, char *out, size_t cap);
+int esp_port_holders_in(const char *proc, const char *path, char *out, size_t cap);
+/* The pid of a running process whose command is comm (0: none). */
+long esp_process_running(const char *proc, const char *comm);
 
 #endif

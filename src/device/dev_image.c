@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "device_i.h"
+#include "espfs/text.h"
 #include "espfs/image.h"
 
 /* The partition table from the cached first 64 KiB; NULL when none. */
@@ -25,20 +26,10 @@ static struct esp_partition_table *device_pt(esp_device *d)
 	return pt;
 }
 
-/* "name@0x10000.bin" (also with KIO's ".part" still on it). */
+/* "name@0x10000.bin": espfs/text.h (strict: no sign, 32 bits) */
 static bool forced_offset(const char *name, uint32_t *off)
 {
-	const char *at = name ? strrchr(name, '@') : NULL;
-	if (!at)
-		return false;
-	char *end;
-	errno = 0;
-	unsigned long v = strtoul(at + 1, &end, 0);
-	if (end == at + 1 || errno || v > UINT32_MAX ||
-	    (strcmp(end, ".bin") && strcmp(end, ".bin.part")))
-		return false;
-	*off = (uint32_t)v;
-	return true;
+	return esp_name_forced_offset(name, off);
 }
 
 static int check(esp_device *d, uint32_t off, const uint8_t *buf, size_t len, bool complete,

@@ -130,7 +130,9 @@ int dev_improv_provision(esp_device *d, const char *ssid, const char *pass, atom
 	rc = improv_provision(&c, (const uint8_t *)ssid, strlen(ssid), (const uint8_t *)pass,
 			      strlen(pass), 0);
 	if (rc < 0) {
-		snprintf(err, errlen, "wifi \"%s\": %s", ssid,
+		/* no SSID: the reason shows in state, which every user may read,
+		 * and an SSID may hold any bytes (docs/files.md) */
+		snprintf(err, errlen, "wifi: %s",
 			 rc == -EINTR ? "cancelled; the device may still join the network"
 				      : c.msg[0] ? c.msg : strerror(-rc));
 		return rc;

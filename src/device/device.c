@@ -5,7 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include "device_i.h"
+#include "espfs/text.h"
 #include "espfs/clock.h"
+#include "espfs/image.h"
 #include "espfs/log.h"
 
 esp_device *dev_alloc(esp_devmgr *m, const char *name, const struct dev_options *opt)
@@ -23,7 +25,8 @@ esp_device *dev_alloc(esp_devmgr *m, const char *name, const struct dev_options 
 	snprintf(d->mode, sizeof d->mode, "attaching");
 	snprintf(d->wifi_status, sizeof d->wifi_status, "unknown");
 	d->head = malloc(DEV_HEAD_SIZE);
-	if (!d->head) {
+	if (!d->head || dev_console_init(d) < 0) {
+		free(d->head);
 		free(d);
 		return NULL;
 	}
@@ -70,6 +73,7 @@ void device_unref(esp_device *d)
 	pthread_mutex_destroy(&d->lock);
 	pthread_cond_destroy(&d->cond);
 	dev_rcache_free(d);
+	dev_console_free(d);
 	free(d->head);
 	free(d);
 }
@@ -191,6 +195,17 @@ void dev_head_update(esp_device *d, uint32_t off, const uint8_t *buf, size_t len
 			d->id.n_parts = tmp.n_parts;
 			memcpy(d->id.parts, tmp.parts, sizeof tmp.parts);
 		}
+	} else if (!d->head_valid && off <= ESP_PT_OFFSET && (uint64_t)off + len >= ESP_PT_OFFSET + 0xC00) {
+		/* No copy of the head (the C3 ROM cannot read flash), but this
+		 * write holds the whole partition table: what it wrote is the
+		 * table now (issue 10: info.json kept an empty list). */
+		struct dev_identity tmp = d->id;
+		if (erased)
+			tmp.n_parts = 0;
+		else
+			dev_parse_partitions(buf + (ESP_PT_OFFSET - off), 0xC00, &tmp);
+		d->id.n_parts = tmp.n_parts;
+		memcpy(d->id.parts, tmp.parts, sizeof tmp.parts);
 	}
 	pthread_mutex_unlock(&d->lock);
 }
@@ -297,9 +312,18 @@ void dev_set_errorv(esp_device *d, int err, const char *fmt, va_list ap)
 	d->saved_err = 0;
 	d->err = err < 0 ? -err : err;
 	vsnprintf(d->errmsg, sizeof d->errmsg, fmt, ap);
-	for (char *p = d->errmsg; *p; p++)  /* keep it one line */
-		if (*p == '\n' || *p == '\r')
-			*p = ' ';
+	/* one line of valid UTF-8 whatever the reason quotes (bytes from a
+	 * device, a file name): newlines become blanks, other control bytes
+	 * and bytes that are not UTF-8 '?' */
+	unsigned char *u = (unsigned char *)d->errmsg;
+	for (size_t i = 0, n = strlen(d->errmsg); i < n;) {
+		size_t k = esp_utf8_seq(u + i, n - i);
+		if (k == 1 && (u[i] == '\n' || u[i] == '\r'))
+			u[i] = ' ';
+		else if (k == 0 || (k == 1 && (u[i] < 0x20 || u[i] == 0x7f)))
+			u[i] = '?';
+		i += k ? k : 1;
+	}
 	pthread_mutex_unlock(&d->lock);
 	dev_state_changed(d);
 }
@@ -490,7 +514,8 @@ size_t device_state_text(esp_device *d, char *buf, size_t cap)
 			     "(%s %s, %u s left)\n", d->mode, job_verb(j->kind),
 			     j->what[0] ? j->what : "flash", left);
 	} else if (j && j->kind == DEV_JOB_PROVISION) {
-		n = snprintf(buf, cap, "%s provisioning wifi \"%s\"\n", d->mode, j->ssid);
+		/* no SSID: state is readable by every user (docs/files.md) */
+		n = snprintf(buf, cap, "%s provisioning wifi\n", d->mode);
 	} else if (j && j->prog_stream) {
 		n = snprintf(buf, cap, "%s %s %s at 0x%llx (%llu bytes so far)\n", d->mode,
 			     job_verb(j->kind), j->what[0] ? j->what : "flash",
@@ -544,8 +569,10 @@ size_t device_wifi_text(esp_device *d, char *buf, size_t cap)
 {
 	int n;
 	pthread_mutex_lock(&d->lock);
-	if (d->wifi_ssid[0])
-		n = snprintf(buf, cap, "%s %s\n", d->wifi_status, d->wifi_ssid);
+	char ssid[4 * sizeof d->wifi_ssid];  /* an SSID may hold any bytes */
+	esp_text_escape(ssid, sizeof ssid, d->wifi_ssid, strlen(d->wifi_ssid));
+	if (ssid[0])
+		n = snprintf(buf, cap, "%s %s\n", d->wifi_status, ssid);
 	else
 		n = snprintf(buf, cap, "%s\n", d->wifi_status);
 	pthread_mutex_unlock(&d->lock);

@@ -97,6 +97,13 @@ struct esp_device {
 	bool flash_attached;
 	bool reset_pending;
 	bool waiting_download;         /* attach failed: polling for the ROM loader */
+	bool port_busy;                /* another program holds the port: retry */
+	/* The stub flasher at the last loader entry (info.json): "loaded",
+	 * "not found", "failed", "not used" (--no-stub), "" not tried yet;
+	 * stub_file is the JSON loaded or the places searched.  Under lock. */
+	char stub_status[16];
+	char stub_file[520];
+	char busy_msg[200];
 	bool manual_download;          /* only the buttons get it into the loader:
 					* never reset it out again by ourselves */
 	uint64_t loader_idle_since;
@@ -123,6 +130,7 @@ struct esp_device {
 	bool port_missing;
 	bool replugged;
 	bool follow_port;              /* re-attach when the port next moves */
+	struct dev_console *con;       /* console.c */
 	char journal_file[300];        /* journal.c: a simulated chip's, next to its flash file */
 	int sim_socket;                /* simulated bus: which socket it is in */       /* the chip's default, until the loader says */
 };
@@ -164,6 +172,18 @@ int dev_rcache_get(esp_device *d, uint32_t off, uint8_t *buf, uint32_t len);
  * run a read must fetch from the chip. */
 uint32_t dev_rcache_missing(esp_device *d, uint32_t off, uint32_t len);
 void dev_rcache_free(esp_device *d);
+
+/* console.c: the worker pauses the console while a job holds the port and
+ * resumes it once the application runs; when idle it pumps (input out, a
+ * short wait for output); the counting transport feeds what it reads. */
+int dev_console_init(esp_device *d);
+void dev_console_free(esp_device *d);
+void dev_console_feed(esp_device *d, const uint8_t *b, size_t n);
+void dev_console_pause(esp_device *d, const char *what);
+void dev_console_resume(esp_device *d);
+bool dev_console_live(esp_device *d);
+void dev_console_pump(esp_device *d);
+uint32_t dev_console_baud(esp_device *d);
 
 /* worker.c */
 void *dev_worker_main(void *arg);
@@ -219,6 +239,12 @@ esp_transport *dev_counting_transport(esp_device *d, esp_transport *inner);
 
 /* usb_path.c: "1-1.2" for a tty under sysroot ("/sys"); -errno if none. */
 int dev_usb_physical_path(const char *sysroot, const char *dev, char *out, size_t cap);
+
+/* brltty.c: USB serial bridges present without a tty (brltty took them,
+ * or no driver): a message per bridge in out, how many.  The note logs
+ * it once when it changes (the USB scan calls it). */
+int dev_ttyless_bridges(const char *sysroot, const char *proc, char *out, size_t cap);
+void dev_note_ttyless_bridges(void);
 
 /* registry.c */
 void devmgr_device_ready(esp_devmgr *m, esp_device *d);

@@ -48,8 +48,15 @@ static int open_port(esp_device *d, char *err, size_t errlen)
 	else
 		rc = esp_serial_open(path, 115200, esp_clock_real(), &d->tr);
 	if (rc < 0) {
-		snprintf(err, errlen, "cannot open %.180s: %s", d->sim ? "simulator" : path,
-			 strerror(-rc));
+		char who[400] = "";
+		if (rc == -EBUSY && !d->sim && esp_port_holders(path, who, sizeof who) <= 0)
+			who[0] = 0;
+		/* a port that is not there: brltty may have taken its adapter */
+		if (rc == -ENOENT && !d->sim && dev_ttyless_bridges("/sys", "/proc", who, sizeof who) <= 0)
+			who[0] = 0;
+		snprintf(err, errlen, "cannot open %.120s: %s%s%s", d->sim ? "simulator" : path,
+			 rc == -EBUSY ? "held by another program" : strerror(-rc),
+			 who[0] ? ": " : "", who);
 		return rc;
 	}
 	esp_transport *ct = dev_counting_transport(d, d->tr);
@@ -208,6 +215,7 @@ static int identify_app(esp_device *d)
 	dev_improv_apply(d, &info);
 	dev_clear_error(d);
 	dev_set_mode(d, "app");
+	dev_console_resume(d);
 	LOGI("%s: application running (%s %s on %s); the loader needs the buttons", d->name,
 	     info.firmware, info.version, chip ? chip->name : info.chip);
 	return 0;
@@ -223,12 +231,23 @@ int dev_attach(esp_device *d)
 	 * the ROM's port (TinyUSB apps that honour esptool's sequence) */
 	if (rc == -ENODEV && !d->opt.no_probe && dev_reopen(d) == 0)
 		rc = probe(d, err, sizeof err);
+	bool was_busy = d->port_busy;
+	d->port_busy = rc == -EBUSY && !d->tr;
+	if (d->port_busy)
+		snprintf(d->busy_msg, sizeof d->busy_msg, "%s", err);
 	if (rc < 0) {
-		LOGW("%s: attach failed: %s", d->name, err);
+		if (was_busy && d->port_busy)
+			LOGD("%s: attach failed: %s", d->name, err);  /* said once already */
+		else
+			LOGW("%s: attach failed: %s", d->name, err);
 		dev_set_mode(d, "unknown");
 		if (d->ld && rc != -ENODEV && identify_app(d) == 0)
 			return 0;
-		if (d->ld && rc != -ENODEV) {
+		if (d->ld && rc != -ENODEV && esp_loader_synced(d->ld)) {
+			/* the loader answered: the chip is in download mode and
+			 * what failed after that is the news, not BOOT+RESET */
+			device_set_error(d, rc, "attach: %s", err);
+		} else if (d->ld && rc != -ENODEV) {
 			/* e.g. a native-USB chip whose app ignores the reset lines */
 			d->waiting_download = true;
 			device_set_error(d, rc, "waiting for download mode: hold BOOT, press RESET "
@@ -311,6 +330,7 @@ static int finish_attach(esp_device *d)
 {
 	if (d->opt.no_probe) {
 		dev_set_mode(d, "unknown");
+		dev_console_resume(d);  /* most likely its application runs */
 		return 0;
 	}
 	if (d->manual_download)

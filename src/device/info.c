@@ -5,6 +5,7 @@
 #include <string.h>
 #include <cjson/cJSON.h>
 #include "device_i.h"
+#include "espfs/text.h"
 
 static const char *sim_mode_name(sim_mode m)
 {
@@ -18,14 +19,25 @@ static const char *sim_mode_name(sim_mode m)
 	return "unknown";
 }
 
+/* Every string goes in escaped (espfs/text.h): SSIDs, Improv strings,
+ * partition labels and USB descriptors come from outside and may hold any
+ * bytes; cJSON copies them raw, and one invalid UTF-8 byte would make the
+ * whole file invalid JSON. */
+static void add_str(cJSON *o, const char *k, const char *v)
+{
+	char b[1024];
+	esp_text_escape(b, sizeof b, v, strlen(v));
+	cJSON_AddStringToObject(o, k, b);
+}
+
 static void add_hex(cJSON *o, const char *k, uint32_t v)
 {
 	char b[16];
 	snprintf(b, sizeof b, "0x%x", v);
-	cJSON_AddStringToObject(o, k, b);
+	add_str(o, k, b);
 }
 
-char *device_info_json(esp_device *d)
+char *device_info_json(esp_device *d, bool secrets)
 {
 	struct dev_identity id;
 	char state[4096], wifi[160], mac[20];
@@ -36,20 +48,20 @@ char *device_info_json(esp_device *d)
 	wifi[strcspn(wifi, "\n")] = 0;
 
 	cJSON *o = cJSON_CreateObject();
-	cJSON_AddStringToObject(o, "name", d->name);
-	cJSON_AddStringToObject(o, "port", id.port);
-	cJSON_AddStringToObject(o, "chip", id.chip ? id.chip->name : "unknown");
+	add_str(o, "name", d->name);
+	add_str(o, "port", id.port);
+	add_str(o, "chip", id.chip ? id.chip->name : "unknown");
 	if (id.chip)
-		cJSON_AddStringToObject(o, "chip_key", id.chip->key);
+		add_str(o, "chip_key", id.chip->key);
 	if (id.known) {
 		snprintf(mac, sizeof mac, "%02x:%02x:%02x:%02x:%02x:%02x", id.mac[0], id.mac[1],
 			 id.mac[2], id.mac[3], id.mac[4], id.mac[5]);
-		cJSON_AddStringToObject(o, "mac", mac);
+		add_str(o, "mac", mac);
 	}
 	if (id.known && id.revision >= 0) {
 		char rev[16];
 		snprintf(rev, sizeof rev, "v%d.%d", id.revision / 100, id.revision % 100);
-		cJSON_AddStringToObject(o, "revision", rev);
+		add_str(o, "revision", rev);
 	}
 	pthread_mutex_lock(&d->lock);
 	bool guessed = d->flash_size_guessed;
@@ -63,7 +75,7 @@ char *device_info_json(esp_device *d)
 		cJSON_AddNullToObject(o, "flash_size");
 	else
 		cJSON_AddNumberToObject(o, "flash_size", id.flash_size);
-	cJSON_AddStringToObject(o, "flash_size_source", src);
+	add_str(o, "flash_size_source", src);
 	if (guessed && id.flash_size)
 		cJSON_AddNumberToObject(o, "flash_size_default", id.flash_size);
 	if (id.jedec)
@@ -71,12 +83,21 @@ char *device_info_json(esp_device *d)
 	else
 		cJSON_AddNullToObject(o, "flash_jedec_id");
 	pthread_mutex_lock(&d->lock);
-	cJSON_AddStringToObject(o, "mode", d->mode);
+	add_str(o, "mode", d->mode);
 	cJSON_AddNumberToObject(o, "resets", d->resets);
 	/* what got it into the loader and back out, remembered */
 	cJSON *rs = cJSON_AddObjectToObject(o, "reset");
-	cJSON_AddStringToObject(rs, "enter", d->reset_in[0] ? d->reset_in : "unknown");
-	cJSON_AddStringToObject(rs, "leave", d->reset_out[0] ? d->reset_out : "unknown");
+	add_str(rs, "enter", d->reset_in[0] ? d->reset_in : "unknown");
+	add_str(rs, "leave", d->reset_out[0] ? d->reset_out : "unknown");
+	if (d->stub_status[0]) {
+		/* which stub flasher runs, or where none was found */
+		cJSON *sb = cJSON_AddObjectToObject(o, "stub");
+		add_str(sb, "status", d->stub_status);
+		if (!strcmp(d->stub_status, "not found"))
+			add_str(sb, "searched", d->stub_file);
+		else if (d->stub_file[0])
+			add_str(sb, "file", d->stub_file);
+	}
 	if (d->n_warns) {
 		/* the standing warnings: what the flash holds that nobody asked for */
 		cJSON *a = cJSON_AddArrayToObject(o, "flash_warnings");
@@ -84,39 +105,41 @@ char *device_info_json(esp_device *d)
 			cJSON *fw = cJSON_CreateObject();
 			add_hex(fw, "from", d->warns[i].lo);
 			add_hex(fw, "to", d->warns[i].hi);
-			cJSON_AddStringToObject(fw, "reason", d->warns[i].text);
+			add_str(fw, "reason", d->warns[i].text);
 			cJSON_AddItemToArray(a, fw);
 		}
 	}
 	if (d->bootwarn[0])
-		cJSON_AddStringToObject(o, "boot_warning", d->bootwarn);
+		add_str(o, "boot_warning", d->bootwarn);
 	if (d->err) {
 		cJSON *e = cJSON_AddObjectToObject(o, "last_error");
 		cJSON_AddNumberToObject(e, "errno", d->err);
-		cJSON_AddStringToObject(e, "reason", d->errmsg);
+		add_str(e, "reason", d->errmsg);
 	}
 	struct dev_improv_info imp = d->improv;
 	char wstatus[32], wssid[64];
 	snprintf(wstatus, sizeof wstatus, "%s", d->wifi_status);
 	snprintf(wssid, sizeof wssid, "%s", d->wifi_ssid);
 	pthread_mutex_unlock(&d->lock);
-	cJSON_AddStringToObject(o, "state", state);
+	add_str(o, "state", state);
 	cJSON *w = cJSON_AddObjectToObject(o, "wifi");
-	cJSON_AddStringToObject(w, "status", wstatus);
-	if (wssid[0])
-		cJSON_AddStringToObject(w, "ssid", wssid);
+	add_str(w, "status", wstatus);
+	/* the SSID names the owner's network: not for other users (-o
+	 * allow_other; docs/files.md "Who may read what") */
+	if (wssid[0] && secrets)
+		add_str(w, "ssid", wssid);
 	if (imp.known) {
 		cJSON *i = cJSON_AddObjectToObject(o, "improv");
-		cJSON_AddStringToObject(i, "firmware", imp.firmware);
-		cJSON_AddStringToObject(i, "version", imp.version);
-		cJSON_AddStringToObject(i, "chip", imp.chip);
-		cJSON_AddStringToObject(i, "device_name", imp.name);
+		add_str(i, "firmware", imp.firmware);
+		add_str(i, "version", imp.version);
+		add_str(i, "chip", imp.chip);
+		add_str(i, "device_name", imp.name);
 		cJSON_AddNumberToObject(i, "state_at_attach", imp.state);
 	}
 	cJSON *parts = cJSON_AddArrayToObject(o, "partitions");
 	for (int i = 0; i < id.n_parts; i++) {
 		cJSON *p = cJSON_CreateObject();
-		cJSON_AddStringToObject(p, "label", id.parts[i].label);
+		add_str(p, "label", id.parts[i].label);
 		cJSON_AddNumberToObject(p, "type", id.parts[i].type);
 		cJSON_AddNumberToObject(p, "subtype", id.parts[i].subtype);
 		add_hex(p, "offset", id.parts[i].offset);
@@ -127,18 +150,21 @@ char *device_info_json(esp_device *d)
 		cJSON *u = cJSON_AddObjectToObject(o, "usb");
 		char b[8];
 		snprintf(b, sizeof b, "%04x", id.usb_vid);
-		cJSON_AddStringToObject(u, "vid", b);
+		add_str(u, "vid", b);
 		snprintf(b, sizeof b, "%04x", id.usb_pid);
-		cJSON_AddStringToObject(u, "pid", b);
+		add_str(u, "pid", b);
 		if (id.usb_serial[0])
-			cJSON_AddStringToObject(u, "serial", id.usb_serial);
+			add_str(u, "serial", id.usb_serial);
 		if (id.usb_manufacturer[0])
-			cJSON_AddStringToObject(u, "manufacturer", id.usb_manufacturer);
+			add_str(u, "manufacturer", id.usb_manufacturer);
 		if (id.usb_product[0])
-			cJSON_AddStringToObject(u, "product", id.usb_product);
+			add_str(u, "product", id.usb_product);
 		if (id.usb_path[0])
-			cJSON_AddStringToObject(u, "location", id.usb_path);
+			add_str(u, "location", id.usb_path);
 	}
+	cJSON *con = cJSON_AddObjectToObject(o, "console");
+	cJSON_AddNumberToObject(con, "baud", device_console_baud(d));
+	cJSON_AddNumberToObject(con, "bytes", (double)device_console_size(d));
 	cJSON *wire = cJSON_AddObjectToObject(o, "wire");
 	cJSON_AddNumberToObject(wire, "tx_bytes", (double)atomic_load(&d->tx_bytes));
 	cJSON_AddNumberToObject(wire, "rx_bytes", (double)atomic_load(&d->rx_bytes));
@@ -146,7 +172,7 @@ char *device_info_json(esp_device *d)
 	if (d->sim) {
 		/* The simulator's own view, for tests: never sent to a chip. */
 		cJSON *s = cJSON_AddObjectToObject(o, "sim");
-		cJSON_AddStringToObject(s, "mode", sim_mode_name(sim_get_mode(d->sim)));
+		add_str(s, "mode", sim_mode_name(sim_get_mode(d->sim)));
 	}
 	char *txt = cJSON_Print(o);
 	cJSON_Delete(o);

@@ -106,7 +106,9 @@ int dev_enter_loader(esp_device *d, char *err, size_t errlen)
 		pthread_mutex_unlock(&d->lock);
 	}
 	if (rc < 0) {
-		if (rc == -ETIMEDOUT && d->opt.reset == ESP_RESET_NONE)
+		/* the BOOT hint only when the chip was silent, not when it
+		 * stopped taking data (that is what failed, and is said) */
+		if (rc == -ETIMEDOUT && d->opt.reset == ESP_RESET_NONE && !esp_loader_send_stalled(d->ld))
 			snprintf(err, errlen, "no answer from the loader: "
 				 "put the chip in download mode (hold BOOT, press RESET)");
 		else
@@ -123,14 +125,51 @@ int dev_enter_loader(esp_device *d, char *err, size_t errlen)
 		char path[512];
 		esp_stub stub;
 		char serr[200];
-		if (esp_stub_find(chip, d->opt.stub_dir, path, sizeof path) == 0 &&
-		    esp_stub_load_file(path, &stub, serr, sizeof serr) == 0) {
-			int src = esp_loader_run_stub(d->ld, &stub);
-			esp_stub_free(&stub);
-			if (src < 0)
-				LOGW("%s: stub did not start (%s); using the ROM loader", d->name,
-				     esp_loader_error(d->ld));
+		const char *status = "not found", *what = path;
+		if (esp_stub_find(chip, d->opt.stub_dir, path, sizeof path) == 0) {
+			if (esp_stub_load_file(path, &stub, serr, sizeof serr) == 0) {
+				int src = esp_loader_run_stub(d->ld, &stub);
+				esp_stub_free(&stub);
+				status = src < 0 ? "failed" : "loaded";
+				if (src < 0 && !esp_loader_synced(d->ld)) {
+					/* the ROM jumped to a stub that never ran: nothing answers */
+					pthread_mutex_lock(&d->lock);
+					snprintf(d->stub_status, sizeof d->stub_status, "%s", status);
+					snprintf(d->stub_file, sizeof d->stub_file, "%s", what);
+					pthread_mutex_unlock(&d->lock);
+					set_reason(d, err, errlen, "stub", src);
+					return src;
+				}
+				if (src < 0)
+					LOGW("%s: stub did not start (%s); using the ROM loader", d->name,
+					     esp_loader_error(d->ld));
+			} else {
+				status = "failed";
+				LOGW("%s: stub %s: %s; using the ROM loader", d->name, path, serr);
+			}
+		} else {
+			/* where esp_stub_find looked (src/proto/stub.c) */
+			what = d->opt.stub_dir ? d->opt.stub_dir :
+			       "$ESPFS_STUB_DIR, /usr/share/espfs/stubs, /usr/local/share/espfs/stubs, "
+			       "esptool's targets/stub_flasher/{2,1} under /usr/lib, /usr/local/lib "
+			       "and ~/.local/lib python3*/{dist,site}-packages";
+			pthread_mutex_lock(&d->lock);
+			bool said = !strcmp(d->stub_status, "not found");
+			pthread_mutex_unlock(&d->lock);
+			if (!said)
+				LOGW("%s: no stub flasher for %s (searched %s): using the ROM loader, "
+				     "which is slower%s", d->name, chip->name, what,
+				     chip->id == ESP_CHIP_ESP32 ? "" : " and cannot read this chip's flash");
 		}
+		pthread_mutex_lock(&d->lock);
+		snprintf(d->stub_status, sizeof d->stub_status, "%s", status);
+		snprintf(d->stub_file, sizeof d->stub_file, "%s", what);
+		pthread_mutex_unlock(&d->lock);
+	} else if (d->opt.no_stub) {
+		pthread_mutex_lock(&d->lock);
+		snprintf(d->stub_status, sizeof d->stub_status, "not used");
+		d->stub_file[0] = 0;
+		pthread_mutex_unlock(&d->lock);
 	}
 	if (d->opt.baud && d->opt.baud != d->tr->baud) {
 		/* the fastest rate up to the wanted one the link carries (a
@@ -216,10 +255,11 @@ int dev_leave_loader(esp_device *d)
 		}
 	}
 	dev_left_loader(d);
-	/* The application's console (and Improv) and the ROM after a reset
-	 * both talk at 115200, whatever rate the loader had negotiated. */
-	if (rc == 0 && d->tr && !(d->tr->flags & ESP_TR_NATIVE_USB) && d->tr->baud != 115200)
-		esp_tr_set_baud(d->tr, 115200);
+	/* The application's console (and Improv) talks at its own rate
+	 * (115200 unless --console-baud), whatever the loader negotiated;
+	 * from here what the chip prints is the console's */
+	if (rc == 0)
+		dev_console_resume(d);
 	pthread_mutex_lock(&d->lock);
 	d->resets++;
 	if (rc == 0) {
@@ -279,6 +319,7 @@ static int wait_download_mode(esp_device *d, struct dev_job *j)
 			break;
 		}
 		char err[240];
+		err[0] = 0;
 		dev_left_loader(d);
 		rc = known ? dev_enter_loader(d, err, sizeof err) : dev_reprobe(d);
 		if (rc == -ENODEV && dev_reopen(d) == 0)  /* the port re-enumerated */
@@ -291,8 +332,12 @@ static int wait_download_mode(esp_device *d, struct dev_job *j)
 			break;
 		}
 		if (now_ms() >= deadline) {
-			snprintf(j->err, sizeof j->err, "no download mode within %u s: hold BOOT, "
-				 "press RESET, release BOOT, then try again", wait / 1000);
+			if (d->ld && esp_loader_send_stalled(d->ld))  /* say what really failed */
+				snprintf(j->err, sizeof j->err, "no download mode within %u s: %s", wait / 1000,
+					 esp_loader_error(d->ld));
+			else
+				snprintf(j->err, sizeof j->err, "no download mode within %u s: hold BOOT, "
+					 "press RESET, release BOOT, then try again", wait / 1000);
 			rc = -ETIMEDOUT;
 			break;
 		}
@@ -650,10 +695,39 @@ out:
 	return rc;
 }
 
+/* The whole range is checked before the first erase command, whatever
+ * the caller parsed: a region that wraps, runs past the flash or is not
+ * whole sectors erases nothing.  fsize 0: not known yet (checked again
+ * once the loader has answered). */
+static int erase_range_ok(struct dev_job *j, uint32_t fsize)
+{
+	if (j->len == 0)
+		return 0;
+	if (j->offset % ESP_SECTOR || j->len % ESP_SECTOR) {
+		snprintf(j->err, sizeof j->err, "erase: 0x%x+0x%x is not whole 4 KiB sectors; "
+			 "nothing erased", j->offset, j->len);
+		return -EINVAL;
+	}
+	if ((uint64_t)j->offset + j->len > (fsize ? fsize : UINT32_MAX)) {
+		snprintf(j->err, sizeof j->err, "erase: 0x%x+0x%x is past the end of the %u-byte "
+			 "flash; nothing erased", j->offset, j->len, fsize);
+		return -EFBIG;
+	}
+	return 0;
+}
+
 static int job_erase(esp_device *d, struct dev_job *j)
 {
 	uint32_t fsize;
-	int rc = known_flash_size(d, j, &fsize);
+	/* a range that wraps or is not whole sectors is refused before
+	 * anything reaches the chip (not even a reset) */
+	int rc = erase_range_ok(j, 0);
+	if (rc < 0)
+		return rc;
+	rc = known_flash_size(d, j, &fsize);
+	if (rc < 0)
+		return rc;
+	rc = erase_range_ok(j, fsize);
 	if (rc < 0)
 		return rc;
 	rc = job_enter_loader(d, j);
@@ -662,7 +736,7 @@ static int job_erase(esp_device *d, struct dev_job *j)
 	uint32_t off = j->len ? j->offset : 0, len = j->len ? j->len : fsize;
 	if ((uint64_t)off + len > fsize) {
 		snprintf(j->err, sizeof j->err, "erase of 0x%x-0x%llx ends past the end of the "
-			 "%u-byte flash", off, (unsigned long long)off + len, fsize);
+			 "%u-byte flash; nothing erased", off, (unsigned long long)off + len, fsize);
 		return -EFBIG;
 	}
 	if (job_cancelled(j)) {

@@ -142,20 +142,43 @@ int devmgr_add_sim(esp_devmgr *m, const char *spec, char *err, size_t errlen)
 		} else if (!strncmp(tok, "flash=", 6)) {
 			snprintf(flash, sizeof flash, "%s", tok + 6);
 		} else if (!strncmp(tok, "name=", 5)) {
-			snprintf(name, sizeof name, "%s", tok + 5);
+			/* the name is a folder in the mount root: one path
+			 * component, not "." / "..", not the by-mac folder */
+			const char *v = tok + 5;
+			if (!*v || strchr(v, '/') || !strcmp(v, ".") || !strcmp(v, "..") ||
+			    !strcmp(v, "by-mac") || strlen(v) >= sizeof name - 4) {
+				snprintf(err, errlen, "--sim name=%.80s: want a folder name of 1..%zu bytes "
+					 "without '/', not \".\", \"..\" or \"by-mac\"", v,
+					 sizeof name - 5);
+				return -EINVAL;
+			}
+			snprintf(name, sizeof name, "%s", v);
 		} else if (!strcmp(tok, "app")) {
 			cfg.app = true;
 		} else if (!strcmp(tok, "improv")) {
 			cfg.improv = true;
 		} else if (!strcmp(tok, "timing")) {
 			cfg.timing = true;
+		} else if (!strcmp(tok, "echo")) {
+			cfg.echo = true;  /* its application echoes console input */
 		} else if (!strcmp(tok, "usb")) {
 			cfg.native_usb = true;
 		} else if (!strcmp(tok, "reenum")) {
 			cfg.native_usb = true;  /* USB-Serial/JTAG drops off the bus on resets */
 			cfg.usb_jtag_reenumerate = true;
 		} else if (!strncmp(tok, "size=", 5)) {
-			cfg.flash_size = (uint32_t)strtoul(tok + 5, NULL, 0);
+			/* strict: strtoul alone takes "-1", "4M" and, cast to
+			 * 32 bits, turns 0x100000000 into 0 (the default size) */
+			const char *v = tok + 5;
+			char *end = NULL;
+			errno = 0;
+			unsigned long long sz = *v >= '0' && *v <= '9' ? strtoull(v, &end, 0) : 0;
+			if (!end || *end || errno || sz == 0 || sz > UINT32_MAX) {
+				snprintf(err, errlen, "--sim size=%.40s: want a byte count such as 0x400000 "
+					 "(at most 32 bits)", v);
+				return -EINVAL;
+			}
+			cfg.flash_size = (uint32_t)sz;
 		} else if (!strncmp(tok, "wifi=", 5)) {
 			const char *v = tok + 5, *colon = strchr(v, ':');
 			if (!colon || cfg.n_wifi >= SIM_MAX_WIFI) {
@@ -498,6 +521,7 @@ static void scan_real(esp_devmgr *m)
 	if (pi)
 		apply_scan(m, pi, n, false);
 	free(pi);
+	dev_note_ttyless_bridges();  /* a board whose tty brltty took */
 }
 #endif
 

@@ -79,8 +79,10 @@ static int ct_read(esp_transport *t, uint8_t *b, size_t n, uint32_t ms)
 			return -EINTR;
 		}
 	}
-	if (rc > 0)
+	if (rc > 0) {
 		atomic_fetch_add(&c->d->rx_bytes, (uint64_t)rc);
+		dev_console_feed(c->d, b, (size_t)rc);  /* kept only while the app has the port */
+	}
 	return rc;
 }
 

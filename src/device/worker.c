@@ -128,6 +128,22 @@ void *dev_worker_main(void *arg)
 				pthread_mutex_lock(&d->lock);
 			} else if (d->port_missing) {
 				pthread_cond_wait(&d->cond, &d->lock);
+			} else if (d->port_busy) {
+				/* another program has the port: look again each
+				 * second; state names the holder meanwhile */
+				struct timespec ts;
+				deadline_in(&ts, 1000);
+				if (pthread_cond_timedwait(&d->cond, &d->lock, &ts) == ETIMEDOUT &&
+				    !d->qhead && !d->stop && !d->gone) {
+					pthread_mutex_unlock(&d->lock);
+					if (dev_attach(d) == 0) {
+						dev_clear_error(d);  /* the holder's name is history */
+						LOGI("%s: the port is free now", d->name);
+						dev_event(d, DEV_EV_ADDED);
+					}
+					dev_state_changed(d);
+					pthread_mutex_lock(&d->lock);
+				}
 			} else if (d->reset_pending) {
 				struct timespec ts;
 				deadline_in(&ts, LOADER_IDLE_MS);
@@ -151,6 +167,13 @@ void *dev_worker_main(void *arg)
 						dev_mark_gone(d);
 					pthread_mutex_lock(&d->lock);
 				}
+			} else if (d->tr && !d->in_loader && dev_console_live(d)) {
+				/* the application has the port: its output goes to
+				 * the console, typed input to it; a queued job ends
+				 * the wait within PUMP_WAIT_MS */
+				pthread_mutex_unlock(&d->lock);
+				dev_console_pump(d);
+				pthread_mutex_lock(&d->lock);
 			} else {
 				pthread_cond_wait(&d->cond, &d->lock);
 			}
@@ -167,12 +190,17 @@ void *dev_worker_main(void *arg)
 		d->prog_done = 0;
 		pthread_mutex_unlock(&d->lock);
 		dev_state_changed(d);
+		dev_console_pause(d, j->what[0] ? j->what : NULL);
 
 		int rc;
 		pthread_mutex_lock(&d->lock);
 		bool lost = d->port_missing;
 		pthread_mutex_unlock(&d->lock);
-		if (lost) {
+		if (d->port_busy) {
+			/* not ours to use: say who has it, keep the folder */
+			rc = -EBUSY;
+			snprintf(j->err, sizeof j->err, "%s", d->busy_msg);
+		} else if (lost) {
 			/* unplugged, folder kept for the debounce window: fail
 			 * fast and keep the state line of the first failure */
 			rc = -ENODEV;
@@ -201,6 +229,11 @@ void *dev_worker_main(void *arg)
 		pthread_mutex_lock(&d->lock);
 		d->reset_pending = boot;
 		pthread_mutex_unlock(&d->lock);
+		/* a job that left the chip in its application (provisioning,
+		 * one that never reached the loader) gives the console back;
+		 * otherwise the reset into the application does */
+		if (!d->in_loader && d->tr && rc != -ENODEV && !d->waiting_download)
+			dev_console_resume(d);
 		if (rc == -ENODEV && d->hotplug) {
 			/* the registry decides, after its debounce window, whether
 			 * this was an unplug; until then the folder says so, and

@@ -27,6 +27,13 @@
  * the chip, ~3 s at 921600, and 8 devices flashing hold ~4 MiB. */
 #define CHUNK (256u * 1024)
 #define LEAD CHUNK
+/* A writer may lead by LEAD plus one write(): cp's 128 KiB writes thus
+ * fill the buffer to 384 KiB by the time a job ends, and the next job
+ * takes all of it.  Smaller writes (dd bs=4k, curl's 4-16 KiB) get the
+ * same room, LEAD + WRITE_ROOM - their size, so their jobs are as big as
+ * cp's: with LEAD alone they were ~260 KiB each, a job more per MB, and
+ * each job's start and end cost 40-90 ms (dd bs=4k was 5% slower). */
+#define WRITE_ROOM (128u * 1024)
 #define MAX_INFLIGHT 1
 #define MAX_WAITERS 8
 /* enough to judge an image at offset 0 (image.h: ESP_IMAGE_CHECK_PREFIX) */
@@ -189,7 +196,8 @@ static void job_progress(struct dev_job *j, uint64_t done);
 static bool must_wait(const struct flash_writer *fw)
 {
 	uint64_t ahead = fw->handed - fw->sent - fw->run_done + fw->pend_len;
-	return fw->inflight > MAX_INFLIGHT || (fw->inflight && ahead >= LEAD);
+	uint64_t room = LEAD + (fw->wsize_max < WRITE_ROOM ? WRITE_ROOM - fw->wsize_max : 0);
+	return fw->inflight > MAX_INFLIGHT || (fw->inflight && ahead >= room);
 }
 
 /* Hand the first n pending bytes to the device.  Called with fw->lock. */

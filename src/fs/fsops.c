@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/statvfs.h>
+#include <unistd.h>
 #include "espfs/log.h"
 #include "vfs.h"
 
@@ -28,7 +29,8 @@ struct req_job {
 
 static bool volatile_attr(const struct node *n)
 {
-	return n->kind == N_STATE || n->kind == N_WIFI || n->kind == N_INFO || n->kind == N_STAGE;
+	return n->kind == N_STATE || n->kind == N_WIFI || n->kind == N_INFO || n->kind == N_STAGE ||
+	       n->kind == N_CONSOLE;
 }
 
 static void fill_entry(struct node *n, struct fuse_entry_param *e)
@@ -51,6 +53,11 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct fuse_entry_param e;
+	int nrc = check_name(name);
+	if (nrc < 0) {
+		fuse_reply_err(req, nrc == -ENAMETOOLONG ? ENAMETOOLONG : ENOENT);
+		return;
+	}
 	pthread_mutex_lock(&vfs.lock);
 	struct node *n = node_child(parent, name);
 	if (!n) {
@@ -227,6 +234,13 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		err = ENODEV;
 		goto out;
 	}
+	/* before anything that touches the device: another user's read of
+	 * flash.bin must not even reset the running app */
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	err = node_permission(n, ctx->uid, ctx->gid,
+			      acc == O_RDONLY ? R_OK : acc == O_WRONLY ? W_OK : R_OK | W_OK);
+	if (err)
+		goto out;
 	switch (n->kind) {
 	case N_CHIP: case N_MAC: case N_INFO:
 		if (acc != O_RDONLY)
@@ -250,6 +264,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	h->dev = n->dev;
 	device_ref(h->dev);
 	h->flags = fi->flags;
+	h->owner = ctx->uid == 0 || ctx->uid == vfs.uid;
 	if (n->kind == N_FLASH && acc != O_RDONLY) {
 		/* one writer at a time: two uploads interleaved make no image */
 		if (n->dir->writer) {
@@ -277,6 +292,10 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	if (n->kind == N_STATE) {
 		h->next_state = vfs.state_handles;
 		vfs.state_handles = h;
+	}
+	if (n->kind == N_CONSOLE && console_open(h) < 0) {
+		err = ENOMEM;
+		goto out;
 	}
 	fi->fh = (uint64_t)(uintptr_t)h;
 	fi->direct_io = n->kind != N_STAGE;
@@ -403,7 +422,7 @@ static void read_text(fuse_req_t req, struct handle *h, size_t size, off_t off)
 	if (off == 0 || !h->snap) {
 		free(h->snap);
 		h->seen_gen = device_state_gen(h->dev);
-		h->snap = attr_text(h->node, &h->snap_len);
+		h->snap = attr_text(h->node, &h->snap_len, h->owner);
 	}
 	char *copy = NULL;
 	size_t n = h->snap ? copy_range(h->snap, h->snap_len, off, size, &copy) : 0;
@@ -504,6 +523,9 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	case N_STAGE:
 		read_stage(req, h, size, off);
 		break;
+	case N_CONSOLE:
+		console_read(req, h, size, off, fi->flags);
+		break;
 	case N_ERASE:
 		fuse_reply_err(req, EACCES);
 		break;
@@ -526,6 +548,9 @@ static void write_wifi(fuse_req_t req, struct handle *h, const char *buf, size_t
 		rc = parse_wifi(buf, size, r->j.ssid, sizeof r->j.ssid, r->j.pass, sizeof r->j.pass, why,
 				sizeof why);
 	}
+	/* The request buffer is libfuse's heap memory, reused for later
+	 * requests: do not leave the password in it (const only in type). */
+	explicit_bzero((void *)(uintptr_t)buf, size);
 	if (rc < 0) {
 		device_set_error(h->dev, rc, "%s", why);
 		explicit_bzero(r->j.pass, sizeof r->j.pass);
@@ -580,46 +605,46 @@ static void write_erase(fuse_req_t req, struct handle *h, const char *buf, size_
  * device faults from now on). */
 static void write_state(fuse_req_t req, struct handle *h, const char *buf, size_t size)
 {
-	char cmd[32];
-	size_t n = size < sizeof cmd - 1 ? size : sizeof cmd - 1;
-	memcpy(cmd, buf, n);
-	cmd[n] = 0;
-	cmd[strcspn(cmd, "\r\n")] = 0;
-	if (!strcmp(cmd, "unplug") || !strcmp(cmd, "buttons") || !strcmp(cmd, "replug") ||
-	    !strncmp(cmd, "unplug-at ", 10) || !strcmp(cmd, "hold-boot") ||
-	    !strcmp(cmd, "release-boot") || !strcmp(cmd, "press-reset") || !strncmp(cmd, "corrupt ", 8)) {
-		int rc = !strcmp(cmd, "unplug")        ? device_sim_unplug(h->dev)
-			 : !strcmp(cmd, "replug")      ? device_sim_replug(h->dev)
-			 : !strcmp(cmd, "buttons")     ? device_sim_download(h->dev)
-			 : !strcmp(cmd, "hold-boot")   ? device_sim_buttons(h->dev, 1, false)
-			 : !strcmp(cmd, "release-boot") ? device_sim_buttons(h->dev, 0, false)
-			 : !strcmp(cmd, "press-reset") ? device_sim_buttons(h->dev, -1, true)
-			 : !strncmp(cmd, "corrupt ", 8) ? device_sim_corrupt(h->dev, strtod(cmd + 8, NULL))
-						       : device_sim_unplug_at(h->dev, atoi(cmd + 10));
-		if (rc < 0)
-			fuse_reply_err(req, -rc);
-		else
-			fuse_reply_write(req, size);
+	char why[200];
+	struct state_req q;
+	int rc = parse_state_cmd(buf, size, &q, why, sizeof why);
+	if (rc < 0) {
+		device_set_error(h->dev, rc, "%s", why);
+		fuse_reply_err(req, -rc);
 		return;
 	}
-	if (!strncmp(cmd, "fault ", 6)) {
-		int rc = device_sim_fault(h->dev, cmd + 6);
-		if (rc < 0)
+	if (q.cmd == STATE_CMD_CONSOLE_BAUD) {
+		/* this device's console rate (console.c); no job, no reset */
+		rc = device_console_set_baud(h->dev, q.baud);
+		if (rc < 0) {
+			device_set_error(h->dev, rc, "state: console-baud %u: %s", q.baud, strerror(-rc));
 			fuse_reply_err(req, -rc);
-		else
+		} else {
 			fuse_reply_write(req, size);
+		}
 		return;
 	}
-	if (!strcmp(cmd, "ack")) {
+	if (q.cmd == STATE_CMD_ACK) {
 		/* the user has seen the standing warning (an unfinished write,
 		 * a boot loop) and takes it from here */
 		device_flash_ack(h->dev);
 		fuse_reply_write(req, size);
 		return;
 	}
-	if (strcmp(cmd, "reset")) {
-		device_set_error(h->dev, EINVAL, "state: unknown command \"%.20s\" (try \"reset\" or \"ack\")", cmd);
-		fuse_reply_err(req, EINVAL);
+	if (q.cmd != STATE_CMD_RESET) {
+		rc = q.cmd == STATE_CMD_UNPLUG         ? device_sim_unplug(h->dev)
+		     : q.cmd == STATE_CMD_REPLUG       ? device_sim_replug(h->dev)
+		     : q.cmd == STATE_CMD_BUTTONS      ? device_sim_download(h->dev)
+		     : q.cmd == STATE_CMD_HOLD_BOOT    ? device_sim_buttons(h->dev, 1, false)
+		     : q.cmd == STATE_CMD_RELEASE_BOOT ? device_sim_buttons(h->dev, 0, false)
+		     : q.cmd == STATE_CMD_PRESS_RESET  ? device_sim_buttons(h->dev, -1, true)
+		     : q.cmd == STATE_CMD_CORRUPT      ? device_sim_corrupt(h->dev, q.rate)
+		     : q.cmd == STATE_CMD_FAULT        ? device_sim_fault(h->dev, q.fault)
+						       : device_sim_unplug_at(h->dev, q.pct);
+		if (rc < 0)
+			fuse_reply_err(req, -rc);
+		else
+			fuse_reply_write(req, size);
 		return;
 	}
 	struct req_job *r = req_job_new(req, DEV_JOB_RESET, "chip", size);
@@ -654,6 +679,9 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 		break;
 	case N_STAGE:
 		stage_write(h, req, buf, size, off);
+		break;
+	case N_CONSOLE:
+		console_write(req, h, buf, size);
 		break;
 	default:
 		fuse_reply_err(req, EACCES);
@@ -712,6 +740,7 @@ void espfs_release_handle(struct fuse_file_info *fi)
 	pthread_mutex_unlock(&vfs.lock);
 	if (fw)
 		fw_release(fw);
+	console_release(h);
 	device_unref(h->dev);
 	free(h->snap);
 	free(h);
@@ -731,6 +760,12 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	struct fuse_entry_param e;
 	int err = 0;
 	struct handle *h = NULL;
+	/* a name is never cut: "x" and a 300-byte name are different files */
+	err = -check_name(name);
+	if (err) {
+		fuse_reply_err(req, err);
+		return;
+	}
 	pthread_mutex_lock(&vfs.lock);
 	struct node *dir = node_get(parent);
 	if (!dir || dir->kind != N_DEVDIR || dir->removed) {
@@ -741,6 +776,9 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 		err = ENODEV;
 		goto out;
 	}
+	err = node_permission(dir, fuse_req_ctx(req)->uid, fuse_req_ctx(req)->gid, W_OK);
+	if (err)
+		goto out;
 	/* flashed, refused and removed files give their memory back first */
 	int count = stage_sweep(parent);
 	if (node_child(parent, name)) {
@@ -787,6 +825,10 @@ out:
 static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	int err = 0;
+	if (check_name(name) == -ENAMETOOLONG) {
+		fuse_reply_err(req, ENAMETOOLONG);
+		return;
+	}
 	pthread_mutex_lock(&vfs.lock);
 	struct node *n = node_child(parent, name);
 	if (!n) {
@@ -811,6 +853,10 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 {
 	if (flags) {
 		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	if (check_name(newname) == -ENAMETOOLONG || check_name(name) == -ENAMETOOLONG) {
+		fuse_reply_err(req, ENAMETOOLONG);
 		return;
 	}
 	if (newparent != parent) {
@@ -861,6 +907,9 @@ static void op_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
 			ph = NULL;
 		}
 		pthread_mutex_unlock(&vfs.lock);
+	} else if (h->node->kind == N_CONSOLE) {
+		revents = console_poll(h, ph);
+		ph = NULL;
 	} else if (h->node->kind == N_FLASH || h->node->kind == N_STAGE || h->node->kind == N_ERASE ||
 		   h->node->kind == N_WIFI) {
 		revents |= POLLOUT | POLLWRNORM;
@@ -919,9 +968,12 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 
 static void op_access(fuse_req_t req, fuse_ino_t ino, int mask)
 {
-	(void)ino;
-	(void)mask;
-	fuse_reply_err(req, 0);
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	pthread_mutex_lock(&vfs.lock);
+	struct node *n = node_get(ino);
+	int err = !n ? ENOENT : mask == F_OK ? 0 : node_permission(n, ctx->uid, ctx->gid, mask);
+	pthread_mutex_unlock(&vfs.lock);
+	fuse_reply_err(req, err);
 }
 
 const struct fuse_lowlevel_ops espfs_ops = {

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/stat.h>
 #include "espfs/log.h"
 #include "vfs.h"
 
@@ -32,7 +33,7 @@ static void usage(const char *prog)
 {
 	printf("usage: %s [options] MOUNTPOINT\n\n"
 	       "Mounts every attached ESP chip as a folder (chip, mac, flash.bin, erase,\n"
-	       "wifi, state, info.json).  See espfs(1) and docs/files.md.\n\n"
+	       "wifi, state, info.json, console).  See espfs(1) and docs/files.md.\n\n"
 	       "espfs options:\n"
 	       "    --sim SPEC         add a simulated device (repeatable); SPEC is\n"
 	       "                       CHIP[,flash=FILE][,name=NAME][,app][,improv]\n"
@@ -45,6 +46,8 @@ static void usage(const char *prog)
 	       "                       ignores it)\n"
 	       "    --download-wait S  how long a job waits for BOOT+RESET when no reset\n"
 	       "                       reaches the loader (default 60)\n"
+	       "    --console-baud N   the application's UART rate for console (default\n"
+	       "                       115200; native USB ignores it)\n"
 	       "    --stub-dir DIR     where the stub flasher JSON files are\n"
 	       "    --no-stub          use the ROM loader only\n"
 	       "    --no-probe         do not enter the loader at attach (no identity)\n"
@@ -74,7 +77,7 @@ static int take_value(int argc, char **argv, int *i, const char *opt, const char
 /* Remove our options from argv; returns the new argc. */
 static int parse_own(int argc, char **argv, struct opts *o)
 {
-	int out = 1;
+	int out = 1, positional[2] = { 0, 0 }, n_pos = 0;
 	for (int i = 1; i < argc; i++) {
 		const char *v;
 		if (take_value(argc, argv, &i, "--sim", &v)) {
@@ -102,6 +105,14 @@ static int parse_own(int argc, char **argv, struct opts *o)
 				exit(2);
 			}
 			o->dev.download_wait_ms = (unsigned)sec * 1000u;
+		} else if (take_value(argc, argv, &i, "--console-baud", &v)) {
+			char *end;
+			unsigned long b = strtoul(v, &end, 10);
+			if (*end || !*v || b < 300 || b > 5000000) {
+				fprintf(stderr, "espfs: --console-baud N (300..5000000)\n");
+				exit(2);
+			}
+			o->dev.console_baud = (uint32_t)b;
 		} else if (take_value(argc, argv, &i, "--stub-dir", &v)) {
 			o->dev.stub_dir = v;
 		} else if (!strcmp(argv[i], "--no-scan")) {
@@ -118,11 +129,87 @@ static int parse_own(int argc, char **argv, struct opts *o)
 			o->help = true;
 			argv[out++] = argv[i];
 		} else {
+			if (argv[i][0] != '-' && !(out > 1 && !strcmp(argv[out - 1], "-o")))
+				positional[n_pos++ < 2 ? n_pos - 1 : 1] = out;
 			argv[out++] = argv[i];
 		}
 	}
+	/* mount(8) through mount.fuse3 runs "espfs SOURCE MOUNTPOINT -o ...":
+	 * there is no source to speak of ("none", "espfs"): drop it */
+	if (n_pos == 2) {
+		memmove(&argv[positional[0]], &argv[positional[0] + 1],
+			(size_t)(out - positional[0] - 1) * sizeof *argv);
+		out--;
+	}
 	argv[out] = NULL;
 	return out;
+}
+
+/* Paths on the command line mean what they mean where espfs was started:
+ * the devices are opened after daemonizing, which changes to "/".  A
+ * relative path is made absolute (symlinks are kept: a port's folder is
+ * named after the link).  NULL on out of memory. */
+static char *absolute(const char *p)
+{
+	if (p[0] == '/')
+		return strdup(p);
+	char cwd[4096];
+	if (!getcwd(cwd, sizeof cwd))
+		return NULL;
+	char *out;
+	if (asprintf(&out, "%s/%s", cwd, p) < 0)
+		return NULL;
+	return out;
+}
+
+/* --sim SPEC with flash=REL: the same spec with flash= made absolute. */
+static char *absolute_sim_spec(const char *spec)
+{
+	const char *f = strstr(spec, "flash=");
+	while (f && f != spec && f[-1] != ',')
+		f = strstr(f + 1, "flash=");
+	if (!f || f[6] == '/' || f[6] == 0 || f[6] == ',')
+		return strdup(spec);
+	const char *v = f + 6, *end = strchr(v, ',');
+	size_t vl = end ? (size_t)(end - v) : strlen(v);
+	char *rel = strndup(v, vl), *abs = rel ? absolute(rel) : NULL, *out = NULL;
+	if (abs && asprintf(&out, "%.*sflash=%s%s", (int)(f - spec), spec, abs, end ? end : "") < 0)
+		out = NULL;
+	free(rel);
+	free(abs);
+	return out;
+}
+
+/* A --stub-dir must hold a stub for at least one chip (esptool's
+ * <chip>.json or esptool-js's stub_flasher_<chip>.json): a wrong
+ * directory would otherwise run the ROM loader without a word. */
+static int check_stub_dir(const char *dir)
+{
+	static const char *chips[] = { "esp8266", "esp32", "esp32s2", "esp32s3", "esp32c3", "esp32c6" };
+	char path[4200], found[200] = "";
+	size_t used = 0;
+	if (access(dir, R_OK | X_OK) < 0) {
+		fprintf(stderr, "espfs: --stub-dir %s: %s\n", dir, strerror(errno));
+		return -1;
+	}
+	for (size_t i = 0; i < sizeof chips / sizeof *chips; i++) {
+		const struct esp_chip_info *c = esp_chip_by_name(chips[i]);
+		if (c && esp_stub_find(c, dir, path, sizeof path) == 0) {
+			int n = snprintf(found + used, sizeof found - used, "%s%s", used ? " " : "", c->key);
+			if (n > 0 && (size_t)n < sizeof found - used)
+				used += (size_t)n;
+		}
+	}
+	if (!used) {
+		fprintf(stderr, "espfs: --stub-dir %s holds no stub flasher (looked for <chip>.json "
+			"and stub_flasher_<chip>.json); they come with esptool (pip install esptool: "
+			"esptool/targets/stub_flasher/2) or esptool-js (npm install esptool-js: "
+			"lib/targets/stub_flasher); without --stub-dir espfs looks in the usual places\n",
+			dir);
+		return -1;
+	}
+	LOGI("stub flashers in %s for: %s", dir, found);
+	return 0;
 }
 
 static void demo_text(const char *mnt)
@@ -162,6 +249,8 @@ int main(int argc, char **argv)
 	esp_devmgr *mgr = NULL;
 	int ret = 1;
 	char err[256];
+	char *owned[2 * MAX_SPECS + 1];  /* absolute paths made for the options */
+	int n_owned = 0;
 
 	if (fuse_parse_cmdline(&args, &copts) != 0)
 		return 2;
@@ -184,6 +273,36 @@ int main(int argc, char **argv)
 		ret = 2;
 		goto out_args;
 	}
+	struct stat mst;
+	if (stat(copts.mountpoint, &mst) != 0 && errno == ENOTCONN) {
+		/* left by an espfs older than auto_unmount, or one killed while
+		 * fusermount3 itself was killed */
+		fprintf(stderr, "espfs: %s is a dead mount (Transport endpoint is not connected);\n"
+			"       unmount it first: fusermount3 -u %s\n", copts.mountpoint,
+			copts.mountpoint);
+		ret = 1;
+		goto out_args;
+	}
+	for (int i = 0; i < o.n_ports; i++)
+		if (!(o.ports[i] = owned[n_owned++] = absolute(o.ports[i])))
+			goto out_args;
+	for (int i = 0; i < o.n_sims; i++)
+		if (!(o.sims[i] = owned[n_owned++] = absolute_sim_spec(o.sims[i])))
+			goto out_args;
+	if (o.dev.stub_dir) {
+		char *rp = realpath(o.dev.stub_dir, NULL);
+		if (!rp) {
+			fprintf(stderr, "espfs: --stub-dir %s: %s\n", o.dev.stub_dir, strerror(errno));
+			ret = 2;
+			goto out_args;
+		}
+		o.dev.stub_dir = owned[n_owned++] = rp;
+		esp_log_set_level(o.verbose ? ESP_LOG_INFO : ESP_LOG_WARN);
+		if (check_stub_dir(o.dev.stub_dir) < 0) {
+			ret = 2;
+			goto out_args;
+		}
+	}
 	if (copts.singlethread)
 		fprintf(stderr, "espfs: -s ignored: interrupts and other devices need the "
 			"multithreaded loop\n");
@@ -194,7 +313,13 @@ int main(int argc, char **argv)
 #endif
 	esp_log_set_level(o.verbose >= 2 || copts.debug ? ESP_LOG_DEBUG :
 			  o.verbose ? ESP_LOG_INFO : ESP_LOG_WARN);
-	fuse_opt_add_arg(&args, "-ofsname=espfs,subtype=espfs,default_permissions");
+	/* default_permissions: the kernel checks the modes (flash.bin and
+	 * wifi 0600: docs/files.md "Who may read what"; fsops.c checks them
+	 * again).  auto_unmount: a crashed espfs (kill -9, abort) must not
+	 * leave "Transport endpoint is not connected" on the mountpoint;
+	 * libfuse then mounts through fusermount3, which stays behind and
+	 * unmounts when our /dev/fuse descriptor closes, also as root. */
+	fuse_opt_add_arg(&args, "-ofsname=espfs,subtype=espfs,default_permissions,auto_unmount");
 
 	/* 115200 is what the ROM starts at, not what the link can do: aim
 	 * higher by default; negotiation falls back on a marginal link
@@ -250,6 +375,7 @@ int main(int argc, char **argv)
 	fuse_loop_cfg_set_max_threads(lcfg, copts.max_threads > 16 ? copts.max_threads : 16);
 	ret = fuse_session_loop_mt(se, lcfg) ? 1 : 0;
 	fuse_loop_cfg_destroy(lcfg);
+	console_shutdown();  /* reads still waiting for console output */
 out_notify:
 	/* workers may still answer requests: keep the session until they stop */
 	fuse_session_unmount(se);
@@ -272,6 +398,8 @@ out_nodes:
 out_mgr:
 	devmgr_free(mgr);
 out_args:
+	for (int i = 0; i < n_owned; i++)
+		free(owned[i]);
 	free(copts.mountpoint);
 	fuse_opt_free_args(&args);
 	return ret;

@@ -17,6 +17,7 @@ static const struct {
 } dev_files[] = {
 	{ "chip", N_CHIP }, { "mac", N_MAC }, { "flash.bin", N_FLASH }, { "erase", N_ERASE },
 	{ "wifi", N_WIFI }, { "state", N_STATE }, { "info.json", N_INFO },
+	{ "console", N_CONSOLE },
 };
 
 uint64_t now_ms(void)
@@ -64,7 +65,9 @@ struct node *node_get(uint64_t ino)
 
 struct node *node_child(uint64_t parent, const char *name)
 {
-	for (struct node *n = vfs.nodes; n; n = n->next)
+	/* next is taken before the body: node_remove() may free n */
+	for (struct node *n = vfs.nodes, *next; n; n = next) {
+		next = n->next;
 		if (n->parent == parent && !n->removed && !strcmp(n->name, name)) {
 			if (n->kind == N_STAGE && stage_expired(n)) {
 				node_remove(n);
@@ -72,12 +75,28 @@ struct node *node_child(uint64_t parent, const char *name)
 			}
 			return n;
 		}
+	}
 	return NULL;
 }
 
 bool node_is_file(const struct node *n)
 {
 	return n->kind >= N_CHIP;
+}
+
+/* The same answer as the kernel's default_permissions check on the modes
+ * node_fill_attr gives, made here too so that the policy holds even if a
+ * mount option changes: never rely on one layer for the secrets. */
+int node_permission(const struct node *n, uid_t uid, gid_t gid, int mask)
+{
+	struct stat st;
+	if (uid == 0)
+		return 0;  /* root reads the block device anyway */
+	node_fill_attr((struct node *)n, &st);
+	unsigned bits = uid == vfs.uid ? (st.st_mode >> 6) & 7 : gid == vfs.gid ? (st.st_mode >> 3) & 7
+										  : st.st_mode & 7;
+	unsigned want = (mask & R_OK ? 4u : 0) | (mask & W_OK ? 2u : 0) | (mask & X_OK ? 1u : 0);
+	return (bits & want) == want ? 0 : EACCES;
 }
 
 static void node_free(struct node *victim)
@@ -149,7 +168,8 @@ void node_fill_attr(struct node *n, struct stat *st)
 		st->st_size = (off_t)strlen(n->target);
 		break;
 	case N_FLASH:
-		st->st_mode = S_IFREG | 0644;
+		/* the whole flash: NVS holds the Wi-Fi password on real devices */
+		st->st_mode = S_IFREG | 0600;
 		st->st_size = device_flash_size(n->dev);
 		break;
 	case N_ERASE:
@@ -160,15 +180,20 @@ void node_fill_attr(struct node *n, struct stat *st)
 	case N_MAC:
 	case N_STATE:
 	case N_INFO: {
-		char *t = attr_text(n, &len);
+		char *t = attr_text(n, &len, true);
 		free(t);
 		st->st_mode = S_IFREG | (n->kind == N_WIFI ? 0600 : n->kind == N_STATE ? 0644 : 0444);
 		st->st_size = (off_t)len;
 		break;
 	}
 	case N_STAGE:
-		st->st_mode = S_IFREG | 0644;
+		st->st_mode = S_IFREG | 0600;  /* an image on its way to flash */
 		st->st_size = (off_t)n->stage->len;
+		break;
+	case N_CONSOLE:
+		/* the bytes printed so far: tail -f sees it grow */
+		st->st_mode = S_IFREG | 0600;
+		st->st_size = (off_t)device_console_size(n->dev);
 		break;
 	}
 	st->st_blocks = (st->st_size + 511) / 512;
@@ -275,9 +300,13 @@ void vfs_device_event(void *ctx, esp_device *d, enum dev_event ev)
 		break;
 	case DEV_EV_REMOVED:
 		device_removed(d);
+		console_wake(d);  /* waiting readers learn it is gone */
 		break;
 	case DEV_EV_STATE:
 		notify_device_state(d);
+		break;
+	case DEV_EV_CONSOLE:
+		console_wake(d);
 		break;
 	}
 }

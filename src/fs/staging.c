@@ -330,9 +330,10 @@ static void commit_done(struct dev_job *j)
 	if (onto_flash_bin && j->rc == 0)
 		notify_inval_entry(sj->dir_ino, "flash.bin");
 	fuse_req_interrupt_func(sj->req, NULL, NULL);
-	fuse_reply_err(sj->req, -j->rc);
+	/* a rename's EINVAL reads as "subdirectory of itself" (stage_rename) */
+	fuse_reply_err(sj->req, sj->then != THEN_ANSWER && j->rc == -EINVAL ? ENOEXEC : -j->rc);
 	if (wreq)
-		fuse_reply_err(wreq, -wrc);
+		fuse_reply_err(wreq, wrc == -EINVAL ? ENOEXEC : -wrc);
 	free(j->buf);
 	free(sj);
 }
@@ -352,27 +353,24 @@ static bool raw_content(struct node *n, const char *target)
 				   sizeof why) == 0;
 }
 
-/* Start flashing n's content, judged as `target` (a name, or NULL when
- * not known yet: then content that cannot be placed without the name is
- * left for the rename, answer 1).  `then` says what happens to the node
- * once the chip holds it.  Called with vfs.lock held; returns 0 (req will
- * be answered), 1 (deferred, answer req yourself) or -errno. */
+/* Start flashing n's content, judged as the file `target` (what the user
+ * copied; state names it).  `then` says what happens to the node once the
+ * chip holds it.  Called with vfs.lock held; returns 0 (req will be
+ * answered) or -errno. */
 static int commit(struct node *n, fuse_req_t req, const char *target, enum then then,
 		  const char *newname)
 {
 	struct stage *s = n->stage;
 	char why[240], label[256];
 	uint32_t off = 0;
-	bool onto_flash_bin = target && !strcmp(target, "flash.bin");
-	snprintf(label, sizeof label, "%s", target ? target : n->name);
+	bool onto_flash_bin = !strcmp(target, "flash.bin");
+	snprintf(label, sizeof label, "%s", target);
 	if (s->len == 0) {
 		device_set_error(n->dev, EINVAL, "%s: empty file, nothing flashed", label);
 		return -EINVAL;
 	}
 	int rc = device_image_target(n->dev, s->buf, s->len, label, onto_flash_bin, &off, why,
 				     sizeof why);
-	if (rc < 0 && !target)
-		return 1;
 	if (rc < 0) {
 		device_set_error(n->dev, rc, "refused: %s", why);
 		LOGW("%s: %s refused: %s", device_name(n->dev), label, why);
@@ -421,8 +419,9 @@ static int commit(struct node *n, fuse_req_t req, const char *target, enum then 
 }
 
 /* The writer's close or fsync: commit what it wrote.
- *  - fsync: always (gio fsyncs only a complete copy); a temp name whose
- *    target is unknown commits only content that places itself;
+ *  - fsync: always (gio fsyncs only a complete copy), unless it is a gio
+ *    temp file whose target is not known (it may replace a dropped file
+ *    still listed): its rename says, and state names no temp file;
  *  - close of gio's temp file: never (gio closes it after its rename,
  *    and on a cancelled copy before deleting it);
  *  - close of rsync's temp file: an image (its structure shows a cut
@@ -445,14 +444,12 @@ static void writer_commit(struct handle *h, fuse_req_t req, bool fsync)
 			rc = -EINTR;  /* a killed writer: never flash a partial upload */
 		} else if (wait_rename) {
 			rc = 0;
-		} else if (known || fsync) {
-			rc = commit(n, req, known ? target : NULL, THEN_ANSWER, NULL);
+		} else if (known) {
+			rc = commit(n, req, target, THEN_ANSWER, NULL);
 			if (rc == 0) {
 				pthread_mutex_unlock(&vfs.lock);
 				return;
 			}
-			if (rc == 1)
-				rc = 0;  /* the rename will judge it by its name */
 		}
 		if (rc < 0) {
 			s->failed = true;
@@ -523,5 +520,8 @@ out:
 	pthread_mutex_unlock(&vfs.lock);
 	if (rc == 0 && onto_flash_bin)
 		notify_inval_entry(parent, "flash.bin");
-	fuse_reply_err(req, -rc);
+	/* rename(2) has no "bad image": its EINVAL means "a directory into
+	 * itself" and mv says so.  A refused image answers ENOEXEC ("Exec
+	 * format error"), as execve does for a binary it cannot run. */
+	fuse_reply_err(req, rc == -EINVAL ? ENOEXEC : -rc);
 }

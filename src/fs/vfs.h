@@ -13,10 +13,11 @@
 #include <stdint.h>
 #include <time.h>
 #include "espfs/device.h"
+#include "parse.h"
 
 enum node_kind {
 	N_ROOT, N_BYMAC, N_LINK, N_DEVDIR,
-	N_CHIP, N_MAC, N_FLASH, N_ERASE, N_WIFI, N_STATE, N_INFO,
+	N_CHIP, N_MAC, N_FLASH, N_ERASE, N_WIFI, N_STATE, N_INFO, N_CONSOLE,
 	N_STAGE,
 };
 
@@ -67,6 +68,8 @@ struct handle {
 	struct flash_writer *fw;
 	bool wrote;               /* staging: this handle wrote data (a writer) */
 	struct handle *next_state;
+	bool owner;               /* opened by the mount's owner (or root) */
+	struct con_reader *con;   /* console: fs_console.c */
 	/* flash.bin reads: where this handle's sequential run of reads
 	 * began and where its next read would follow on (state shows the
 	 * progress of the whole run, not of one 128 KiB request) */
@@ -102,6 +105,10 @@ void node_forget(struct node *n, uint64_t count);
 void node_remove(struct node *n);
 void node_fill_attr(struct node *n, struct stat *st);
 bool node_is_file(const struct node *n);
+/* Who may do what (docs/files.md "Who may read what"): the mount's owner
+ * and root everything the modes allow; other users (-o allow_other) only
+ * the world-readable files.  0 or EACCES; mask as for access(2). */
+int node_permission(const struct node *n, uid_t uid, gid_t gid, int mask);
 void nodes_free_all(void);
 void vfs_device_event(void *ctx, esp_device *d, enum dev_event ev);
 
@@ -120,13 +127,10 @@ void notify_poll(struct fuse_pollhandle *ph);  /* takes ownership */
 void notify_device_state(esp_device *d);
 void nodes_device_state(esp_device *d);  /* nodes.c; takes vfs.lock */
 
-/* attrs.c: the text of read-only files (malloc'd) and the parsers of the
- * write-only ones. */
-char *attr_text(struct node *n, size_t *len);
-int parse_wifi(const char *buf, size_t len, char *ssid, size_t ssid_cap, char *pass,
-	       size_t pass_cap, char *why, size_t whylen);
-int parse_erase(const char *buf, size_t len, uint32_t flash_size, uint32_t *off, uint32_t *n,
-		char *why, size_t whylen);
+/* attrs.c: the text of read-only files (malloc'd); the parsers of the
+ * write-only ones are in parse.h.  secrets false: for a reader other than
+ * the mount's owner (info.json leaves out the SSID). */
+char *attr_text(struct node *n, size_t *len, bool secrets);
 
 /* flashwrite.c: flash.bin writes, streamed to the device. */
 struct flash_writer *fw_open(esp_device *d);
@@ -162,6 +166,18 @@ int stage_sweep(uint64_t parent);
 /* vfs.lock held: why dir's device cannot take another writer now
  * (-EBUSY, reason in state) or 0 */
 int dir_writer_busy(struct node *dir, const char *who);
+
+/* fs_console.c: the console stream (see there).  console_wake() is called
+ * for DEV_EV_CONSOLE and DEV_EV_REMOVED, from any thread but with no lock
+ * of ours held. */
+struct con_reader;
+int console_open(struct handle *h);
+void console_release(struct handle *h);
+void console_read(fuse_req_t req, struct handle *h, size_t size, off_t off, int flags);
+void console_write(fuse_req_t req, struct handle *h, const char *buf, size_t size);
+unsigned console_poll(struct handle *h, struct fuse_pollhandle *ph);
+void console_wake(esp_device *d);
+void console_shutdown(void);
 
 /* fsops.c: free an open handle (release, or an open the kernel dropped). */
 void espfs_release_handle(struct fuse_file_info *fi);

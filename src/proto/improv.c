@@ -90,8 +90,7 @@ static int next_packet(struct improv_client *c, uint64_t deadline, struct improv
 static int send_wiped(struct improv_client *c, uint8_t *out, size_t n)
 {
 	int r = esp_tr_write(c->tr, out, n);
-	memset(out, 0, n);
-	__asm__ volatile("" : : "r"(out) : "memory");
+	explicit_bzero(out, n);
 	if (r < 0) {
 		set_msg(c, "serial port error: %s", strerror(-r));
 		return r;

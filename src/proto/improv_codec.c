@@ -72,8 +72,7 @@ int improv_encode_rpc(uint8_t cmd, const uint8_t *payload, size_t plen, uint8_t 
 	if (plen)
 		memcpy(d + 2, payload, plen);
 	int r = improv_encode_packet(IMPROV_TYPE_RPC, d, plen + 2, out);
-	memset(d, 0, sizeof d);
-	__asm__ volatile("" : : "r"(d) : "memory"); /* keep the wipe: it may hold a password */
+	explicit_bzero(d, sizeof d);  /* it may hold a password */
 	return r;
 }
 
@@ -89,8 +88,7 @@ int improv_encode_wifi(const uint8_t *ssid, size_t ssid_len, const uint8_t *pw, 
 	if (pw_len)
 		memcpy(d + 2 + ssid_len, pw, pw_len);
 	int r = improv_encode_rpc(IMPROV_CMD_WIFI, d, ssid_len + pw_len + 2, out);
-	memset(d, 0, sizeof d);
-	__asm__ volatile("" : : "r"(d) : "memory");
+	explicit_bzero(d, sizeof d);
 	return r;
 }
 

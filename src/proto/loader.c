@@ -92,6 +92,16 @@ bool esp_loader_last_write_verified(const esp_loader *l)
 	return l->last_verified;
 }
 
+bool esp_loader_synced(const esp_loader *l)
+{
+	return l->synced;
+}
+
+bool esp_loader_send_stalled(const esp_loader *l)
+{
+	return l->send_stalled;
+}
+
 bool esp_loader_secure_download(const esp_loader *l)
 {
 	return l->secure_download;
@@ -142,9 +152,21 @@ int esp__send(esp_loader *l, uint8_t op, const uint8_t *data, size_t len, uint32
 	int rc = slip_write_frame(l->t, pkt, 8 + len);
 	if (pkt != small)
 		free(pkt);
-	if (rc < 0)
+	l->send_stalled = rc == -ETIMEDOUT;
+	if (rc == -ETIMEDOUT)
+		esp__err(l, "cannot send command 0x%02x: the port does not take data (the chip is not "
+			 "reading its UART)", op);
+	else if (rc < 0)
 		esp__err(l, "cannot send command 0x%02x: %s", op, strerror(-rc));
 	return rc < 0 ? rc : 0;
+}
+
+bool esp__damaged_in_transit(const esp_loader *l)
+{
+	const uint8_t *s = l->last_status;
+	/* ROM checksum error, ROM invalid message (a packet that lost bytes:
+	 * seen on the real ROMs in QEMU under load), stub checksum error */
+	return (s[0] == 0x01 && (s[1] == 0x07 || s[1] == 0x05)) || s[0] == 0xC1;
 }
 
 const char *esp__who(const esp_loader *l)
@@ -292,7 +314,16 @@ int esp_loader_command(esp_loader *l, uint8_t op, const uint8_t *data, size_t le
 	/* Stale frames (extra SYNC replies, a repeated error reply, a
 	 * READ_FLASH digest) must not be taken for this reply. */
 	slip_reader_flush(&l->rd);
+	/* A chip that stopped reading its UART must not hold the write
+	 * longer than the command's own deadline (plus the bytes' time on
+	 * the line): a 100 ms SYNC used to block for the port's 10 s. */
+	uint32_t baud = l->t->baud ? l->t->baud : 115200;
+	uint64_t wire_ms = (uint64_t)(8 + len) * 2 * 10 * 1000 / baud + 100;
+	uint64_t wt = timeout_ms + wire_ms;
+	uint32_t saved = l->t->write_timeout_ms;
+	l->t->write_timeout_ms = wt > 10000 ? 10000 : (uint32_t)wt;
 	int rc = esp__send(l, op, data, len, chk);
+	l->t->write_timeout_ms = saved;
 	if (rc < 0)
 		return rc;
 	return esp__recv(l, op, timeout_ms, value, resp_data, resp_cap, expect_len);

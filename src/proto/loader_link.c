@@ -146,7 +146,10 @@ int esp_loader_connect(esp_loader *l, esp_reset_mode mode, int attempts)
 		}
 	}
 	const char *text = l->rd.dec.text;
-	if (strstr(text, "waiting for download"))
+	if (l->send_stalled)
+		esp__err(l, "the port does not take data: the chip is not reading its UART "
+			 "(a SYNC could not be sent within its deadline)");
+	else if (strstr(text, "waiting for download"))
 		esp__err(l, "chip is in download mode but does not answer SYNC");
 	else if (strstr(text, "boot:"))
 		esp__err(l, "chip booted normally instead of entering download mode (hold BOOT and press RESET)");

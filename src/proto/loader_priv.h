@@ -30,6 +30,7 @@ struct esp_loader {
 	bool secure_download;     /* GET_SECURITY_INFO said so */
 	bool last_verified;       /* last write was checked by MD5 */
 	bool probe_differed;      /* skip-same: the last range probed held other data */
+	bool send_stalled;        /* the last send timed out: nothing reads the port */
 	uint32_t turnaround_us;   /* least port latency seen in a round trip; 0 unknown */
 	uint8_t last_status[2];   /* status bytes of the last failure reply; 0 0 else */
 	uint32_t flash_size;      /* 0 until known */
@@ -71,6 +72,9 @@ int esp__recv(esp_loader *l, uint8_t op, uint32_t timeout_ms, uint32_t *value,
 /* ESPFS_TRACE=1: a timeline line on stderr (what, opcode, byte count). */
 void esp__trace(const esp_loader *l, const char *what, uint8_t op, size_t len);
 const char *esp__who(const esp_loader *l);     /* "ROM" or "stub", for messages */
+/* The last failure reply says the packet was damaged on the way (so the
+ * device did not use it and it may be sent again). */
+bool esp__damaged_in_transit(const esp_loader *l);
 bool esp__is_usb_jtag(const esp_transport *t);
 /* Detect the chip unless known. */
 int esp__need_chip(esp_loader *l);

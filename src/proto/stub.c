@@ -128,8 +128,16 @@ int esp_stub_load_file(const char *path, esp_stub *stub, char *err, size_t errle
 		snprintf(err, errlen, "cannot read stub %s: %s", path, strerror(e));
 		return -e;
 	}
-	cJSON *root = cJSON_ParseWithLength(text, len);
+	int rc = esp_stub_parse(text, len, path, stub, err, errlen);
 	free(text);
+	return rc;
+}
+
+int esp_stub_parse(const char *text, size_t len, const char *path, esp_stub *stub, char *err,
+		   size_t errlen)
+{
+	memset(stub, 0, sizeof *stub);
+	cJSON *root = cJSON_ParseWithLength(text, len);
 	if (!root || !cJSON_IsObject(root)) {
 		cJSON_Delete(root);
 		snprintf(err, errlen, "stub %s is not a JSON object", path);
@@ -276,11 +284,41 @@ static int upload(esp_loader *l, const uint8_t *bytes, size_t len, uint32_t addr
 		esp__put32(buf + 8, 0);
 		esp__put32(buf + 12, 0);
 		memcpy(buf + 16, bytes + off, n);
-		rc = esp_loader_command(l, ESP_MEM_DATA, buf, 16 + n, esp__checksum(bytes + off, n),
-					ESP_TMO_DEFAULT_MS, NULL, NULL, 0, 0);
+		/* a block refused as damaged on the way was not used: again */
+		for (int attempt = 1; attempt <= 3; attempt++) {
+			rc = esp_loader_command(l, ESP_MEM_DATA, buf, 16 + n, esp__checksum(bytes + off, n),
+						ESP_TMO_DEFAULT_MS, NULL, NULL, 0, 0);
+			if (rc >= 0 || !esp__damaged_in_transit(l))
+				break;
+		}
 	}
 	free(buf);
 	return rc < 0 ? rc : 0;
+}
+
+/* MEM_END was sent and no "OHAI" came: the ROM may have jumped to the
+ * stub all the same, so whether anything still answers is unknown.  SYNC
+ * again (no reset) and say which: the stub after all (its "OHAI" lost),
+ * the ROM (a caller may go on with it), or nothing (esp_loader_synced()
+ * is then false: reset the chip). */
+static int after_failed_start(esp_loader *l, const esp_stub *stub, int rc)
+{
+	char why[sizeof l->err];
+	memcpy(why, l->err, sizeof why);
+	const struct esp_chip_info *chip = l->chip;
+	bool sd = l->secure_download;
+	if (esp_loader_connect(l, ESP_RESET_NONE, 1) < 0) {
+		esp__err(l, "%s; the chip no longer answers (reset it)", why);
+		return rc;
+	}
+	l->chip = chip;
+	l->secure_download = sd;
+	if (l->stub) {
+		esp__keep_stub(l, stub);
+		return 0;
+	}
+	esp__err(l, "%s; the ROM loader still answers", why);
+	return rc;
 }
 
 int esp_loader_run_stub(esp_loader *l, const esp_stub *stub)
@@ -313,7 +351,7 @@ int esp_loader_run_stub(esp_loader *l, const esp_stub *stub)
 		int n = slip_read_frame(&l->rd, deadline);
 		if (n < 0) {
 			esp__err(l, "stub %s did not start (no \"OHAI\"): %s", stub->source, strerror(-n));
-			return n;
+			return after_failed_start(l, stub, n);
 		}
 		const uint8_t *f = l->frame;
 		if (n == 4 && memcmp(f, "OHAI", 4) == 0) {
@@ -329,5 +367,5 @@ int esp_loader_run_stub(esp_loader *l, const esp_stub *stub)
 		}
 	}
 	esp__err(l, "stub %s did not start (no \"OHAI\")", stub->source);
-	return -EPROTO;
+	return after_failed_start(l, stub, -EPROTO);
 }

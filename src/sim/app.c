@@ -749,6 +749,10 @@ void sim_app_input(struct sim_app *a, const uint8_t *buf, size_t n, uint64_t now
 	/* Until the component's setup() ran nobody reads the UART for Improv. */
 	if (a->running && a->improv && now_us >= a->improv_ready_us)
 		improv_dev_input(a->improv, buf, n, now_us);
+	/* echo mode: a REPL's line input comes back (an Improv request never
+	 * starts with anything but its "IMPROV" header) */
+	if (a->running && a->env.echo && !(n >= 6 && memcmp(buf, "IMPROV", 6) == 0))
+		enqueue(a, now_us, buf, n);
 	sim_app_poll(a, now_us);
 }
 

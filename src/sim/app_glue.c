@@ -25,6 +25,7 @@ bool sim_app_glue_boot(sim_device *d, uint64_t now_us, int cause)
 		.wifi = d->cfg.wifi,
 		.n_wifi = d->cfg.n_wifi,
 		.improv_forced = d->improv,
+		.echo = d->cfg.echo,
 		.mac = d->mac,
 		.emit = glue_emit,
 		.emit_ctx = d,

@@ -31,6 +31,7 @@ struct sim_app_env {
 	const sim_app_wifi *wifi;
 	int n_wifi;
 	bool improv_forced;          /* speak Improv even if not ESPHome */
+	bool echo;                   /* echo host input that is not Improv */
 	const uint8_t *mac;          /* 6 bytes (copied at boot) */
 	/* Device -> host bytes.  Called only from within sim_app_* calls. */
 	void (*emit)(void *ctx, const uint8_t *buf, size_t n);

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <termios.h>
 #include <unistd.h>
@@ -55,6 +56,9 @@ static int ser_read(esp_transport *t, uint8_t *buf, size_t len, uint32_t timeout
 static int ser_write(esp_transport *t, const uint8_t *buf, size_t len)
 {
 	size_t done = 0;
+	/* one deadline for the whole write, not one per poll */
+	uint32_t limit = t->write_timeout_ms ? t->write_timeout_ms : WRITE_TIMEOUT_MS;
+	uint64_t deadline = esp_now_us(t->clock) + (uint64_t)limit * 1000u;
 	while (done < len) {
 		ssize_t n = write(S(t)->fd, buf + done, len - done);
 		if (n > 0) {
@@ -65,7 +69,11 @@ static int ser_write(esp_transport *t, const uint8_t *buf, size_t len)
 			continue;
 		if (n < 0 && errno == EAGAIN) {
 			struct pollfd p = { .fd = S(t)->fd, .events = POLLOUT };
-			int r = poll(&p, 1, WRITE_TIMEOUT_MS);
+			uint64_t now = esp_now_us(t->clock);
+			if (now >= deadline)
+				return -ETIMEDOUT;
+			uint64_t left_ms = (deadline - now + 999) / 1000;
+			int r = poll(&p, 1, left_ms > INT_MAX ? INT_MAX : (int)left_ms);
 			if (r == 0)
 				return -ETIMEDOUT;
 			if (r < 0 && errno != EINTR)
@@ -121,6 +129,9 @@ static int ser_set_lines(esp_transport *t, int dtr, int rts)
 
 static void ser_close(esp_transport *t)
 {
+	/* the next opener (espfs again after a re-enumeration, a monitor)
+	 * must not find the port exclusive */
+	ioctl(S(t)->fd, TIOCNXCL);
 	close(S(t)->fd);
 	free(t);
 }
@@ -175,7 +186,23 @@ int esp_serial_open(const char *path, uint32_t baud, const esp_clock *clock, esp
 		return -errno;
 	int fd = open(real, O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
 	if (fd < 0)
-		return -errno;
+		return -errno;  /* EBUSY: another process set TIOCEXCL on it */
+	/* The port is ours alone, as pyserial's exclusive=True does it: an
+	 * flock that cooperating programs (esptool, pyserial, another espfs,
+	 * minicom with lock files aside) respect, and TIOCEXCL so a plain
+	 * open() by anyone but root fails.  Root passes TIOCEXCL, which is
+	 * why the flock matters.  A second reader would steal loader replies
+	 * mid-flash. */
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		int e = errno;
+		close(fd);
+		return e == EWOULDBLOCK ? -EBUSY : -e;
+	}
+	if (ioctl(fd, TIOCEXCL) < 0 && errno != ENOTTY && errno != EINVAL) {
+		int e = errno;
+		close(fd);
+		return -e;
+	}
 	struct termios tio;
 	if (tcgetattr(fd, &tio) < 0) {
 		int e = errno;

@@ -46,6 +46,7 @@ struct fake {
 	uint32_t jedec;
 	uint8_t *flash;
 	uint32_t wr_off, wr_seq;      /* current FLASH_BEGIN */
+	uint32_t rom_expect;          /* the ROM's next DATA block number */
 	uint8_t *z; size_t zlen, zcap; bool defl;
 	uint32_t baud_set;
 	int line_calls;
@@ -287,6 +288,7 @@ static void fake_generic(struct fake *f, const uint8_t *p, size_t n)
 		fake_inflate(f);
 		f->wr_off = get32(d + 12);
 		f->wr_seq = 0;
+		f->rom_expect = 0;
 		f->defl = op == 0x10;
 		fake_reply(f, op, 0, NULL, 0, 0, 0);
 		break;
@@ -296,11 +298,20 @@ static void fake_generic(struct fake *f, const uint8_t *p, size_t n)
 		uint8_t c = 0xEF;
 		for (uint32_t i = 0; i < len; i++)
 			c ^= d[16 + i];
+		/* the real ROM (QEMU, tests/conformance): a number it does not
+		 * expect is refused before the checksum; a refused checksum still
+		 * moves the expected number on, not the write position */
+		if (!f->stub && seq != f->rom_expect) {
+			fake_reply(f, op, 0, NULL, 0, 1, 5);
+			break;
+		}
 		if (c != p[4]) {
+			if (!f->stub)
+				f->rom_expect++;
 			fake_reply(f, op, 0, NULL, 0, 1, 7);
 			break;
 		}
-		(void)seq;
+		f->rom_expect++;
 		uint32_t at = f->wr_off + f->wr_seq * (f->stub ? 0x4000u : 0x400u);
 		(void)bs;
 		for (uint32_t i = 0; i < len && at + i < FAKE_FLASH; i++)

@@ -412,6 +412,68 @@ static void rom_plain_write_esp32(void)
 	fake_free(f);
 }
 
+/* The ESP32 ROM's FLASH_DEFL of under 32 KiB zeroes the flash up to
+ * 32 KiB past the write's start (seen on the real ROM in QEMU): short
+ * writes through it go plain, longer ones stay compressed; other ROMs
+ * and stubs compress as before. */
+static void esp32_rom_short_writes_go_plain(void)
+{
+	struct fake *f = fake_new(MAGIC_ESP32, 4);
+	fake_set_reg(f, 0x3FF42080, 0x1640EF);
+	esp_loader *l = connected(f);
+	uint8_t *img = pattern(0x9000, 7);
+	CHECK_EQ(esp_loader_write_flash(l, 0x20000, img, 0x2000, ESP_WRITE_COMPRESS, NULL, NULL), 0);
+	CHECK_EQ(fake_count(f, 0x10), 0);
+	CHECK(fake_count(f, 0x02) == 1 && fake_count(f, 0x03) == 8);
+	CHECK_MEM(f->flash + 0x20000, img, 0x2000);
+	CHECK_EQ(esp_loader_write_flash(l, 0x40000, img, 0x9000, ESP_WRITE_COMPRESS, NULL, NULL), 0);
+	CHECK_EQ(fake_count(f, 0x10), 1);
+	esp_loader_free(l);
+	fake_free(f);
+	f = fake_new(0x1B31506Fu, 4); /* the C3 ROM does not spill: compressed */
+	f->jedec = 0x1640EF;
+	fake_set_reg(f, 0x60002058, 0x1640EF);
+	l = connected(f);
+	CHECK_EQ(esp_loader_write_flash(l, 0x20000, img, 0x2000, ESP_WRITE_COMPRESS, NULL, NULL), 0);
+	CHECK_EQ(fake_count(f, 0x10), 1);
+	free(img);
+	esp_loader_free(l);
+	fake_free(f);
+}
+
+/* The C3 ROM in QEMU stops answering mid-write now and then (it lost
+ * bytes and waits for the rest of a frame).  Once it answers SYNC again,
+ * the range is written again from its start and the write succeeds. */
+static int lost_block_at = -1, defl_data_seen;
+static void lost_block_script(struct fake *f, const uint8_t *p, size_t n)
+{
+	if (n >= 8 && p[0] == 0 && p[1] == 0x11 && defl_data_seen++ == lost_block_at)
+		return; /* no reply: the frame never arrived whole */
+	fake_generic(f, p, n);
+}
+
+static void rom_stall_mid_write_is_written_again(void)
+{
+	struct fake *f = fake_new(0x1B31506Fu, 4); /* ESP32-C3 ROM */
+	fake_set_reg(f, 0x60002058, 0x1640EF);
+	f->respond = lost_block_script;
+	esp_loader *l = connected(f);
+	uint8_t *img = pattern(0x20000, 9);
+	lost_block_at = 5;
+	defl_data_seen = 0;
+	CHECK_MSG(esp_loader_write_flash(l, 0x10000, img, 0x20000, ESP_WRITE_COMPRESS, NULL, NULL) == 0,
+		  "%s", esp_loader_error(l));
+	CHECK_EQ(fake_count(f, 0x10), 2);
+	CHECK_MEM(f->flash + 0x10000, img, 0x20000);
+	CHECK(esp_loader_last_write_verified(l));
+	/* a ROM that stays silent: the first error stands */
+	lost_block_at = -1;
+	f->dead = false;
+	esp_loader_free(l);
+	fake_free(f);
+	free(img);
+}
+
 static void begin_is_20_bytes_on_s3_rom_16_on_stub(void)
 {
 	struct fake *f = fake_new(0x9, 4);
@@ -490,20 +552,26 @@ static void esp8266_rom_write_has_no_verify(void)
 
 
 static int csum_failures;
-static uint8_t csum_status = 0x07;
-/* FLASH_DATA seq 2 is refused as damaged csum_failures times, with ROM
- * status csum_status (0x07 bad checksum; 0x05 invalid message, what the
- * ESP32 ROM answers when bytes of the frame were lost on the way) */
+static const uint8_t *csum_block;   /* refuse the block carrying these 16 bytes */
+/* A DATA block is refused as damaged on the way (bad checksum) while
+ * csum_failures lasts; like the real ROM, the refusal still uses up the
+ * block number the fake expected (the stub's does not). */
 static void csum_script(struct fake *f, const uint8_t *p, size_t n)
 {
-	if (n >= 16 && p[0] == 0 && p[1] == 0x03 && get32(p + 12) == 2 && csum_failures > 0) {
+	if (n >= 32 && p[0] == 0 && (p[1] == 0x03 || p[1] == 0x11) && csum_failures > 0 &&
+	    memcmp(p + 24, csum_block, 16) == 0) {
 		csum_failures--;
-		fake_reply(f, 0x03, 0, NULL, 0, 1, csum_status);
+		if (!f->stub)
+			f->rom_expect++;
+		fake_reply(f, p[1], 0, NULL, 0, 1, 0x07);
 		return;
 	}
 	fake_generic(f, p, n);
 }
 
+/* ROM FLASH_DATA: a refused block goes again under the next number (the
+ * ROM moved its expected number on, not its write position), and lands
+ * where it belongs; the blocks after it keep the shift. */
 static void damaged_block_is_sent_again(void)
 {
 	struct fake *f = fake_new(MAGIC_ESP32, 4);
@@ -511,35 +579,62 @@ static void damaged_block_is_sent_again(void)
 	f->respond = csum_script;
 	esp_loader *l = connected(f);
 	uint8_t *img = pattern(0x1000, 8);
+	csum_block = img + 0x800;
 	csum_failures = 1;
 	CHECK_EQ(esp_loader_write_flash(l, 0, img, 0x1000, 0, NULL, NULL), 0);
 	CHECK_EQ(fake_count(f, 0x03), 5);
+	size_t n;
+	const uint8_t *again = fake_sent(f, 0x03, 3, &n);
+	CHECK(again && get32(again + 12) == 3 && memcmp(again + 24, img + 0x800, 16) == 0);
+	const uint8_t *last = fake_sent(f, 0x03, 4, &n);
+	CHECK(last && get32(last + 12) == 4 && memcmp(last + 24, img + 0xC00, 16) == 0);
 	CHECK_MEM(f->flash, img, 0x1000);
 	csum_failures = 10;
 	CHECK_EQ(esp_loader_write_flash(l, 0, img, 0x1000, 0, NULL, NULL), -EPROTO);
 	CHECK_EQ(fake_count(f, 0x03), 5 + 2 + 3);
 	CHECK(strstr(esp_loader_error(l), "checksum") != NULL);
+	csum_failures = 0;
 	free(img);
 	esp_loader_free(l);
 	fake_free(f);
 }
 
-/* Seen on the real ESP32 ROM in QEMU with the host loaded: a block whose
- * bytes were lost on the way is answered 01 05 (invalid message) and was
- * not used; esptool sends a refused block again (WRITE_BLOCK_ATTEMPTS). */
-static void short_block_is_sent_again(void)
+/* ROM FLASH_DEFL_DATA: a refused block cannot go again under any number
+ * (the next one is past the count DEFL_BEGIN announced: 01 0c on the
+ * real ROM), so the compressed session is begun again. */
+static void damaged_defl_block_restarts_session(void)
 {
 	struct fake *f = fake_new(MAGIC_ESP32, 4);
 	fake_set_reg(f, 0x3FF42080, 0x1640EF);
 	f->respond = csum_script;
 	esp_loader *l = connected(f);
-	uint8_t *img = pattern(0x1000, 9);
-	csum_status = 0x05;
-	csum_failures = 2;
-	CHECK_EQ(esp_loader_write_flash(l, 0, img, 0x1000, 0, NULL, NULL), 0);
-	CHECK_EQ(fake_count(f, 0x03), 6);
-	CHECK_MEM(f->flash, img, 0x1000);
-	csum_status = 0x07;
+	size_t len = 0x20000;
+	uint8_t *img = malloc(len);
+	uint32_t x = 12345;
+	for (size_t i = 0; i < len; i++) {      /* compresses, to many blocks */
+		x = x * 1103515245u + 12345u;
+		img[i] = (x >> 16) % 5 ? (uint8_t)(i >> 4) : (uint8_t)(x >> 24);
+	}
+	CHECK_EQ(esp_loader_write_flash(l, 0, img, len, ESP_WRITE_COMPRESS, NULL, NULL), 0);
+	int begins = fake_count(f, 0x10), datas = fake_count(f, 0x11);
+	CHECK(datas >= 3);
+	size_t n;
+	const uint8_t *b2 = fake_sent(f, 0x11, 2, &n);   /* the third block's bytes */
+	if (!b2) {
+		CHECK(b2 != NULL);
+		free(img);
+		esp_loader_free(l);
+		fake_free(f);
+		return;
+	}
+	static uint8_t third[16];
+	memcpy(third, b2 + 24, 16);
+	memset(f->flash, 0xFF, len);
+	csum_block = third;
+	csum_failures = 1;
+	CHECK_EQ(esp_loader_write_flash(l, 0, img, len, ESP_WRITE_COMPRESS, NULL, NULL), 0);
+	CHECK_EQ(fake_count(f, 0x10), 2 * begins + 1);
+	CHECK_MEM(f->flash, img, len);
 	csum_failures = 0;
 	free(img);
 	esp_loader_free(l);
@@ -936,6 +1031,50 @@ static void stub_json_and_upload(void)
 }
 
 
+/* MEM_END answered, no "OHAI": mode 1 the ROM jumped and nothing answers
+ * any more; mode 2 the ROM is still there. */
+static int stub_fail_mode;
+static void stub_fail_script(struct fake *f, const uint8_t *p, size_t n)
+{
+	if (n >= 8 && p[0] == 0 && p[1] == 0x06) {
+		fake_reply(f, 0x06, 0, NULL, 0, 0, 0);
+		if (stub_fail_mode == 1)
+			f->dead = true;
+		return;
+	}
+	fake_generic(f, p, n);
+}
+
+/* Issue 10: "stub did not start; using the ROM loader" was said after
+ * MEM_END, when the ROM may have jumped away.  Whether something still
+ * answers is checked and said. */
+static void failed_stub_start_says_what_answers(void)
+{
+	esp_stub s = { .entry = 0x40080000, .text_start = 0x40080000, .text_len = 8 };
+	uint8_t text[8] = { 0 };
+	s.text = text;
+	snprintf(s.source, sizeof s.source, "test.json");
+	for (stub_fail_mode = 1; stub_fail_mode <= 2; stub_fail_mode++) {
+		struct fake *f = fake_new(MAGIC_ESP32, 4);
+		f->respond = stub_fail_script;
+		esp_loader *l = connected(f);
+		CHECK(esp_loader_run_stub(l, &s) < 0);
+		CHECK(!esp_loader_is_stub(l));
+		if (stub_fail_mode == 1) {
+			CHECK(!esp_loader_synced(l));
+			CHECK_MSG(strstr(esp_loader_error(l), "no longer answers") != NULL, "%s", esp_loader_error(l));
+		} else {
+			CHECK(esp_loader_synced(l));
+			CHECK_MSG(strstr(esp_loader_error(l), "ROM loader still answers") != NULL, "%s",
+				  esp_loader_error(l));
+			uint32_t v = 0;
+			CHECK_EQ(esp_loader_read_reg(l, 0x40001000, &v), 0);
+		}
+		esp_loader_free(l);
+		fake_free(f);
+	}
+}
+
 static void stub_search_order(void)
 {
 	char dir[] = "/tmp/espfs-stubs-XXXXXX";
@@ -1012,10 +1151,12 @@ int main(void)
 	RUN(jedec_and_attach);
 	RUN(md5_hex_vs_raw_and_status_placement);
 	RUN(rom_plain_write_esp32);
+	RUN(esp32_rom_short_writes_go_plain);
+	RUN(rom_stall_mid_write_is_written_again);
 	RUN(begin_is_20_bytes_on_s3_rom_16_on_stub);
 	RUN(esp8266_rom_write_has_no_verify);
 	RUN(damaged_block_is_sent_again);
-	RUN(short_block_is_sent_again);
+	RUN(damaged_defl_block_restarts_session);
 	RUN(esp8266_erase_size_vectors);
 	RUN(esp8266_rom_erases_plan);
 	RUN(progress_and_cancel);
@@ -1028,6 +1169,7 @@ int main(void)
 	RUN(status_mapping);
 	RUN(base64_vectors);
 	RUN(stub_json_and_upload);
+	RUN(failed_stub_start_says_what_answers);
 	RUN(stub_search_order);
 	RUN(stub_files_from_esptool_js);
 	return t_done();

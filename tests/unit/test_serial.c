@@ -6,6 +6,7 @@
 #include <unistd.h>
 #include "t.h"
 #include "espfs/transport.h"
+#include "espfs/loader.h"
 
 static int open_master(char *slave, size_t cap)
 {
@@ -107,8 +108,48 @@ static void symlink_is_resolved(void)
 	CHECK_EQ(esp_serial_open("/dev/null", 115200, NULL, &t), -ENOTTY);
 }
 
+/* Issue 10: a chip that stops reading its UART made every write block
+ * for the port's 10 s, so one connect (5 SYNCs of 100 ms) took 50 s and
+ * a 60 s download wait ~300 s, and state blamed "no download mode".  Each
+ * send must keep to its command's deadline and the error say what failed. */
+static void stalled_port_keeps_deadlines(void)
+{
+	char slave[128];
+	int m = open_master(slave, sizeof slave);
+	if (m < 0)
+		SKIP("no ptys here");
+	esp_transport *t = NULL;
+	CHECK_EQ(esp_serial_open(slave, 115200, NULL, &t), 0);
+	if (!t) {
+		close(m);
+		return;
+	}
+	/* nothing reads the master: fill the pty until writes block */
+	static uint8_t junk[4096];
+	t->write_timeout_ms = 200;
+	int rc = 0;
+	for (int i = 0; i < 1000 && rc >= 0; i++)
+		rc = esp_tr_write(t, junk, sizeof junk);
+	CHECK_EQ(rc, -ETIMEDOUT);
+	t->write_timeout_ms = 0;
+	esp_loader *l = esp_loader_new(t);
+	uint64_t t0 = esp_now_us(esp_clock_real());
+	rc = esp_loader_connect(l, ESP_RESET_NONE, 1);
+	uint64_t took_ms = (esp_now_us(esp_clock_real()) - t0) / 1000;
+	CHECK_EQ(rc, -ETIMEDOUT);
+	/* 5 SYNCs, each ~100 ms + its bytes' time + 50 ms pause: ~1.3 s;
+	 * 8 s leaves room for a loaded machine and is far below 50 s */
+	CHECK_MSG(took_ms < 8000, "connect took %llu ms", (unsigned long long)took_ms);
+	CHECK(esp_loader_send_stalled(l));
+	CHECK_MSG(strstr(esp_loader_error(l), "does not take data") != NULL, "%s", esp_loader_error(l));
+	esp_loader_free(l);
+	esp_tr_close(t);
+	close(m);
+}
+
 int main(void)
 {
+	RUN(stalled_port_keeps_deadlines);
 	RUN(pty_bytes_lines_and_baud);
 	RUN(symlink_is_resolved);
 	return t_done();
