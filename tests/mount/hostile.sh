@@ -224,8 +224,8 @@ stop_espfs
 start_espfs --baud 460800 --sim "$SIM,timing" || { echo "Bail out! espfs did not remount"; exit 1; }
 cp "$T/rand.bin" "$D/flash.bin" 2>/dev/null &
 cp_pid=$!
-for _ in $(seq 100); do grep -q "writing flash.bin" "$D/state" 2>/dev/null && break; sleep 0.1; done
-sleep 1
+# until the chip has taken data (entering the loader comes first)
+for _ in $(seq 300); do grep -qE "\([1-9][0-9]* bytes so far\)" "$D/state" 2>/dev/null && break; sleep 0.1; done
 kill -9 "$ESPFS_PID"; wait "$ESPFS_PID" 2>/dev/null; ESPFS_PID=
 wait $cp_pid; rc=$?
 check "the cp under a killed espfs fails" [ $rc != 0 ]
