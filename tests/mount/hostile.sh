@@ -82,7 +82,14 @@ check "state: random bytes are refused" refused state "$D/state" "$(head -c 64 /
 needs_guard_state() {
 	head -c 64 /dev/urandom | tr -d '\0\n' >"$T/junk"
 	cat "$T/junk" >"$D/state" 2>/dev/null
-	others guard "state never echoes raw bytes written to it" bash -c "LC_ALL=C grep -q '^[[:print:]]*$' '$D/state'"
+	# one line of valid UTF-8 with no control bytes (valid multi-byte
+	# characters in the junk may be shown as they are; anything else escaped)
+	others guard "state never echoes raw bytes written to it" python3 -c '
+import sys
+b = open(sys.argv[1], "rb").read()
+s = b.decode("utf-8")              # raises on bytes that are not UTF-8
+body = s[:-1] if s.endswith("\n") else s
+sys.exit(1 if any(ord(c) < 32 or ord(c) == 127 for c in body) else 0)' "$D/state"
 }
 needs_guard_state
 
