@@ -197,11 +197,28 @@ if [ $cp_rc != 0 ]; then
 fi
 D=
 
-# boot what espfs wrote
-start_qemu boot
-stty -F "$LINK" raw -echo 115200 2>/dev/null
-cat "$LINK" >"$T/serial.log" 2>/dev/null &
-READER_PID=$!
+# boot what espfs wrote.  QEMU drops what a pty's chip prints while
+# nobody has the pty open, and a chip boots in about a second: a reader
+# that opens the link after run-esp made it missed the bootloader's log
+# (seen on a quiet machine).  So the boot run starts QEMU as run-esp does
+# but with the UART going to a file from the first byte.
+boot_qemu() {
+	local bin strap
+	case $CHIP in
+	esp32)   bin=qemu-system-xtensa;  strap=0x12 ;;
+	esp32c3) bin=qemu-system-riscv32; strap=0x08 ;;
+	esac
+	cp "$QDIR/efuse-$CHIP.bin" "$T/efuse-boot.bin" && chmod u+w "$T/efuse-boot.bin"
+	: >"$T/serial.log"
+	"$QDIR/$bin" -machine "$CHIP" -m 4M -display none -L "$QDIR/pc-bios" \
+		-global "driver=$CHIP.gpio,property=strap_mode,value=$strap" \
+		-drive "file=$FLASH,if=mtd,format=raw" \
+		-drive "file=$T/efuse-boot.bin,if=none,format=raw,id=efuse" \
+		-global "driver=nvram.$CHIP.efuse,property=drive,value=efuse" \
+		-serial "file:$T/serial.log" >"$T/qemu-boot.log" 2>&1 &
+	QEMU_PID=$!
+}
+boot_qemu
 for _ in $(seq 600); do
 	grep -q "cpu_start" "$T/serial.log" 2>/dev/null && break
 	sleep 0.1
