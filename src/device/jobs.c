@@ -751,6 +751,24 @@ static int job_erase(esp_device *d, struct dev_job *j)
 		snprintf(j->err, sizeof j->err, "erase cancelled; nothing was erased");
 		return -EINTR;
 	}
+	/* The ESP8266 ROM erases sectors in pairs inside a 64 KiB block: an
+	 * odd count there would take the next sector too (A9; the plan of
+	 * esp_esp8266_rom_erases).  Refuse before anything is erased. */
+	const struct esp_chip_info *chip = esp_loader_chip(d->ld);
+	if (!esp_loader_is_stub(d->ld) && chip && chip->id == ESP_CHIP_ESP8266) {
+		for (uint32_t done = 0; done < len;) {
+			uint32_t n = len - done < ERASE_CHUNK ? len - done : ERASE_CHUNK;
+			if (esp_esp8266_rom_erases(off + done, n) != n) {
+				snprintf(j->err, sizeof j->err, "erase of 0x%x-0x%x refused, nothing erased: "
+					 "the ESP8266 ROM erases sectors in pairs inside a 64 KiB block, so "
+					 "0x%x+0x%x would also erase the sector after it; erase an even "
+					 "number of sectors there, or use the stub", off, off + len,
+					 off + done, n);
+				return -EOPNOTSUPP;
+			}
+			done += n;
+		}
+	}
 	dev_journal_begin(d, off, off + len, "erase");
 	/* each step runs to its end: a cancel is seen between steps */
 	d->no_cancel_wait = true;

@@ -116,4 +116,14 @@ os.close(fd)' "$E/flash.bin" "$T/a4" "$T/blob"
 put "$T/e.want" "$T/a4" 0x50000
 put "$T/e.want" "$T/blob" 0x50000
 check "ESP8266: the rest of the 4 sectors is kept" same_flash "$T/e"
+# 8. ESP8266 ROM region erase: an odd number of sectors inside a 64 KiB
+# block would take the sector after it too; refused before anything is
+# erased.  An even count there is exact.
+check "ESP8266: erase of one sector (0x61000 0x1000) is refused" \
+	bash -c "! echo '0x61000 0x1000' >'$E/erase'"
+check "ESP8266: the flash is untouched" same_flash "$T/e"
+check "ESP8266: state says why" grep -q "pairs" "$E/state"
+check "ESP8266: erase of two sectors (0x62000 0x2000)" bash -c "echo '0x62000 0x2000' >'$E/erase'"
+ffs 0x2000 >"$T/ff2"; put "$T/e.want" "$T/ff2" 0x62000
+check "ESP8266: exactly those two sectors are erased" same_flash "$T/e"
 done_testing
