@@ -35,7 +35,9 @@ ok() { n=$((n + 1)); echo "ok $n - $1"; }
 nok() { n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - $1"; }
 # check NAME CMD...: one TAP line from a command's status
 check() { local name=$1; shift; if "$@"; then ok "$name"; else nok "$name"; fi; }
-skip_all() { echo "1..0 # SKIP $1"; exit 77; }
+# TAP: a plan of 0 with SKIP and status 0 is how meson counts a skip (77
+# is a skip only for the exitcode protocol)
+skip_all() { echo "1..0 # SKIP $1"; exit 0; }
 # Unmount, let espfs exit, and check it left no sanitizer report.
 stop_espfs() {
 	[ -n "$ESPFS_PID" ] || return 0

@@ -71,7 +71,7 @@ int main(void)
 	char tmpl[] = "/tmp/espfs-sysfs.XXXXXX";
 	if (!mkdtemp(tmpl)) {
 		printf("1..0 # SKIP mkdtemp failed\n");
-		return 77;
+		return 0;   /* TAP: the SKIP plan with status 0 */
 	}
 	snprintf(root, sizeof root, "%s", tmpl);
 	link_tty("ttyACM0", "devices/pci0000:00/0000:00:14.0/usb1/1-1/1-1.2/1-1.2:1.0");

@@ -9,7 +9,7 @@
 # erase, a factory image written with cp, a dump compared with the flash
 # file; then boots QEMU from that flash file and checks from the serial
 # output that the ROM loads the bootloader and the bootloader the app.
-# Skips (exit 77) with the reason when ../shared/qemu is absent or QEMU
+# Skips (TAP plan 1..0 # SKIP) with the reason when ../shared/qemu is absent or QEMU
 # cannot start.  What runs where, and why: tests/qemu/README.md.
 here=$(cd "$(dirname "$0")" && pwd)
 ESPFS_BIN=$1 MKIMAGE=$2 CHIP=$3 LINK_MODE=$4
