@@ -329,16 +329,23 @@ static void overlay(uint8_t *buf, uint32_t off, const uint8_t *ov, uint32_t ov_o
 		memcpy(buf + (ov_off - off), ov, ov_len);
 }
 
+/* An erase request is over (done, or never submitted): its folder no
+ * longer counts it (one writer at a time, see write_erase). */
+static void erase_over(struct req_job *r)
+{
+	if (!r->erase_dir)
+		return;
+	pthread_mutex_lock(&vfs.lock);
+	struct node *dir = node_get(r->erase_dir);
+	if (dir && dir->erasing > 0)
+		dir->erasing--;
+	pthread_mutex_unlock(&vfs.lock);
+}
+
 static void rj_done(struct dev_job *j)
 {
 	struct req_job *r = (struct req_job *)j;
-	if (r->erase_dir) {
-		pthread_mutex_lock(&vfs.lock);
-		struct node *dir = node_get(r->erase_dir);
-		if (dir && dir->erasing > 0)
-			dir->erasing--;
-		pthread_mutex_unlock(&vfs.lock);
-	}
+	erase_over(r);
 	fuse_req_interrupt_func(r->req, NULL, NULL);
 	if (j->rc < 0) {
 		fuse_reply_err(r->req, -j->rc);
@@ -385,13 +392,7 @@ static void submit_req_job(esp_device *d, struct req_job *r)
 	int rc = device_submit(d, &r->j);
 	if (rc < 0) {
 		fuse_req_interrupt_func(r->req, NULL, NULL);
-		if (r->erase_dir) {
-			pthread_mutex_lock(&vfs.lock);
-			struct node *dir = node_get(r->erase_dir);
-			if (dir && dir->erasing > 0)
-				dir->erasing--;
-			pthread_mutex_unlock(&vfs.lock);
-		}
+		erase_over(r);
 		fuse_reply_err(r->req, -rc);
 		explicit_bzero(r->j.pass, sizeof r->j.pass);
 		free(r->j.buf);
