@@ -26,7 +26,7 @@ typedef struct esp_devmgr esp_devmgr;
 struct dev_partition {
 	char label[17];
 	uint8_t type, subtype;
-	uint32_t offset, size;
+	uint32_t offset, size, flags;
 };
 
 /* Gathered once at attach; afterwards attributes come from here. */
@@ -50,6 +50,13 @@ enum dev_job_kind {
 	DEV_JOB_ERASE,      /* offset,len sector-aligned; len 0 = whole chip */
 	DEV_JOB_PROVISION,  /* ssid/pass via Improv */
 	DEV_JOB_RESET,      /* hard reset into the application */
+	/* The app partition the bootloader picks (from otadata): its name
+	 * ("ota_1", "factory") into slot; "" when the chip has no table. */
+	DEV_JOB_BOOT_GET,
+	/* Make slot ("ota_N", "factory" or an app partition's label) the one
+	 * that boots: a new otadata entry as ESP-IDF writes it (the other
+	 * entry kept as the fallback), or otadata erased for factory. */
+	DEV_JOB_BOOT_SET,
 };
 
 struct dev_job {
@@ -57,6 +64,7 @@ struct dev_job {
 	uint32_t offset, len;
 	uint8_t *buf;
 	char ssid[64], pass[72];
+	char slot[24];                  /* DEV_JOB_BOOT_*: the app partition */
 	char what[64];                  /* for the state line: "flash.bin" */
 	/* Progress shown in state: this job covers [prog_base, prog_base+len)
 	 * of an upload of prog_total bytes (0 = unknown). */
@@ -144,6 +152,9 @@ size_t device_wifi_text(esp_device *d, char *buf, size_t cap);
 /* info.json contents (malloc'd, '\n'-terminated, always valid JSON);
  * secrets false leaves out the SSID (a reader other than the owner). */
 char *device_info_json(esp_device *d, bool secrets);
+/* The partition table as ESP-IDF's gen_esp32part.py prints it (CSV:
+ * name, type, subtype, offset, size, flags), malloc'd. */
+char *device_partitions_csv(esp_device *d, size_t *len);
 /* Test hook for simulated devices: pull the cable (-EOPNOTSUPP otherwise).
  * The device goes away like an unplugged USB port. */
 int device_sim_unplug(esp_device *d);
@@ -215,5 +226,10 @@ int device_image_target(esp_device *d, const uint8_t *buf, size_t len, const cha
  * chip, an app at the bootloader offset)?  0 or -EINVAL with the reason. */
 int device_image_check(esp_device *d, uint32_t off, const uint8_t *buf, size_t len,
 		       char *why, size_t whylen);
+/* The same for an app partition at off, which takes only an app built
+ * for this chip: -EINVAL (why) for anything else, -EAGAIN while buf is
+ * too short to tell and complete is false. */
+int device_app_check(esp_device *d, uint32_t off, const uint8_t *buf, size_t len, bool complete,
+		     char *why, size_t whylen);
 
 #endif

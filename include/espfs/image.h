@@ -162,6 +162,22 @@ struct esp_otadata {
 };
 int esp_otadata_parse(const uint8_t *buf, size_t len, struct esp_otadata *od);
 
+/* What the 2nd-stage bootloader makes of otadata (ESP-IDF
+ * bootloader_common_get_active_otadata): an entry counts when its ota_seq
+ * is neither 0xFFFFFFFF nor 0, its CRC matches and its ota_state is not
+ * INVALID (3) or ABORTED (4); the higher ota_seq wins (entry 0 on a tie).
+ * buf: the otadata partition (entries at 0 and 0x1000); shorter buffers
+ * count as blank.  Returns the active entry (0/1), -1 when none. */
+int esp_otadata_active(const uint8_t *buf, size_t len, uint32_t *seq);
+/* The ota_seq that makes OTA slot `slot` (0 = ota_0) of n_ota boot,
+ * (seq - 1) % n_ota == slot, after the active cur (0: none): the smallest
+ * such value >= cur, as esp_ota_set_boot_partition and otatool compute
+ * it.  0 when it would not fit in 32 bits (never a valid ota_seq). */
+uint32_t esp_otadata_next_seq(uint32_t cur, int slot, int n_ota);
+/* A select entry for seq: ota_seq, seq_label and ota_state left erased
+ * (0xFF, "undefined" as otatool writes them), CRC-32 of ota_seq. */
+void esp_otadata_entry(uint8_t e[32], uint32_t seq);
+
 /* ---- classification ---- */
 enum esp_image_kind {
 	ESP_KIND_UNKNOWN = 0,

@@ -104,3 +104,40 @@ int device_image_check(esp_device *d, uint32_t off, const uint8_t *buf, size_t l
 {
 	return check(d, off, buf, len, false, why, whylen);
 }
+
+int device_app_check(esp_device *d, uint32_t off, const uint8_t *buf, size_t len, bool complete,
+		     char *why, size_t whylen)
+{
+	struct dev_identity id;
+	device_identity(d, &id);
+	if (!complete && len < ESP_IMAGE_CHECK_PREFIX)
+		return -EAGAIN;
+	if (len < ESP_IMAGE_HDR_LEN + ESP_IMAGE_EXT_HDR_LEN || buf[0] != ESP_IMAGE_MAGIC) {
+		snprintf(why, whylen, "an app partition takes an app image%s%s; this is not one "
+			 "(no 0xE9 image header at its start)", id.chip ? " for " : "",
+			 id.chip ? id.chip->name : "");
+		return -EINVAL;
+	}
+	struct esp_image_info *info = malloc(sizeof *info);
+	if (!info)
+		return -ENOMEM;
+	char msg[160];
+	int rc = esp_image_parse(buf, len, id.chip ? id.chip->id : ESP_CHIP_UNKNOWN, info, msg,
+				 sizeof msg);
+	if (id.chip && info->chip != id.chip->id) {
+		const struct esp_chip_info *c = esp_chip_get(info->chip);
+		snprintf(why, whylen, "the image is built for %s, not for this %s",
+			 c ? c->name : "another chip", id.chip->name);
+		rc = -EINVAL;
+	} else if (info->n_seen && !info->flash_mapped) {
+		snprintf(why, whylen, "the image is a bootloader (nothing of it runs from flash), "
+			 "not an app");
+		rc = -EINVAL;
+	} else if (complete && rc < 0) {
+		snprintf(why, whylen, "%s", msg);
+	} else {
+		rc = 0;
+	}
+	free(info);
+	return rc < 0 ? rc : check(d, off, buf, len, complete, why, whylen);
+}

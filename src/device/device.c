@@ -479,6 +479,8 @@ static const char *job_verb(enum dev_job_kind k)
 	case DEV_JOB_ERASE: return "erasing";
 	case DEV_JOB_PROVISION: return "provisioning";
 	case DEV_JOB_RESET: return "resetting";
+	case DEV_JOB_BOOT_GET: return "reading";
+	case DEV_JOB_BOOT_SET: return "switching";
 	}
 	return "busy";
 }

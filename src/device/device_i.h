@@ -204,6 +204,16 @@ void *dev_worker_main(void *arg);
 
 /* jobs.c */
 int dev_run_job(esp_device *d, struct dev_job *j);
+/* jobs.c: the pieces jobs are made of.  dev_read_range: [off, off+len)
+ * from the head, the read cache and the chip; dev_job_write/erase: the
+ * write (any alignment, verified) or erase that j describes. */
+int dev_read_range(esp_device *d, struct dev_job *j, uint32_t off, uint8_t *buf, uint32_t len,
+		   bool progress);
+int dev_job_write(esp_device *d, struct dev_job *j);
+int dev_job_erase(esp_device *d, struct dev_job *j);
+/* boot.c: DEV_JOB_BOOT_GET / DEV_JOB_BOOT_SET */
+int dev_job_boot_get(esp_device *d, struct dev_job *j);
+int dev_job_boot_set(esp_device *d, struct dev_job *j);
 int dev_enter_loader(esp_device *d, char *err, size_t errlen);
 int dev_leave_loader(esp_device *d);
 bool dev_on_usb_otg(esp_device *d);

@@ -32,6 +32,7 @@ void dev_parse_partitions(const uint8_t *tbl, size_t len, struct dev_identity *i
 		p->subtype = pt->p[i].subtype;
 		p->offset = pt->p[i].offset;
 		p->size = pt->p[i].size;
+		p->flags = pt->p[i].flags;
 		snprintf(p->label, sizeof p->label, "%s", pt->p[i].label);
 	}
 	free(pt);

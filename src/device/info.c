@@ -5,6 +5,7 @@
 #include <string.h>
 #include <cjson/cJSON.h>
 #include "device_i.h"
+#include "espfs/image.h"
 #include "espfs/text.h"
 
 static const char *sim_mode_name(sim_mode m)
@@ -186,5 +187,50 @@ char *device_info_json(esp_device *d, bool secrets)
 	}
 	out[n] = '\n';
 	out[n + 1] = 0;
+	return out;
+}
+
+/* gen_esp32part's to_csv: names for known types and subtypes (decimal
+ * otherwise), the offset in hex, the size in M or K where it divides,
+ * flags colon-separated. */
+static int csv_size(char *o, size_t cap, uint32_t v)
+{
+	if (v && v % 0x100000 == 0)
+		return snprintf(o, cap, "%uM", v / 0x100000);
+	if (v && v % 0x400 == 0)
+		return snprintf(o, cap, "%uK", v / 0x400);
+	return snprintf(o, cap, "0x%x", v);
+}
+
+char *device_partitions_csv(esp_device *d, size_t *len)
+{
+	struct dev_identity *id = malloc(sizeof *id);
+	size_t cap = 128 + (size_t)DEV_MAX_PARTS * 128, l = 0;
+	char *out = malloc(cap);
+	*len = 0;
+	if (!id || !out) {
+		free(id);
+		free(out);
+		return NULL;
+	}
+	device_identity(d, id);
+	l += (size_t)snprintf(out + l, cap - l, "# ESP-IDF Partition Table\n"
+			      "# Name, Type, SubType, Offset, Size, Flags\n");
+	for (int i = 0; i < id->n_parts; i++) {
+		const struct dev_partition *p = &id->parts[i];
+		char type[8], sub[8], size[16];
+		const char *tn = p->type <= ESP_PT_TYPE_PT ? esp_pt_type_name(p->type) : NULL;
+		const char *sn = esp_pt_subtype_name(p->type, p->subtype);
+		snprintf(type, sizeof type, "%u", p->type);
+		snprintf(sub, sizeof sub, "%u", p->subtype);
+		csv_size(size, sizeof size, p->size);
+		const char *fl = (p->flags & 3) == 3 ? "encrypted:readonly"
+				 : p->flags & ESP_PT_FLAG_ENCRYPTED ? "encrypted"
+				 : p->flags & ESP_PT_FLAG_READONLY ? "readonly" : "";
+		l += (size_t)snprintf(out + l, cap - l, "%s,%s,%s,0x%x,%s,%s\n", p->label, tn ? tn : type,
+				      sn ? sn : sub, p->offset, size, fl);
+	}
+	free(id);
+	*len = l;
 	return out;
 }

@@ -417,8 +417,8 @@ static int on_read_progress(void *ctx, uint64_t done, uint64_t total)
  * the read cache (any range it holds, whole or in part), and the chip
  * for the rest, fetched in whole sectors (the cache's unit) and at most
  * READ_CHUNK at a time, so a cancel waits for one such piece. */
-static int read_range(esp_device *d, struct dev_job *j, uint32_t off, uint8_t *buf, uint32_t len,
-		      bool progress)
+int dev_read_range(esp_device *d, struct dev_job *j, uint32_t off, uint8_t *buf, uint32_t len,
+		   bool progress)
 {
 	if (device_head_read(d, off, buf, len) == 0)
 		return 0;
@@ -493,7 +493,7 @@ static int read_range(esp_device *d, struct dev_job *j, uint32_t off, uint8_t *b
 
 static int job_read(esp_device *d, struct dev_job *j)
 {
-	int rc = read_range(d, j, j->offset, j->buf, j->len, true);
+	int rc = dev_read_range(d, j, j->offset, j->buf, j->len, true);
 	dev_read_result(d, j, rc);
 	return rc;
 }
@@ -523,7 +523,7 @@ static int keep_around(esp_device *d, struct dev_job *j, uint32_t off, uint8_t *
 	}
 	if (!esp_loader_can_read(d->ld))
 		return -EOPNOTSUPP;
-	return read_range(d, j, off, buf, len, false);
+	return dev_read_range(d, j, off, buf, len, false);
 }
 
 /* The flash size, from the chip when it was never identified (attach
@@ -578,7 +578,7 @@ static void write_note(esp_device *d, struct dev_job *j, uint32_t a0, uint32_t a
 	dev_set_note(d, n > 0 ? note : "");
 }
 
-static int job_write(esp_device *d, struct dev_job *j)
+int dev_job_write(esp_device *d, struct dev_job *j)
 {
 	uint32_t fsize;
 	uint64_t end = (uint64_t)j->offset + j->len;
@@ -724,7 +724,7 @@ static int erase_range_ok(struct dev_job *j, uint32_t fsize)
 	return 0;
 }
 
-static int job_erase(esp_device *d, struct dev_job *j)
+int dev_job_erase(esp_device *d, struct dev_job *j)
 {
 	uint32_t fsize;
 	/* a range that wraps or is not whole sectors is refused before
@@ -875,13 +875,19 @@ int dev_run_job(esp_device *d, struct dev_job *j)
 		rc = job_read(d, j);
 		break;
 	case DEV_JOB_WRITE:
-		rc = job_write(d, j);
+		rc = dev_job_write(d, j);
 		break;
 	case DEV_JOB_ERASE:
-		rc = job_erase(d, j);
+		rc = dev_job_erase(d, j);
 		break;
 	case DEV_JOB_PROVISION:
 		rc = job_provision(d, j);
+		break;
+	case DEV_JOB_BOOT_GET:
+		rc = dev_job_boot_get(d, j);
+		break;
+	case DEV_JOB_BOOT_SET:
+		rc = dev_job_boot_set(d, j);
 		break;
 	case DEV_JOB_RESET:
 		if (d->opt.reset == ESP_RESET_NONE) {

@@ -36,6 +36,8 @@ char *attr_text(struct node *n, size_t *len, bool secrets)
 		out = device_info_json(n->dev, secrets);
 		*len = out ? strlen(out) : 0;
 		return out;
+	case N_PTCSV:
+		return device_partitions_csv(n->dev, len);
 	default:
 		*len = 0;
 		return NULL;

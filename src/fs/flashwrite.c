@@ -42,7 +42,11 @@
 struct flash_writer {
 	pthread_mutex_t lock;
 	esp_device *dev;
-	uint32_t fsize;
+	/* the window written: [base, base+fsize) of the flash; offsets below
+	 * (pend_off, first_off, next_contig) are relative to base */
+	uint32_t base, fsize;
+	char name[48];             /* "flash.bin", "partitions/nvs" */
+	bool app_only;             /* an app partition: only an app may start it */
 	uint8_t *pend;
 	size_t pend_len, pend_cap;
 	uint32_t pend_off;
@@ -65,6 +69,10 @@ struct flash_writer {
 	int n_wait_w;
 	fuse_req_t wait_commit;
 	bool released;
+	/* an upload stopped with jobs still running: what to say once the
+	 * last one is over (what the flash holds is known only then) */
+	const char *stop_why;
+	int stop_err;
 };
 
 struct fw_job {
@@ -94,7 +102,8 @@ static void fw_free(struct flash_writer *fw)
 	free(fw);
 }
 
-struct flash_writer *fw_open(esp_device *d)
+struct flash_writer *fw_open_range(esp_device *d, uint32_t base, uint32_t size, const char *name,
+				   bool app_only)
 {
 	struct flash_writer *fw = calloc(1, sizeof *fw);
 	if (!fw)
@@ -102,9 +111,17 @@ struct flash_writer *fw_open(esp_device *d)
 	pthread_mutex_init(&fw->lock, NULL);
 	device_ref(d);
 	fw->dev = d;
-	fw->fsize = device_write_limit(d);
+	fw->base = base;
+	fw->fsize = size;
+	fw->app_only = app_only;
+	snprintf(fw->name, sizeof fw->name, "%s", name);
 	atomic_init(&fw->cancel, 0);
 	return fw;
+}
+
+struct flash_writer *fw_open(esp_device *d)
+{
+	return fw_open_range(d, 0, device_write_limit(d), "flash.bin", false);
 }
 
 bool fw_busy(struct flash_writer *fw)
@@ -174,16 +191,17 @@ static void reply_detached(fuse_req_t req, int err, size_t wsize)
 static void mark_incomplete(struct flash_writer *fw, int err, const char *why)
 {
 	if (fw->handed && (fw->sent || fw->flash_touched)) {
-		uint64_t end = (fw->have_next && fw->next_contig > fw->first_off
+		uint64_t end = fw->base + (fw->have_next && fw->next_contig > fw->first_off
 					? fw->next_contig : (uint64_t)fw->first_off + fw->handed);
+		uint32_t lo = fw->base + fw->first_off;
 		end = (end + ESP_SECTOR - 1) & ~(uint64_t)(ESP_SECTOR - 1);
-		device_flash_incomplete(fw->dev, err, fw->first_off, end > UINT32_MAX ? UINT32_MAX : (uint32_t)end,
-				 "flash.bin incomplete: %s; %llu bytes from 0x%x were written and "
+		device_flash_incomplete(fw->dev, err, lo, end > UINT32_MAX ? UINT32_MAX : (uint32_t)end,
+				 "%s incomplete: %s; %llu bytes from 0x%x were written and "
 				 "verified before that; the flash holds a partial image, write it "
 				 "again (or \"ack\" to state)",
-				 why, (unsigned long long)fw->sent, fw->first_off);
+				 fw->name, why, (unsigned long long)fw->sent, lo);
 	} else
-		device_set_error(fw->dev, err, "flash.bin: %s; nothing was written", why);
+		device_set_error(fw->dev, err, "%s: %s; nothing was written", fw->name, why);
 }
 
 static void job_done(struct dev_job *j);
@@ -219,7 +237,7 @@ static int dispatch(struct flash_writer *fw, size_t n)
 	fw->pend_cap = rest;
 	fj->fw = fw;
 	fj->j.kind = DEV_JOB_WRITE;
-	fj->j.offset = fw->pend_off;
+	fj->j.offset = fw->base + fw->pend_off;
 	fj->j.len = (uint32_t)n;
 	fj->j.buf = data;
 	fj->j.prog_stream = true;
@@ -227,7 +245,7 @@ static int dispatch(struct flash_writer *fw, size_t n)
 	fj->j.group_cancel = &fw->cancel;
 	fj->j.done = job_done;
 	fj->j.progress = job_progress;
-	snprintf(fj->j.what, sizeof fj->j.what, "flash.bin");
+	snprintf(fj->j.what, sizeof fj->j.what, "%s", fw->name);
 	atomic_init(&fj->j.cancel, 0);
 	if (!fw->handed)
 		fw->first_off = fw->pend_off;
@@ -247,17 +265,23 @@ static int dispatch(struct flash_writer *fw, size_t n)
 }
 
 /* Refuse images that do not belong where they are written, before the
- * first byte of a new stream reaches the chip.  Called with fw->lock. */
-static int check_pending(struct flash_writer *fw)
+ * first byte of a new stream reaches the chip; final: what is pending is
+ * all the stream will hold (an app partition's check may otherwise wait
+ * for more bytes).  Called with fw->lock. */
+static int check_pending(struct flash_writer *fw, bool final)
 {
 	char why[240];
 	if (fw->stream_checked)
 		return 0;
-	int rc = device_image_check(fw->dev, fw->pend_off, fw->pend, fw->pend_len, why, sizeof why);
+	uint32_t at = fw->base + fw->pend_off;
+	int rc = fw->app_only ? device_app_check(fw->dev, at, fw->pend, fw->pend_len, final, why, sizeof why)
+			      : device_image_check(fw->dev, at, fw->pend, fw->pend_len, why, sizeof why);
+	if (rc == -EAGAIN)
+		return 0;
 	fw->stream_checked = rc == 0;
 	if (rc < 0) {
-		device_set_error(fw->dev, rc, "refused: %s", why);
-		LOGW("%s: flash.bin write refused: %s", device_name(fw->dev), why);
+		device_set_error(fw->dev, rc, "%s: refused: %s", fw->name, why);
+		LOGW("%s: %s write refused: %s", device_name(fw->dev), fw->name, why);
 	}
 	return rc;
 }
@@ -275,7 +299,7 @@ static int dispatch_ready(struct flash_writer *fw)
 	if (!fw->short_tail)
 		end &= ~(uint64_t)(ESP_SECTOR - 1);
 	size_t n = end > fw->pend_off ? (size_t)(end - fw->pend_off) : 0;
-	int rc = check_pending(fw);
+	int rc = check_pending(fw, false);
 	if (rc == 0 && n)
 		rc = dispatch(fw, n);
 	return rc;
@@ -346,6 +370,10 @@ static void job_done(struct dev_job *j)
 		nw = take_waiters(fw, wreq, wsize);
 		werr = fw->sticky;
 	}
+	if (fw->inflight == 0 && fw->stop_why) {
+		mark_incomplete(fw, fw->stop_err, fw->stop_why);
+		fw->stop_why = NULL;
+	}
 	if (fw->inflight == 0 && fw->wait_commit) {
 		creq = fw->wait_commit;
 		fw->wait_commit = NULL;
@@ -378,13 +406,28 @@ void fw_write(struct flash_writer *fw, fuse_req_t req, const char *buf, size_t s
 	}
 	if (off < 0 || (uint64_t)off + size > fw->fsize) {
 		device_set_error(fw->dev, EFBIG,
-				 "flash.bin: write of %zu bytes at 0x%llx ends past the end of the "
-				 "%u-byte flash", size, (unsigned long long)off, fw->fsize);
+				 "%s: write of %zu bytes at 0x%llx ends past the end of the "
+				 "%u-byte %s", fw->name, size, (unsigned long long)off, fw->fsize,
+				 fw->base || fw->app_only ? "partition" : "flash");
+		if (fw->handed || fw->pend_len) {
+			/* the file is bigger than the window: what was handed
+			 * on is the start of something that does not fit.  Stop
+			 * the upload, and say what the flash holds once the
+			 * running job is over (its commit then fails too). */
+			fw->pend_len = 0;
+			fw->sticky = EFBIG;
+			atomic_store(&fw->cancel, 1);
+			if (fw->inflight) {
+				fw->stop_why = "the data runs past its end";
+				fw->stop_err = EFBIG;
+			} else
+				mark_incomplete(fw, EFBIG, "the data runs past its end");
+		}
 		err = EFBIG;
 		goto out;
 	}
 	if (fw->pend_len && (uint64_t)off != (uint64_t)fw->pend_off + fw->pend_len) {
-		int rc = check_pending(fw);
+		int rc = check_pending(fw, true);
 		if (rc == 0)
 			rc = dispatch(fw, fw->pend_len);
 		if (rc < 0) {
@@ -415,7 +458,7 @@ void fw_write(struct flash_writer *fw, fuse_req_t req, const char *buf, size_t s
 		fw->wsize_max = size;
 	fw->short_tail = size < fw->wsize_max;
 	/* refuse in write(), where every tool reports it best */
-	int rc = !fw->stream_checked && fw->pend_len >= ESP_IMAGE_CHECK_BYTES ? check_pending(fw) : 0;
+	int rc = !fw->stream_checked && fw->pend_len >= ESP_IMAGE_CHECK_BYTES ? check_pending(fw, false) : 0;
 	if (rc == 0)
 		rc = dispatch_ready(fw);
 	if (rc < 0) {
@@ -461,17 +504,14 @@ void fw_commit(struct flash_writer *fw, fuse_req_t req)
 		if (!fw->inflight) {
 			if (!fw->sticky)  /* a failed job already said what it left */
 				mark_incomplete(fw, EINTR, "interrupted");
-			fw->dirty = 0;
-			fw->sent = 0;
-			fw->handed = 0;
-			fw->flash_touched = false;
-			fw->sticky = 0;
-			err = EINTR;
+			err = fw->sticky ? fw->sticky : EINTR;
+			upload_done(fw);
+			atomic_store(&fw->cancel, 0);
 			goto out;
 		}
 	}
 	if (fw->pend_len) {
-		int rc = check_pending(fw);
+		int rc = check_pending(fw, true);
 		if (rc == 0)
 			rc = dispatch(fw, fw->pend_len);
 		if (rc < 0) {

@@ -25,12 +25,15 @@ struct req_job {
 	uint8_t *ov;
 	uint32_t ov_off;
 	size_t ov_len;
+	/* boot reads: the handle that keeps the answer, the read's size */
+	struct handle *h;
+	size_t rsize;
 };
 
 static bool volatile_attr(const struct node *n)
 {
 	return n->kind == N_STATE || n->kind == N_WIFI || n->kind == N_INFO || n->kind == N_STAGE ||
-	       n->kind == N_CONSOLE;
+	       n->kind == N_CONSOLE || n->kind == N_PTCSV || n->kind == N_BOOT;
 }
 
 static void fill_entry(struct node *n, struct fuse_entry_param *e)
@@ -242,7 +245,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	if (err)
 		goto out;
 	switch (n->kind) {
-	case N_CHIP: case N_MAC: case N_INFO:
+	case N_CHIP: case N_MAC: case N_INFO: case N_PTCSV:
 		if (acc != O_RDONLY)
 			err = EACCES;
 		break;
@@ -265,19 +268,23 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	device_ref(h->dev);
 	h->flags = fi->flags;
 	h->owner = ctx->uid == 0 || ctx->uid == vfs.uid;
-	if (n->kind == N_FLASH && acc != O_RDONLY) {
+	if ((n->kind == N_FLASH || n->kind == N_PART) && acc != O_RDONLY) {
+		char name[300];
+		snprintf(name, sizeof name, "%s%s", n->kind == N_PART ? "partitions/" : "", n->name);
 		/* one writer at a time: two uploads interleaved make no image */
 		if (n->dir->writer) {
 			err = EBUSY;
-			device_set_error(n->dev, EBUSY, "flash.bin: another program has it open for "
-					 "writing; one writer at a time");
+			device_set_error(n->dev, EBUSY, "%s: another program has flash.bin or a "
+					 "partition open for writing; one writer at a time", name);
 			goto out;
 		}
 		if (n->dir->commits || n->dir->erasing) {
-			err = -dir_writer_busy(n->dir, "flash.bin");
+			err = -dir_writer_busy(n->dir, name);
 			goto out;
 		}
-		h->fw = fw_open(n->dev);
+		h->fw = n->kind == N_FLASH ? fw_open(n->dev)
+			: fw_open_range(n->dev, n->part.offset, n->part.size, name,
+					n->part.type == 0x00 /* app */);
 		if (!h->fw) {
 			err = ENOMEM;
 			goto out;
@@ -302,7 +309,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	fi->keep_cache = 0;
 	/* A read-only open of an attribute has nothing to commit: skip the
 	 * FLUSH round trip on close (one request fewer for every cat). */
-	if (acc == O_RDONLY && n->kind != N_FLASH && n->kind != N_STAGE)
+	if (acc == O_RDONLY && n->kind != N_FLASH && n->kind != N_STAGE && n->kind != N_PART)
 		fi->noflush = 1;
 out:
 	if (err && h) {
@@ -352,6 +359,18 @@ static void rj_done(struct dev_job *j)
 	} else if (j->kind == DEV_JOB_READ) {
 		overlay(j->buf, j->offset, r->ov, r->ov_off, r->ov_len);
 		fuse_reply_buf(r->req, (const char *)j->buf, j->len);
+	} else if (j->kind == DEV_JOB_BOOT_GET) {
+		/* the handle lives while its read is pending (the kernel
+		 * releases a file only after its last request) */
+		char *t = malloc(sizeof j->slot + 1);
+		size_t n = t ? (size_t)snprintf(t, sizeof j->slot + 1, j->slot[0] ? "%s\n" : "%s",
+						 j->slot) : 0;
+		pthread_mutex_lock(&vfs.lock);
+		free(r->h->snap);
+		r->h->snap = t;
+		r->h->snap_len = n;
+		pthread_mutex_unlock(&vfs.lock);
+		fuse_reply_buf(r->req, t, n < r->rsize ? n : r->rsize);
 	} else {
 		fuse_reply_write(r->req, r->wsize);
 	}
@@ -432,15 +451,29 @@ static void read_text(fuse_req_t req, struct handle *h, size_t size, off_t off)
 	free(copy);
 }
 
+/* flash.bin, or a partition's window of it: [base, base+fsize). */
 static void read_flash(fuse_req_t req, struct handle *h, size_t size, off_t off)
 {
-	uint32_t fsize = device_flash_size(h->dev);
+	uint32_t flash = device_flash_size(h->dev), base = 0, fsize = flash;
+	const char *what = "flash.bin";
+	char pname[64];
+	pthread_mutex_lock(&vfs.lock);
+	if (h->node->kind == N_PART) {
+		base = h->node->part.offset;
+		/* a table that claims more than the chip has ends at its end */
+		fsize = base >= flash ? 0 : flash - base < h->node->part.size ? flash - base
+									  : h->node->part.size;
+		snprintf(pname, sizeof pname, "partitions/%.40s", h->node->name);
+		what = pname;
+	}
+	pthread_mutex_unlock(&vfs.lock);
 	if (off < 0 || (uint64_t)off >= fsize) {
 		fuse_reply_buf(req, NULL, 0);
 		return;
 	}
 	if ((uint64_t)off + size > fsize)
 		size = fsize - (size_t)off;
+	uint32_t at = base + (uint32_t)off;
 	pthread_mutex_lock(&vfs.lock);
 	struct flash_writer *w = h->node->dir->writer;
 	bool busy = w && w != h->fw && fw_busy(w);
@@ -464,14 +497,15 @@ static void read_flash(fuse_req_t req, struct handle *h, size_t size, off_t off)
 	uint32_t ov_off = 0;
 	size_t ov_len = 0;
 	bool queued = h->fw && fw_read_overlay(h->fw, (uint32_t)off, size, &ov, &ov_off, &ov_len);
-	if (!queued && device_head_read(h->dev, (uint32_t)off, buf, size) == 0) {
-		overlay(buf, (uint32_t)off, ov, ov_off, ov_len);
+	ov_off += base;  /* the overlay's offset in flash, like the job's */
+	if (!queued && device_head_read(h->dev, at, buf, size) == 0) {
+		overlay(buf, at, ov, ov_off, ov_len);
 		fuse_reply_buf(req, (const char *)buf, size);
 		free(buf);
 		free(ov);
 		return;
 	}
-	struct req_job *r = req_job_new(req, DEV_JOB_READ, "flash.bin", 0);
+	struct req_job *r = req_job_new(req, DEV_JOB_READ, what, 0);
 	if (!r) {
 		free(buf);
 		free(ov);
@@ -480,13 +514,30 @@ static void read_flash(fuse_req_t req, struct handle *h, size_t size, off_t off)
 	r->ov = ov;
 	r->ov_off = ov_off;
 	r->ov_len = ov_len;
-	r->j.offset = (uint32_t)off;
+	r->j.offset = at;
 	r->j.len = (uint32_t)size;
 	r->j.buf = buf;
 	/* state: "reading flash.bin at 0x120000: 28% (1179648/4194304 bytes)"
 	 * for a reader going through to the end, as cp, dd and cmp do */
 	r->j.prog_base = run_base;
 	r->j.prog_total = run_total;
+	submit_req_job(h->dev, r);
+}
+
+/* boot: asked of the chip's otadata when read from the start (an app
+ * may have switched slots by OTA since attach); the rest of the read
+ * comes from that answer. */
+static void read_boot(fuse_req_t req, struct handle *h, size_t size, off_t off)
+{
+	if (off > 0) {
+		read_text(req, h, size, off);  /* h->snap from the read at 0 */
+		return;
+	}
+	struct req_job *r = req_job_new(req, DEV_JOB_BOOT_GET, "boot", 0);
+	if (!r)
+		return;
+	r->h = h;
+	r->rsize = size;
 	submit_req_job(h->dev, r);
 }
 
@@ -519,7 +570,11 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	}
 	switch (h->node->kind) {
 	case N_FLASH:
+	case N_PART:
 		read_flash(req, h, size, off);
+		break;
+	case N_BOOT:
+		read_boot(req, h, size, off);
 		break;
 	case N_STAGE:
 		read_stage(req, h, size, off);
@@ -562,29 +617,72 @@ static void write_wifi(fuse_req_t req, struct handle *h, const char *buf, size_t
 	submit_req_job(h->dev, r);
 }
 
-static void write_erase(fuse_req_t req, struct handle *h, const char *buf, size_t size)
+/* One writer at a time: an erase or a boot switch queued between a cp's
+ * blocks would leave a mixed image while the cp still succeeds.  r holds
+ * the folder's `erasing` count until it is over (erase_over). */
+static int claim_dir(struct handle *h, struct req_job *r, const char *who)
 {
-	char why[200];
-	uint32_t off = 0, len = 0;
-	int rc = parse_erase(buf, size, device_write_limit(h->dev), &off, &len, why, sizeof why);
-	if (rc < 0) {
-		device_set_error(h->dev, rc, "%s", why);
-		fuse_reply_err(req, -rc);
-		return;
-	}
-	struct req_job *r = req_job_new(req, DEV_JOB_ERASE, len ? "region" : "whole flash", size);
-	if (!r)
-		return;
-	/* one writer at a time: an erase queued between a cp's blocks would
-	 * leave a mixed image while the cp still succeeds */
 	pthread_mutex_lock(&vfs.lock);
 	struct node *dir = h->node->dir;
-	rc = dir_writer_busy(dir, "erase");
+	int rc = dir_writer_busy(dir, who);
 	if (rc == 0 && dir) {
 		dir->erasing++;
 		r->erase_dir = dir->ino;
 	}
 	pthread_mutex_unlock(&vfs.lock);
+	return rc;
+}
+
+/* A partition of the device's table by label: its range, or -ENOENT. */
+static int part_range(esp_device *d, const char *label, uint32_t *off, uint32_t *len)
+{
+	struct dev_identity *id = malloc(sizeof *id);
+	int rc = -ENOENT;
+	if (!id)
+		return -ENOMEM;
+	device_identity(d, id);
+	for (int i = 0; i < id->n_parts; i++)
+		if (!strcmp(id->parts[i].label, label)) {
+			*off = id->parts[i].offset;
+			*len = id->parts[i].size;
+			rc = 0;
+			break;
+		}
+	free(id);
+	return rc;
+}
+
+/* "1"/"all", "OFFSET LENGTH", or a partition's label (docs/files.md):
+ * the numeric forms come first, so a table cannot change what "1" means. */
+static void write_erase(fuse_req_t req, struct handle *h, const char *buf, size_t size)
+{
+	char why[200], why2[200], word[PART_WORD_MAX + 1], what[64] = "";
+	uint32_t off = 0, len = 0;
+	int rc = parse_erase(buf, size, device_write_limit(h->dev), &off, &len, why, sizeof why);
+	if (rc == -EINVAL && parse_part_word(buf, size, word, sizeof word, why2, sizeof why2) == 0 &&
+	    (word[0] < '0' || word[0] > '9')) {
+		rc = part_range(h->dev, word, &off, &len);
+		if (rc == -ENOENT) {
+			snprintf(why, sizeof why, "erase: no partition \"%s\" in the chip's table (see "
+				 "partitions/table.csv); nothing erased", word);
+			rc = -EINVAL;
+		} else if (rc == 0 && (off % 0x1000 || len % 0x1000 || !len)) {
+			snprintf(why, sizeof why, "erase: partition %s (0x%x+0x%x) is not whole 4 KiB "
+				 "sectors; nothing erased", word, off, len);
+			rc = -EINVAL;
+		}
+		snprintf(what, sizeof what, "partitions/%s", word);
+	}
+	if (rc < 0) {
+		device_set_error(h->dev, rc, "%s", why);
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	struct req_job *r = req_job_new(req, DEV_JOB_ERASE, what[0] ? what : len ? "region" : "whole flash",
+					size);
+	if (!r)
+		return;
+	rc = claim_dir(h, r, "erase");
 	if (rc < 0) {
 		free(r);
 		fuse_reply_err(req, -rc);
@@ -592,6 +690,29 @@ static void write_erase(fuse_req_t req, struct handle *h, const char *buf, size_
 	}
 	r->j.offset = off;
 	r->j.len = len;
+	submit_req_job(h->dev, r);
+}
+
+/* boot: "ota_1", "factory" or an app partition's label. */
+static void write_boot(fuse_req_t req, struct handle *h, const char *buf, size_t size)
+{
+	char why[200];
+	struct req_job *r = req_job_new(req, DEV_JOB_BOOT_SET, "boot", size);
+	if (!r)
+		return;
+	int rc = parse_part_word(buf, size, r->j.slot, sizeof r->j.slot, why, sizeof why);
+	if (rc < 0) {
+		device_set_error(h->dev, rc, "boot: %s (ota_0, ota_1, ..., factory)", why);
+		free(r);
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	rc = claim_dir(h, r, "boot");
+	if (rc < 0) {
+		free(r);
+		fuse_reply_err(req, -rc);
+		return;
+	}
 	submit_req_job(h->dev, r);
 }
 
@@ -673,10 +794,14 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 		write_state(req, h, buf, size);
 		break;
 	case N_FLASH:
+	case N_PART:
 		if (h->fw)
 			fw_write(h->fw, req, buf, size, off);
 		else
 			fuse_reply_err(req, EBADF);
+		break;
+	case N_BOOT:
+		write_boot(req, h, buf, size);
 		break;
 	case N_STAGE:
 		stage_write(h, req, buf, size, off);
@@ -693,7 +818,7 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	(void)ino;
 	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
-	if (h->node->kind == N_FLASH && h->fw)
+	if ((h->node->kind == N_FLASH || h->node->kind == N_PART) && h->fw)
 		fw_commit(h->fw, req);
 	else if (h->node->kind == N_STAGE)
 		stage_flush(h, req);  /* commits only if this handle wrote */
@@ -706,7 +831,7 @@ static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
 	(void)ino;
 	(void)datasync;
 	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
-	if (h->node->kind == N_FLASH && h->fw)
+	if ((h->node->kind == N_FLASH || h->node->kind == N_PART) && h->fw)
 		fw_commit(h->fw, req);
 	else if (h->node->kind == N_STAGE)
 		stage_fsync(h, req);  /* gio: so its rename has nothing left to wait for */
@@ -912,7 +1037,7 @@ static void op_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
 		revents = console_poll(h, ph);
 		ph = NULL;
 	} else if (h->node->kind == N_FLASH || h->node->kind == N_STAGE || h->node->kind == N_ERASE ||
-		   h->node->kind == N_WIFI) {
+		   h->node->kind == N_WIFI || h->node->kind == N_PART || h->node->kind == N_BOOT) {
 		revents |= POLLOUT | POLLWRNORM;
 	}
 	if (ph)

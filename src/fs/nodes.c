@@ -17,7 +17,7 @@ static const struct {
 } dev_files[] = {
 	{ "chip", N_CHIP }, { "mac", N_MAC }, { "flash.bin", N_FLASH }, { "erase", N_ERASE },
 	{ "wifi", N_WIFI }, { "state", N_STATE }, { "info.json", N_INFO },
-	{ "console", N_CONSOLE },
+	{ "console", N_CONSOLE }, { "boot", N_BOOT },
 };
 
 uint64_t now_ms(void)
@@ -161,7 +161,27 @@ void node_fill_attr(struct node *n, struct stat *st)
 	case N_DEVDIR:
 		/* writable so files can be dropped in (staging) */
 		st->st_mode = S_IFDIR | 0755;
+		st->st_nlink = 3;
+		break;
+	case N_PARTDIR:
+		st->st_mode = S_IFDIR | 0555;  /* the table decides what is in it */
 		st->st_nlink = 2;
+		break;
+	case N_PART:
+		/* NVS holds the Wi-Fi password: like flash.bin */
+		st->st_mode = S_IFREG | 0600;
+		st->st_size = n->part.size;
+		break;
+	case N_PTCSV: {
+		char *t = device_partitions_csv(n->dev, &len);
+		free(t);
+		st->st_mode = S_IFREG | 0444;
+		st->st_size = (off_t)len;
+		break;
+	}
+	case N_BOOT:
+		/* read from the chip on open: the size is not known before */
+		st->st_mode = S_IFREG | 0644;
 		break;
 	case N_LINK:
 		st->st_mode = S_IFLNK | 0777;
@@ -224,12 +244,18 @@ static void device_added(esp_device *d)
 	}
 	if (!dir)
 		dir = node_new(N_DEVDIR, ROOT_INO, device_name(d), d);
-	if (dir && fresh)
+	if (dir && fresh) {
 		for (size_t i = 0; i < sizeof dev_files / sizeof dev_files[0]; i++) {
 			struct node *f = node_new(dev_files[i].kind, dir->ino, dev_files[i].name, d);
 			if (f)
 				f->dir = dir;
 		}
+		struct node *pd = node_new(N_PARTDIR, dir->ino, "partitions", d);
+		if (pd)
+			pd->dir = dir;
+	}
+	if (dir)
+		parts_sync(d);
 	if (dir && mac[0] && !node_child(BYMAC_INO, mac)) {
 		struct node *l = node_new(N_LINK, BYMAC_INO, mac, d);
 		if (l)
@@ -279,9 +305,11 @@ static void device_removed(esp_device *d)
 void nodes_device_state(esp_device *d)
 {
 	pthread_mutex_lock(&vfs.lock);
+	parts_sync(d);  /* a write over 0x8000 may have changed the table */
 	for (struct node *n = vfs.nodes; n; n = n->next)
 		if (n->dev == d && !n->removed && n->nlookup &&
-		    (n->kind == N_STATE || n->kind == N_WIFI || n->kind == N_INFO))
+		    (n->kind == N_STATE || n->kind == N_WIFI || n->kind == N_INFO ||
+		     n->kind == N_PTCSV))
 			notify_inval_inode(n->ino);
 	for (struct handle *h = vfs.state_handles; h; h = h->next_state)
 		if (h->dev == d && h->ph) {

@@ -21,6 +21,26 @@ static size_t strip_newline(const char *buf, size_t len)
 
 /* ---- erase ---- */
 
+int parse_part_word(const char *buf, size_t len, char *out, size_t cap, char *why, size_t whylen)
+{
+	len = strip_newline(buf, len);
+	if (cap)
+		out[0] = 0;
+	if (len == 0 || len > PART_WORD_MAX || len >= cap) {
+		snprintf(why, whylen, "expected one partition name of 1 to %d characters", PART_WORD_MAX);
+		return -EINVAL;
+	}
+	for (size_t i = 0; i < len; i++)
+		if ((unsigned char)buf[i] <= 0x20 || (unsigned char)buf[i] >= 0x7F) {
+			snprintf(why, whylen, "a partition name is one word of printable ASCII "
+				 "characters (no blanks, no line breaks inside)");
+			return -EINVAL;
+		}
+	memcpy(out, buf, len);
+	out[len] = 0;
+	return 0;
+}
+
 static bool is_blank(char c)
 {
 	return c == ' ' || c == '\t';

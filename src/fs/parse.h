@@ -31,6 +31,12 @@
 int parse_erase(const char *buf, size_t len, uint32_t flash_size, uint32_t *off, uint32_t *n,
 		char *why, size_t whylen);
 
+/* One word naming a partition (a label, "ota_1", "factory"), as written
+ * to `erase` and `boot`: 1..16 printable ASCII characters without blanks,
+ * one trailing newline allowed.  -EINVAL (why) otherwise. */
+#define PART_WORD_MAX 16
+int parse_part_word(const char *buf, size_t len, char *out, size_t cap, char *why, size_t whylen);
+
 /* "ssid:password" or {"ssid": ..., "password": ...}.  Refuses a NUL byte
  * anywhere (also as \u0000 inside JSON strings, which cJSON would cut
  * at), an empty SSID and values over the 802.11/WPA limits.  The SSID may

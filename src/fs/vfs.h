@@ -16,9 +16,20 @@
 #include "parse.h"
 
 enum node_kind {
-	N_ROOT, N_BYMAC, N_LINK, N_DEVDIR,
+	N_ROOT, N_BYMAC, N_LINK, N_DEVDIR, N_PARTDIR,
+	/* files from here on (node_is_file) */
 	N_CHIP, N_MAC, N_FLASH, N_ERASE, N_WIFI, N_STATE, N_INFO, N_CONSOLE,
 	N_STAGE,
+	N_PART,     /* partitions/LABEL: that range of flash.bin */
+	N_PTCSV,    /* partitions/table.csv */
+	N_BOOT,     /* boot: the app partition that boots */
+};
+
+/* N_PART: where the partition is (from the table at the time the node
+ * was made or last updated) */
+struct part_ref {
+	uint32_t offset, size;
+	uint8_t type, subtype;
 };
 
 struct stage {
@@ -50,6 +61,7 @@ struct node {
 	bool removed;
 	char target[300];         /* N_LINK */
 	struct stage *stage;      /* N_STAGE */
+	struct part_ref part;     /* N_PART */
 	struct flash_writer *writer; /* N_DEVDIR: the open flash.bin writer */
 	int commits;              /* N_DEVDIR: staging commits running */
 	int erasing;              /* N_DEVDIR: erase jobs running */
@@ -132,8 +144,12 @@ void nodes_device_state(esp_device *d);  /* nodes.c; takes vfs.lock */
  * the mount's owner (info.json leaves out the SSID). */
 char *attr_text(struct node *n, size_t *len, bool secrets);
 
-/* flashwrite.c: flash.bin writes, streamed to the device. */
+/* flashwrite.c: flash.bin writes, streamed to the device.  fw_open_range:
+ * a window [base, base+size) of the flash (a partition) named `name` in
+ * messages; app_only: only an app image for this chip may start there. */
 struct flash_writer *fw_open(esp_device *d);
+struct flash_writer *fw_open_range(esp_device *d, uint32_t base, uint32_t size, const char *name,
+				   bool app_only);
 void fw_write(struct flash_writer *fw, fuse_req_t req, const char *buf, size_t size, off_t off);
 void fw_commit(struct flash_writer *fw, fuse_req_t req);
 void fw_release(struct flash_writer *fw);
@@ -178,6 +194,10 @@ void console_write(fuse_req_t req, struct handle *h, const char *buf, size_t siz
 unsigned console_poll(struct handle *h, struct fuse_pollhandle *ph);
 void console_wake(esp_device *d);
 void console_shutdown(void);
+
+/* partitions.c: the partitions/ folder follows the device's table (called
+ * with vfs.lock held, on attach and on every state change of d) */
+void parts_sync(esp_device *d);
 
 /* fsops.c: free an open handle (release, or an open the kernel dropped). */
 void espfs_release_handle(struct fuse_file_info *fi);

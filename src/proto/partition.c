@@ -204,3 +204,46 @@ int esp_otadata_parse(const uint8_t *buf, size_t len, struct esp_otadata *od)
 		return -EINVAL;
 	return od->active >= 0 || (od->blank[0] && od->blank[1]) ? 0 : -EINVAL;
 }
+
+int esp_otadata_active(const uint8_t *buf, size_t len, uint32_t *seq)
+{
+	int best = -1;
+	uint32_t best_seq = 0;
+	for (int i = 0; i < 2; i++) {
+		if (len < 0x1000u * (size_t)i + ROW)
+			break;
+		const uint8_t *e = buf + 0x1000u * (size_t)i;
+		uint32_t s = espimg_le32(e), state = espimg_le32(e + 24);
+		if (s == 0xFFFFFFFFu || s == 0 || state == 3 || state == 4)
+			continue;
+		if ((uint32_t)crc32(0xFFFFFFFFul, e, 4) != espimg_le32(e + 28))
+			continue;
+		if (best < 0 || s > best_seq) {
+			best = i;
+			best_seq = s;
+		}
+	}
+	if (seq)
+		*seq = best < 0 ? 0 : best_seq;
+	return best;
+}
+
+uint32_t esp_otadata_next_seq(uint32_t cur, int slot, int n_ota)
+{
+	if (n_ota <= 0 || slot < 0 || slot >= n_ota)
+		return 0;
+	uint64_t want = (uint64_t)slot + 1;  /* (want - 1) % n_ota == slot */
+	if (cur > want)
+		want += ((cur - want + (uint64_t)n_ota - 1) / (uint64_t)n_ota) * (uint64_t)n_ota;
+	return want >= 0xFFFFFFFFull ? 0 : (uint32_t)want;
+}
+
+void esp_otadata_entry(uint8_t e[32], uint32_t seq)
+{
+	memset(e, 0xFF, ROW);
+	for (int i = 0; i < 4; i++)
+		e[i] = (uint8_t)(seq >> (8 * i));
+	uint32_t crc = (uint32_t)crc32(0xFFFFFFFFul, e, 4);
+	for (int i = 0; i < 4; i++)
+		e[28 + i] = (uint8_t)(crc >> (8 * i));
+}

@@ -38,6 +38,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			__builtin_trap();
 		if (rc < 0 && rc != -EINVAL && rc != -EFBIG)
 			__builtin_trap();
+		char word[PART_WORD_MAX + 1];
+		rc = parse_part_word(buf, len, word, sizeof word, why, sizeof why);
+		if (rc == 0) {
+			size_t wl = strlen(word);
+			if (!wl || wl > PART_WORD_MAX)
+				__builtin_trap();
+			for (size_t i = 0; i < wl; i++)
+				if ((unsigned char)word[i] <= 0x20 || (unsigned char)word[i] >= 0x7F)
+					__builtin_trap();
+		}
 		break;
 	}
 	case 1:
