@@ -212,7 +212,9 @@ void devmgr_free(esp_devmgr *m);
 
 /* Synthetic, bootable images for the demo and tests: kind "factory"
  * (bootloader + partition table + app, to be written at 0), "bootloader",
- * "ptable" or "app".  *out is malloc'd. */
+ * "ptable" or "app"; "ota-factory" and "ota-ptable": the same with the
+ * two-slot table (nvs, otadata, app0/app1, spiffs) instead of one factory
+ * app.  *out is malloc'd. */
 int device_synth_image(const char *chip_key, const char *kind, const char *project,
 		       uint8_t **out, size_t *len);
 

@@ -134,21 +134,32 @@ static void pt_entry(uint8_t *e, uint8_t type, uint8_t sub, uint32_t off, uint32
 	put32(e + 28, 0);
 }
 
-static uint8_t *make_ptable(size_t *len)
+/* ota: the two-slot layout of Arduino and older ESPHome builds (nvs,
+ * otadata, app0/app1, spiffs; 4 MB), else one factory app. */
+static uint8_t *make_ptable(bool ota, size_t *len)
 {
 	uint8_t *t = malloc(0xC00);
 	if (!t)
 		return NULL;
 	memset(t, 0xFF, 0xC00);
-	pt_entry(t, 1, 2, 0x9000, 0x5000, "nvs");
-	pt_entry(t + 32, 1, 1, 0xE000, 0x1000, "phy_init");
-	pt_entry(t + 64, 0, 0, 0x10000, 0x200000, "factory");
-	uint8_t *m = t + 96;
+	int n = 0;
+	if (ota) {
+		pt_entry(t + 32 * n++, 1, 2, 0x9000, 0x5000, "nvs");
+		pt_entry(t + 32 * n++, 1, 0, 0xE000, 0x2000, "otadata");
+		pt_entry(t + 32 * n++, 0, 0x10, 0x10000, 0x140000, "app0");
+		pt_entry(t + 32 * n++, 0, 0x11, 0x150000, 0x140000, "app1");
+		pt_entry(t + 32 * n++, 1, 0x82, 0x290000, 0x160000, "spiffs");
+	} else {
+		pt_entry(t + 32 * n++, 1, 2, 0x9000, 0x5000, "nvs");
+		pt_entry(t + 32 * n++, 1, 1, 0xE000, 0x1000, "phy_init");
+		pt_entry(t + 32 * n++, 0, 0, 0x10000, 0x200000, "factory");
+	}
+	uint8_t *m = t + 32 * n;
 	m[0] = 0xEB;
 	m[1] = 0xEB;
 	MD5_CTX c;
 	MD5Init(&c);
-	MD5Update(&c, t, 96);
+	MD5Update(&c, t, (size_t)32 * n);
 	MD5Final(m + 16, &c);
 	*len = 0xC00;
 	return t;
@@ -164,13 +175,13 @@ int device_synth_image(const char *chip_key, const char *kind, const char *proje
 		*out = make_bootloader(chip, len);
 	} else if (!strcmp(kind, "app")) {
 		*out = make_app(chip, project, len);
-	} else if (!strcmp(kind, "ptable")) {
-		*out = make_ptable(len);
-	} else if (!strcmp(kind, "factory")) {
+	} else if (!strcmp(kind, "ptable") || !strcmp(kind, "ota-ptable")) {
+		*out = make_ptable(kind[0] == 'o', len);
+	} else if (!strcmp(kind, "factory") || !strcmp(kind, "ota-factory")) {
 		size_t bl, al, pl;
 		uint8_t *b = make_bootloader(chip, &bl);
 		uint8_t *a = make_app(chip, project, &al);
-		uint8_t *p = make_ptable(&pl);
+		uint8_t *p = make_ptable(kind[0] == 'o', &pl);
 		uint8_t *f = NULL;
 		if (b && a && p) {
 			*len = 0x10000 + al;

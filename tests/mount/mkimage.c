@@ -1,5 +1,5 @@
 /* espfs-mkimage CHIP KIND OUT [PROJECT]: write a synthetic, bootable
- * image (KIND: factory, bootloader, ptable, app) so the mount tests stand
+ * image (KIND: factory, bootloader, ptable, app, ota-factory, ota-ptable) so the mount tests stand
  * alone without ../shared/firmware. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,7 +8,7 @@
 int main(int argc, char **argv)
 {
 	if (argc < 4) {
-		fprintf(stderr, "usage: %s CHIP factory|bootloader|ptable|app OUT [PROJECT]\n", argv[0]);
+		fprintf(stderr, "usage: %s CHIP factory|bootloader|ptable|app|ota-factory|ota-ptable OUT [PROJECT]\n", argv[0]);
 		return 2;
 	}
 	uint8_t *img;

@@ -334,6 +334,62 @@ static void otadata_entries(void)
 	CHECK(!o.valid[0]);
 }
 
+/* What the bootloader follows and what a switch writes (boot.c). */
+static void otadata_select_and_switch(void)
+{
+	uint8_t od[ESP_OTADATA_LEN];
+	uint32_t seq = 99;
+	memset(od, 0xFF, sizeof od);
+	CHECK_EQ(esp_otadata_active(od, sizeof od, &seq), -1);
+	CHECK_EQ(seq, 0);
+	/* the entry a switch writes is what the bootloader accepts: seq 1
+	 * has boot_app0.bin's CRC */
+	esp_otadata_entry(od, 1);
+	CHECK_EQ(od[28] | od[29] << 8 | od[30] << 16 | (uint32_t)od[31] << 24, 0x4743989au);
+	CHECK(od[24] == 0xFF && od[25] == 0xFF && od[26] == 0xFF && od[27] == 0xFF); /* ota_state undefined */
+	CHECK_EQ(esp_otadata_active(od, sizeof od, &seq), 0);
+	CHECK_EQ(seq, 1);
+	esp_otadata_entry(od + 0x1000, 4);
+	CHECK_EQ(esp_otadata_active(od, sizeof od, &seq), 1);
+	CHECK_EQ(seq, 4);
+	/* an entry marked INVALID (3) or ABORTED (4) does not count */
+	put32(od + 0x1000 + 24, 3);
+	CHECK_EQ(esp_otadata_active(od, sizeof od, &seq), 0);
+	put32(od + 0x1000 + 24, 4);
+	CHECK_EQ(esp_otadata_active(od, sizeof od, &seq), 0);
+	put32(od + 0x1000 + 24, 2);               /* VALID */
+	CHECK_EQ(esp_otadata_active(od, sizeof od, &seq), 1);
+	/* a bad CRC, seq 0 (boot_app0.bin's second entry) and a short
+	 * buffer do not count either; a tie goes to entry 0 */
+	od[0x1000 + 28] ^= 1;
+	CHECK_EQ(esp_otadata_active(od, sizeof od, &seq), 0);
+	esp_otadata_entry(od + 0x1000, 0);
+	CHECK_EQ(esp_otadata_active(od, sizeof od, &seq), 0);
+	CHECK_EQ(esp_otadata_active(od, 0x1000, &seq), 0);
+	CHECK_EQ(esp_otadata_active(od, 16, &seq), -1);
+	esp_otadata_entry(od + 0x1000, 1);
+	CHECK_EQ(esp_otadata_active(od, sizeof od, &seq), 0);
+	/* next seq: (seq - 1) % n == slot, the smallest >= the active one */
+	CHECK_EQ(esp_otadata_next_seq(0, 0, 2), 1);
+	CHECK_EQ(esp_otadata_next_seq(0, 1, 2), 2);
+	CHECK_EQ(esp_otadata_next_seq(1, 1, 2), 2);
+	CHECK_EQ(esp_otadata_next_seq(2, 0, 2), 3);
+	CHECK_EQ(esp_otadata_next_seq(3, 0, 2), 3);   /* already selected: same */
+	CHECK_EQ(esp_otadata_next_seq(7, 2, 3), 9);
+	CHECK_EQ(esp_otadata_next_seq(7, 0, 3), 7);
+	for (uint32_t cur = 1; cur < 40; cur++)
+		for (int n = 1; n <= 4; n++)
+			for (int s = 0; s < n; s++) {
+				uint32_t v = esp_otadata_next_seq(cur, s, n);
+				CHECK(v >= cur && (v - 1) % (uint32_t)n == (uint32_t)s && v < cur + (uint32_t)n);
+			}
+	CHECK_EQ(esp_otadata_next_seq(0xFFFFFFF0u, 1, 16), 0xFFFFFFF2u);
+	CHECK_EQ(esp_otadata_next_seq(0xFFFFFFF1u, 15, 16), 0);  /* past 32 bits */
+	CHECK_EQ(esp_otadata_next_seq(0xFFFFFFFEu, 14, 16), 0);  /* never 0xFFFFFFFF (blank) */
+	CHECK_EQ(esp_otadata_next_seq(5, 2, 2), 0);             /* no such slot */
+	CHECK_EQ(esp_otadata_next_seq(5, 0, 0), 0);
+}
+
 static void classify_synthetic_kinds(void)
 {
 	static uint8_t img[8192];
@@ -1009,6 +1065,7 @@ int main(void)
 	RUN(flash_size_and_freq_tables);
 	RUN(partition_table_parse_and_lookup);
 	RUN(otadata_entries);
+	RUN(otadata_select_and_switch);
 	RUN(classify_synthetic_kinds);
 	RUN(classify_synthetic_factories);
 	RUN(esp8266_arduino_layout);
