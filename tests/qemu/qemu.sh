@@ -185,6 +185,39 @@ elif [ "$CHIP" = esp32 ]; then
 	check "dump of the first 64 KiB equals the QEMU flash file" region_is 0 65536 "$T/dump.bin"
 fi
 lap "factory image and dump"
+# partitions/ and the boot slot (issue 13): an app into the second OTA
+# slot and otadata switched to it; the boot run below must start it.  The
+# ESP32 (stub) takes the real OTA app; the C3's ROM at 115200 a small
+# synthetic one (the real one would add a minute), which the real
+# bootloader loads but cannot run.
+BOOT_OFF=0x10000
+if [ -n "$BOOT" ]; then
+	case $CHIP in
+	esp32)   OTA=$(shared "${FACTORY%.factory.bin}.ota.bin") ;;
+	esp32c3) mkimg esp32c3 app "$T/c3-ota.bin" slot_b && OTA=$T/c3-ota.bin ;;
+	esac
+	check "table.csv lists app1 at 0x1d0000" grep -q "^app1,app,ota_1,0x1d0000,1792K,$" "$D/partitions/table.csv"
+	check "boot says ota_0 (otadata blank)" [ "$(cat "$D/boot")" = ota_0 ]
+	t0=$(ms_now)
+	check "cp an app into partitions/app1" cp "$OTA" "$D/partitions/app1"
+	echo "# cp of $(stat -c %s "$OTA") B into app1 took $(( $(ms_now) - t0 )) ms"
+	check "the app is in flash at 0x1d0000" region_is $((0x1d0000)) "$(stat -c %s "$OTA")" "$OTA"
+	sum0=$(md5sum <"$FLASH")
+	check "a $OTHER app into app0 is refused" bash -c "! cp '$T/other.bin' '$D/partitions/app0'" 2>/dev/null
+	check "flash untouched by the refusal" [ "$(md5sum <"$FLASH")" = "$sum0" ]
+	check "echo ota_1 > boot" bash -c "echo ota_1 > '$D/boot'"
+	# otadata at 0x9000 was blank: entry 0 gets ota_seq 2, CRC-32 of it
+	check "otadata entry 0: ota_seq 2 with its CRC" python3 - "$FLASH" <<'EOF2'
+import sys, struct, zlib
+f = open(sys.argv[1], 'rb').read()
+seq, = struct.unpack_from('<I', f, 0x9000); crc, = struct.unpack_from('<I', f, 0x9000 + 28)
+sys.exit(0 if seq == 2 and crc == zlib.crc32(f[0x9000:0x9004], 0xffffffff) & 0xffffffff
+	 and f[0xa000:0xb000] == b'\xff' * 0x1000 else 1)
+EOF2
+	[ "$CHIP" = esp32 ] && check "boot reads ota_1 back" [ "$(cat "$D/boot")" = ota_1 ]
+	BOOT_OFF=0x1d0000
+	lap "partition write and boot switch"
+fi
 stop_espfs
 stop_qemu
 [ -n "$BOOT" ] || done_testing
@@ -221,6 +254,8 @@ boot_qemu() {
 boot_qemu
 for _ in $(seq 600); do
 	grep -q "cpu_start" "$T/serial.log" 2>/dev/null && break
+	# the C3's synthetic app is loaded but does not run
+	[ "$CHIP" = esp32c3 ] && grep -q "Loaded app from\|not bootable" "$T/serial.log" 2>/dev/null && sleep 1 && break
 	sleep 0.1
 done
 sleep 0.5
@@ -228,6 +263,11 @@ stop_qemu
 lap boot
 tr -d '\r' <"$T/serial.log" | grep -E "entry 0x|boot:|cpu_start" | head -n 40 | sed 's/^/# /'
 check "ROM loaded the second-stage bootloader (its log appears)" grep -q "2nd stage bootloader\|boot: Loaded app\|boot: Partition Table" "$T/serial.log"
-check "bootloader started the app at 0x10000" grep -q "Loaded app from partition at offset 0x10000" "$T/serial.log"
-check "app runs (cpu_start)" grep -q "cpu_start" "$T/serial.log"
+check "bootloader started the app in the slot boot selected ($BOOT_OFF)" \
+	grep -q "Loaded app from partition at offset $BOOT_OFF" "$T/serial.log"
+if [ "$CHIP" = esp32 ]; then
+	check "app runs (cpu_start)" grep -q "cpu_start" "$T/serial.log"
+else
+	n=$((n + 1)); echo "ok $n - app runs # SKIP the C3's app1 holds a synthetic image (loaded, not runnable)"
+fi
 done_testing
