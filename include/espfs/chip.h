@@ -46,6 +46,11 @@ struct esp_chip_info {
 	bool rom_begin_has_encrypt_word; /* ROM FLASH_BEGIN takes 20 bytes */
 	uint32_t wdt_config0, wdt_config1, wdt_wprotect; /* RTC WDT; 0 = none */
 	uint16_t usb_otg_rom_pid;  /* ROM's own USB-OTG CDC PID (303a:xxxx); 0 = none */
+	/* The ROM's .bss byte that says which port its loader talks on, and
+	 * its value for USB-OTG (esptool's UARTDEV_BUF_NO[_USB_OTG]): how a
+	 * remote link, which shows no USB IDs, tells USB-OTG.  0 = none. */
+	uint32_t uartdev_buf_no;
+	uint8_t uartdev_usb_otg;
 	bool has_usb_jtag_serial;  /* 303a:1001 */
 	uint32_t default_flash_size;
 };

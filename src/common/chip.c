@@ -41,6 +41,7 @@ static const struct esp_chip_info chips[ESP_CHIP_COUNT] = {
 		.rom_begin_has_encrypt_word = true,
 		.wdt_config0 = 0x3F408094, .wdt_config1 = 0x3F408098, .wdt_wprotect = 0x3F4080AC,
 		.usb_otg_rom_pid = 0x0002,
+		.uartdev_buf_no = 0x3FFFFD14, .uartdev_usb_otg = 2,
 		.default_flash_size = 4u << 20,
 	},
 	[ESP_CHIP_ESP32S3] = {
@@ -53,6 +54,7 @@ static const struct esp_chip_info chips[ESP_CHIP_COUNT] = {
 		.rom_has_change_baud = true, .rom_begin_has_encrypt_word = true,
 		.wdt_config0 = 0x60008098, .wdt_config1 = 0x6000809C, .wdt_wprotect = 0x600080B0,
 		.usb_otg_rom_pid = 0x0009, .has_usb_jtag_serial = true,
+		.uartdev_buf_no = 0x3FCEF14C, .uartdev_usb_otg = 3,
 		.default_flash_size = 4u << 20,
 	},
 	[ESP_CHIP_ESP32C2] = {

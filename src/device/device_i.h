@@ -136,6 +136,10 @@ struct esp_device {
 	 * backoff (retry_ms) and re-attaches when the link is back. */
 	bool remote;
 	unsigned retry_ms;
+	/* The ROM said it talks USB-OTG (UARTDEV_BUF_NO, read in the loader):
+	 * where no USB IDs are seen (a remote link) this is how espfs knows
+	 * that only a watchdog reset starts the app. */
+	bool otg_by_rom;
 	char journal_file[300];        /* journal.c: a simulated chip's, next to its flash file */
 	int sim_socket;                /* simulated bus: which socket it is in */       /* the chip's default, until the loader says */
 };

@@ -69,6 +69,8 @@ static void set_reason(esp_device *d, char *err, size_t errlen, const char *what
 	snprintf(err, errlen, "%s: %s", what, why && *why ? why : strerror(-rc));
 }
 
+static void ask_rom_port(esp_device *d, const struct esp_chip_info *chip);
+
 int dev_enter_loader(esp_device *d, char *err, size_t errlen)
 {
 	int rc;
@@ -129,6 +131,7 @@ int dev_enter_loader(esp_device *d, char *err, size_t errlen)
 		set_reason(d, err, errlen, "chip detection", rc);
 		return rc;
 	}
+	ask_rom_port(d, chip);
 	if (!esp_loader_is_stub(d->ld) && !d->opt.no_stub) {
 		char path[512];
 		esp_stub stub;
@@ -224,7 +227,30 @@ bool dev_on_usb_otg(esp_device *d)
 		vid = d->tr->usb_vid;
 		pid = d->tr->usb_pid;
 	}
-	return vid == 0x303a && pid != 0x1001;
+	pthread_mutex_lock(&d->lock);
+	bool rom_says = d->otg_by_rom;
+	pthread_mutex_unlock(&d->lock);
+	return (vid == 0x303a && pid != 0x1001) || rom_says;
+}
+
+/* Which port the ROM's loader talks on, as esptool asks it: the byte at
+ * UARTDEV_BUF_NO (S2/S3).  Asked once per connection, before the stub
+ * runs (the byte is the ROM's; a stub's RAM may lie over it); a chip in
+ * Secure Download Mode refuses READ_REG there and is taken as not OTG. */
+static void ask_rom_port(esp_device *d, const struct esp_chip_info *chip)
+{
+	uint32_t v = 0;
+	if (!chip || !chip->uartdev_buf_no || esp_loader_is_stub(d->ld))
+		return;
+	bool otg = esp_loader_read_reg(d->ld, chip->uartdev_buf_no, &v) == 0 &&
+		   (v & 0xFF) == chip->uartdev_usb_otg;
+	pthread_mutex_lock(&d->lock);
+	bool was = d->otg_by_rom;
+	d->otg_by_rom = otg;
+	pthread_mutex_unlock(&d->lock);
+	if (otg && !was)
+		LOGI("%s: the %s ROM talks USB-OTG (UARTDEV_BUF_NO %u): resets into the app by its "
+		     "watchdog", d->name, chip->name, v & 0xFF);
 }
 
 bool dev_can_leave_loader(esp_device *d)

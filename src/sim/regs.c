@@ -276,6 +276,12 @@ uint32_t sim_reg_read(sim_device *d, uint32_t addr)
 	uint32_t rv;
 	if (revision_word(c, addr, &rv))
 		return rv;
+	/* the ROM loader's port (esptool's UARTDEV_BUF_NO): USB-OTG on a
+	 * native-USB S2, USB-Serial/JTAG (4) on a native-USB S3, UART0 else */
+	if (c->uartdev_buf_no && addr == (c->uartdev_buf_no & ~3u)) {
+		uint32_t port = !d->native_usb ? 0 : c->has_usb_jtag_serial ? 4 : c->uartdev_usb_otg;
+		return port << (8 * (c->uartdev_buf_no & 3));
+	}
 	struct clk_reg ck = uart_clkdiv(c);
 	if (addr == ck.addr)
 		return ck.clk_hz / (d->dev_baud ? d->dev_baud : 115200);

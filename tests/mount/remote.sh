@@ -52,7 +52,11 @@ for i in $(seq 0 7); do
 		{ echo "Bail out! espsim"; exit 1; }
 	args+=(--port "$(url "f$i")")
 done
-start_espfs --port "$(url a)" --port "$(url c)" "${args[@]}" --sim "esp32c3,name=local,flash=$T/local.flash" ||
+# an ESP32-S2 on USB-OTG (its ROM's CDC), in download mode, behind RFC 2217
+mkimg esp32s2 factory "$T/s2.flash" remote-s2 && truncate -s 4M "$T/s2.flash"
+start_sim s2 0 --chip esp32s2 --native-usb --flash "$T/s2.flash" || { echo "Bail out! espsim"; exit 1; }
+start_espfs --port "$(url a)" --port "$(url c)" --port "$(url s2)" "${args[@]}" \
+	--sim "esp32c3,name=local,flash=$T/local.flash" ||
 	{ echo "Bail out! espfs did not mount"; exit 1; }
 
 stage "(a) reset into the loader and back, over RFC 2217"
@@ -96,11 +100,24 @@ echo "# a: cp after the return took $dt ms"
 check "without waiting for buttons (under 30 s)" [ $dt -lt 30000 ]
 check "the flash holds it" cmp -n "$(stat -c %s "$T/app1.bin")" "$T/app1.bin" "$T/a.flash"
 
+stage "(s2) ESP32-S2 on USB-OTG behind RFC 2217: no USB IDs, the ROM says"
+# No USB IDs cross the network, and its modem lines reach no reset
+# circuit: espfs asks the ROM which port it talks on (UARTDEV_BUF_NO, as
+# esptool does) and starts the app with the RTC watchdog; a hard reset
+# would leave it in the loader while state said "app".
+S2=$(folder s2)
+for _ in $(seq 150); do grep -q "^app idle" "$S2/state" 2>/dev/null && grep -q "mode app" "$T/s2.log" && break; sleep 0.1; done
+echo "# s2: state $(cat "$S2/state"), leave $(json_get "$S2/info.json" reset.leave)"
+check "S2: the ROM said USB-OTG (log)" grep -q "ESP32-S2 ROM talks USB-OTG" "$LOG"
+check "S2: left the loader by the RTC watchdog" [ "$(json_get "$S2/info.json" reset.leave)" = watchdog ]
+check "S2: espsim saw its application boot" grep -q "mode app" "$T/s2.log"
+check "S2: state says app" grep -q "^app idle" "$S2/state"
+
 stage "(d) the farm: 8 remote + 1 local, concurrent cp's, by-mac"
-check "11 folders (10 remote, 1 local) plus by-mac" [ "$(ls "$MNT" | grep -vc by-mac)" = 11 ]
+check "12 folders (11 remote, 1 local) plus by-mac" [ "$(ls "$MNT" | grep -vc by-mac)" = 12 ]
 links=0
 for l in "$MNT"/by-mac/*; do [ -d "$l" ] && [ -f "$l/chip" ] && links=$((links + 1)); done
-check "by-mac: a working link for every device (11)" [ $links = 11 ]
+check "by-mac: a working link for every device (12)" [ $links = 12 ]
 declare -A want
 for i in $(seq 0 7); do
 	F=$(folder "f$i")
