@@ -53,6 +53,17 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
 }
 
+/* vfs.lock held: partitions/ follows the table before it is looked into
+ * (the device's state event that also does it comes a moment later, from
+ * the notifier: a `cp` onto flash.bin followed by `ls partitions` must
+ * see the new table). */
+static void sync_partdir(fuse_ino_t ino)
+{
+	struct node *d = node_get(ino);
+	if (d && d->kind == N_PARTDIR && !d->removed)
+		parts_sync(d->dev);
+}
+
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct fuse_entry_param e;
@@ -62,6 +73,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		return;
 	}
 	pthread_mutex_lock(&vfs.lock);
+	sync_partdir(parent);
 	struct node *n = node_child(parent, name);
 	if (!n) {
 		pthread_mutex_unlock(&vfs.lock);
@@ -165,6 +177,7 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		return;
 	}
 	pthread_mutex_lock(&vfs.lock);
+	sync_partdir(ino);
 	struct node *dir = node_get(ino);
 	if (!dir || node_is_file(dir) || dir->kind == N_LINK) {
 		pthread_mutex_unlock(&vfs.lock);
