@@ -215,6 +215,17 @@ sys.exit(0 if seq == 2 and crc == zlib.crc32(f[0x9000:0x9004], 0xffffffff) & 0xf
 	 and f[0xa000:0xb000] == b'\xff' * 0x1000 else 1)
 EOF2
 	[ "$CHIP" = esp32 ] && check "boot reads ota_1 back" [ "$(cat "$D/boot")" = ota_1 ]
+	if [ "$LINK_MODE" = stub ]; then
+		# NVS backup and restore through partitions/nvs (0x390000, 436K)
+		head -c 8192 /dev/urandom >"$T/nvsdata"
+		dd if="$T/nvsdata" of="$D/partitions/nvs" bs=4096 conv=notrunc status=none
+		check "nvs backup" cp "$D/partitions/nvs" "$T/nvs.bak"
+		check "the backup is the flash's nvs range" region_is $((0x390000)) $((0x6d000)) "$T/nvs.bak"
+		echo nvs >"$D/erase"
+		check "echo nvs > erase erases it" blank $((0x390000)) $((0x6d000))
+		check "nvs restore" cp "$T/nvs.bak" "$D/partitions/nvs"
+		check "the flash holds the backup again" region_is $((0x390000)) $((0x6d000)) "$T/nvs.bak"
+	fi
 	BOOT_OFF=0x1d0000
 	lap "partition write and boot switch"
 fi
