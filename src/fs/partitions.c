@@ -1,6 +1,6 @@
 /* partitions/: one file per partition of the table the device holds (read
  * at attach, re-read whenever a write covers 0x8000), named by its label,
- * and table.csv.  The files themselves are windows onto flash.bin
+ * links by subtype name to the app slots, and table.csv.  The files themselves are windows onto flash.bin
  * (fsops.c, flashwrite.c); here the folder follows the table. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +32,31 @@ static bool usable(const struct dev_identity *id, int i)
 	return true;
 }
 
+/* The app partitions also answer to their subtype names (ota_0, ota_1,
+ * factory) where no label takes them: ESPHome and Arduino label their
+ * slots app0/app1, ESP-IDF's defaults ota_0/ota_1, and `boot` speaks of
+ * ota_N.  A symlink to the label's file, so `ls -l` shows which is which
+ * and `cp app.bin partitions/ota_1` works on either layout. */
+static bool alias_of(const struct dev_identity *id, int i, char *out, size_t cap)
+{
+	const struct dev_partition *p = &id->parts[i];
+	if (p->type != 0x00 || !usable(id, i))
+		return false;
+	if (p->subtype == 0x00)
+		snprintf(out, cap, "factory");
+	else if (p->subtype >= 0x10 && p->subtype <= 0x1F)
+		snprintf(out, cap, "ota_%d", p->subtype - 0x10);
+	else
+		return false;
+	for (int k = 0; k < id->n_parts; k++) {
+		if (!strcmp(id->parts[k].label, out))
+			return false;  /* a label of that name is the file */
+		if (k < i && id->parts[k].type == 0x00 && id->parts[k].subtype == p->subtype)
+			return false;  /* the first of two with one subtype has it */
+	}
+	return true;
+}
+
 void parts_sync(esp_device *d)
 {
 	struct node *dev = find_dir(d, N_DEVDIR, ROOT_INO);
@@ -55,6 +80,12 @@ void parts_sync(esp_device *d)
 					keep = i;
 		} else if (n->kind == N_PTCSV && id->n_parts) {
 			keep = 0;
+		} else if (n->kind == N_LINK) {
+			char al[16];
+			for (int i = 0; i < id->n_parts && keep < 0; i++)
+				if (alias_of(id, i, al, sizeof al) && !strcmp(al, n->name) &&
+				    !strcmp(n->target, id->parts[i].label))
+					keep = i;
 		}
 		if (keep < 0) {
 			if (n->nlookup)
@@ -85,6 +116,18 @@ void parts_sync(esp_device *d)
 		n->dir = dev;
 		n->part = (struct part_ref){ p->offset, p->size, p->type, p->subtype };
 		notify_inval_entry(pd->ino, p->label);
+		changed = true;
+	}
+	for (int i = 0; i < id->n_parts; i++) {
+		char al[16];
+		if (!alias_of(id, i, al, sizeof al) || node_child(pd->ino, al))
+			continue;
+		struct node *n = node_new(N_LINK, pd->ino, al, d);
+		if (!n)
+			break;
+		n->dir = dev;
+		snprintf(n->target, sizeof n->target, "%s", id->parts[i].label);
+		notify_inval_entry(pd->ino, al);
 		changed = true;
 	}
 	if (id->n_parts && !node_child(pd->ino, CSV_NAME)) {

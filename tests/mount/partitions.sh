@@ -50,8 +50,9 @@ mkimg esp32 app "$T/b.bin" slot_b
 mkimg esp32c3 app "$T/c3app.bin" c3app
 mkimg esp32 bootloader "$T/boot.bin"
 check "cp the two-slot image onto flash.bin" cp "$T/of.bin" "$D/flash.bin"
-check "partitions/ lists the table's labels and table.csv" \
-	[ "$(ls "$P" | tr '\n' ' ')" = "app0 app1 nvs otadata spiffs table.csv " ]
+check "partitions/ lists the table's labels, the slots' subtype names and table.csv" \
+	[ "$(ls "$P" | tr '\n' ' ')" = "app0 app1 nvs ota_0 ota_1 otadata spiffs table.csv " ]
+check "ota_1 is a link to app1" [ "$(readlink "$P/ota_1")" = app1 ]
 expect_csv='# ESP-IDF Partition Table
 # Name, Type, SubType, Offset, Size, Flags
 nvs,data,nvs,0x9000,20K,
@@ -81,6 +82,7 @@ check "the app is at app1's offset in flash" \
 	cmp -s -n "$(stat -c %s "$T/b.bin")" "$T/b.bin" <(tail -c +$((0x150000 + 1)) "$T/e.flash")
 check "nothing outside app1 changed" outside 0x150000 0x140000 "$T/before" "$T/e.flash"
 check "reading app1 back gives the app" cmp -s -n "$(stat -c %s "$T/b.bin")" "$T/b.bin" "$P/app1"
+check "cp through the subtype name (partitions/ota_1) writes app1" cp "$T/b.bin" "$P/ota_1"
 
 # switch the slot: the simulated bootloader starts app1
 check "echo ota_1 > boot" bash -c "echo ota_1 > '$D/boot'"
@@ -143,7 +145,7 @@ check "dd past the end of spiffs fails" bash -c "! dd if='$T/tag' of='$P/spiffs'
 # a new table: the folder follows it
 mkimg esp32 factory "$T/f.bin" fac
 check "cp a one-factory image onto flash.bin" cp "$T/f.bin" "$D/flash.bin"
-check "partitions/ now lists factory, nvs, phy_init" \
+check "partitions/ now lists factory, nvs, phy_init (no links: factory is a label)" \
 	[ "$(ls "$P" | tr '\n' ' ')" = "factory nvs phy_init table.csv " ]
 check "boot says factory (no otadata)" [ "$(cat "$D/boot")" = factory ]
 check "echo factory > boot is fine without otadata" bash -c "echo factory > '$D/boot'"

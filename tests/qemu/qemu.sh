@@ -199,7 +199,7 @@ if [ -n "$BOOT" ]; then
 	check "table.csv lists app1 at 0x1d0000" grep -q "^app1,app,ota_1,0x1d0000,1792K,$" "$D/partitions/table.csv"
 	check "boot says ota_0 (otadata blank)" [ "$(cat "$D/boot")" = ota_0 ]
 	t0=$(ms_now)
-	check "cp an app into partitions/app1" cp "$OTA" "$D/partitions/app1"
+	check "cp an app into partitions/ota_1 (the link to app1)" cp "$OTA" "$D/partitions/ota_1"
 	echo "# cp of $(stat -c %s "$OTA") B into app1 took $(( $(ms_now) - t0 )) ms"
 	check "the app is in flash at 0x1d0000" region_is $((0x1d0000)) "$(stat -c %s "$OTA")" "$OTA"
 	sum0=$(md5sum <"$FLASH")
