@@ -90,7 +90,14 @@ int dev_job_boot_get(esp_device *d, struct dev_job *j)
 	if (b->factory < 0 && b->n_ota == 0)
 		goto out;  /* no table, or no app partition: nothing to say */
 	if (b->otadata >= 0) {
-		rc = read_otadata(d, j, b, od);
+		/* A running app is not reset to answer a read (files.md: reading
+		 * a file never resets a chip): what espfs last read or wrote
+		 * there answers; an OTA the app made since shows once the chip
+		 * is next in the loader. */
+		const struct dev_partition *p = &b->id.parts[b->otadata];
+		if (d->in_loader || p->size < ESP_OTADATA_LEN ||
+		    dev_head_peek(d, p->offset, od, ESP_OTADATA_LEN) < 0)
+			rc = read_otadata(d, j, b, od);
 		if (rc < 0)
 			goto out;
 	}

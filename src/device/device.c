@@ -148,6 +148,22 @@ int device_head_read(esp_device *d, uint32_t off, uint8_t *buf, size_t len)
 	return rc;
 }
 
+int dev_head_peek(esp_device *d, uint32_t off, uint8_t *buf, size_t len)
+{
+	int rc = -ERANGE;
+	pthread_mutex_lock(&d->lock);
+	if (d->head_valid && (uint64_t)off + len <= DEV_HEAD_SIZE) {
+		rc = 0;
+		for (uint64_t s = off / ESP_SECTOR; len && s <= (off + len - 1) / ESP_SECTOR; s++)
+			if (!(d->head_known & (1u << s)))
+				rc = -ESTALE;
+		if (rc == 0)
+			memcpy(buf, d->head + off, len);
+	}
+	pthread_mutex_unlock(&d->lock);
+	return rc;
+}
+
 void dev_left_loader(esp_device *d)
 {
 	d->in_loader = false;

@@ -159,6 +159,9 @@ void dev_set_errorv(esp_device *d, int err, const char *fmt, va_list ap);
 void dev_read_result(esp_device *d, struct dev_job *j, int rc);
 /* The note shown instead of "idle" ("" none). */
 void dev_set_note(esp_device *d, const char *note);
+/* The head as last read or written, also after the app has run since
+ * (it may have changed that flash): -ERANGE/-ESTALE when not held. */
+int dev_head_peek(esp_device *d, uint32_t off, uint8_t *buf, size_t len);
 void dev_head_update(esp_device *d, uint32_t off, const uint8_t *buf, size_t len, bool erased);
 /* The chip leaves the loader (or may have run its app meanwhile): the
  * application-writable part of head is no longer known. */

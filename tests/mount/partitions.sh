@@ -90,6 +90,10 @@ check "boot says ota_1" [ "$(cat "$D/boot")" = ota_1 ]
 check "otadata entry 0 holds ota_seq 2 with its CRC" [ "$(ota_entry "$T/e.flash" 0xe000)" = "2 valid" ]
 check "the chip boots the app in app1 (0x150000)" last_boot "offset 0x150000"
 check "and it is slot_b" bash -c "timeout 1 cat '$D/console' | grep -a 'Project name' | tail -1 | grep -q slot_b"
+r0=$(json_get "$D/info.json" resets)
+check "reading boot while the app runs says ota_1" [ "$(cat "$D/boot")" = ota_1 ]
+check "and does not reset the chip" [ "$(json_get "$D/info.json" resets)" = "$r0" ]
+check "state still says app" grep -q "^app" "$D/state"
 check "switch back by label: echo app0 > boot" bash -c "echo app0 > '$D/boot'"
 check "the new entry goes to the other sector (ota_seq 3), the old one stays" \
 	[ "$(ota_entry "$T/e.flash" 0xf000) / $(ota_entry "$T/e.flash" 0xe000)" = "3 valid / 2 valid" ]
