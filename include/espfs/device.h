@@ -113,6 +113,8 @@ bool device_gone(esp_device *d);
 /* A consistent copy of the identity. */
 void device_identity(esp_device *d, struct dev_identity *out);
 uint32_t device_flash_size(esp_device *d);
+/* The chip runs its application (reading flash would reset it). */
+bool device_app_running(esp_device *d);
 /* Copy [off, off+len) from the cached first 64 KiB; -ERANGE if the range
  * is not entirely cached. */
 int device_head_read(esp_device *d, uint32_t off, uint8_t *buf, size_t len);

@@ -148,6 +148,14 @@ int device_head_read(esp_device *d, uint32_t off, uint8_t *buf, size_t len)
 	return rc;
 }
 
+bool device_app_running(esp_device *d)
+{
+	pthread_mutex_lock(&d->lock);
+	bool app = !strcmp(d->mode, "app");
+	pthread_mutex_unlock(&d->lock);
+	return app;
+}
+
 int dev_head_peek(esp_device *d, uint32_t off, uint8_t *buf, size_t len)
 {
 	int rc = -ERANGE;

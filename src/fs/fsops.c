@@ -13,6 +13,7 @@
 #include "vfs.h"
 
 #define ENTRY_TIMEOUT 1.0
+#define SNIFF_BYTES (16u * 1024)  /* what file managers read to guess a type */
 #define MAX_STAGES_PER_DIR 32
 
 struct req_job {
@@ -516,6 +517,16 @@ static void read_flash(fuse_req_t req, struct handle *h, size_t size, off_t off)
 		fuse_reply_buf(req, (const char *)buf, size);
 		free(buf);
 		free(ov);
+		return;
+	}
+	/* A file manager listing partitions/ sniffs the first KiB of every
+	 * file without a telling extension, opened O_NOATIME (FUSE-NOTES part
+	 * 1.5): that must not reset a running app.  Such a read is EAGAIN;
+	 * cp, dd and the rest open without O_NOATIME and get the chip. */
+	if (h->node->kind == N_PART && (h->flags & O_NOATIME) && off < SNIFF_BYTES && !ov &&
+	    device_app_running(h->dev)) {
+		free(buf);
+		fuse_reply_err(req, EAGAIN);
 		return;
 	}
 	struct req_job *r = req_job_new(req, DEV_JOB_READ, what, 0);
