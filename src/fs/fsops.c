@@ -363,6 +363,22 @@ static void erase_over(struct req_job *r)
 	pthread_mutex_unlock(&vfs.lock);
 }
 
+static void handle_free(struct handle *h);
+
+/* A boot read's job is over: a reader killed meanwhile may have released
+ * its handle, which the last such job frees then (not used after this). */
+static void boot_job_over(struct req_job *r)
+{
+	if (!r->h)
+		return;
+	pthread_mutex_lock(&vfs.lock);
+	bool dead = --r->h->jobs == 0 && r->h->released;
+	pthread_mutex_unlock(&vfs.lock);
+	if (dead)
+		handle_free(r->h);
+	r->h = NULL;
+}
+
 static void rj_done(struct dev_job *j)
 {
 	struct req_job *r = (struct req_job *)j;
@@ -374,20 +390,24 @@ static void rj_done(struct dev_job *j)
 		overlay(j->buf, j->offset, r->ov, r->ov_off, r->ov_len);
 		fuse_reply_buf(r->req, (const char *)j->buf, j->len);
 	} else if (j->kind == DEV_JOB_BOOT_GET) {
-		/* the handle lives while its read is pending (the kernel
-		 * releases a file only after its last request) */
-		char *t = malloc(sizeof j->slot + 1);
-		size_t n = t ? (size_t)snprintf(t, sizeof j->slot + 1, j->slot[0] ? "%s\n" : "%s",
-						 j->slot) : 0;
+		/* the answer, for this reply and (a copy) for the handle's
+		 * reads past offset 0 (not when it was released already) */
+		char t[sizeof j->slot + 2];
+		size_t n = (size_t)snprintf(t, sizeof t, j->slot[0] ? "%s\n" : "%s", j->slot);
 		pthread_mutex_lock(&vfs.lock);
-		free(r->h->snap);
-		r->h->snap = t;
-		r->h->snap_len = n;
+		char *keep = r->h->released ? NULL : malloc(n + 1);
+		if (keep) {
+			memcpy(keep, t, n + 1);
+			free(r->h->snap);
+			r->h->snap = keep;
+			r->h->snap_len = n;
+		}
 		pthread_mutex_unlock(&vfs.lock);
 		fuse_reply_buf(r->req, t, n < r->rsize ? n : r->rsize);
 	} else {
 		fuse_reply_write(r->req, r->wsize);
 	}
+	boot_job_over(r);
 	explicit_bzero(j->pass, sizeof j->pass);
 	free(j->buf);
 	free(r->ov);
@@ -426,6 +446,7 @@ static void submit_req_job(esp_device *d, struct req_job *r)
 	if (rc < 0) {
 		fuse_req_interrupt_func(r->req, NULL, NULL);
 		erase_over(r);
+		boot_job_over(r);
 		fuse_reply_err(r->req, -rc);
 		explicit_bzero(r->j.pass, sizeof r->j.pass);
 		free(r->j.buf);
@@ -562,6 +583,9 @@ static void read_boot(fuse_req_t req, struct handle *h, size_t size, off_t off)
 		return;
 	r->h = h;
 	r->rsize = size;
+	pthread_mutex_lock(&vfs.lock);
+	h->jobs++;
+	pthread_mutex_unlock(&vfs.lock);
 	submit_req_job(h->dev, r);
 }
 
@@ -863,6 +887,13 @@ static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
 		fuse_reply_err(req, 0);
 }
 
+static void handle_free(struct handle *h)
+{
+	device_unref(h->dev);
+	free(h->snap);
+	free(h);
+}
+
 void espfs_release_handle(struct fuse_file_info *fi)
 {
 	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
@@ -891,9 +922,12 @@ void espfs_release_handle(struct fuse_file_info *fi)
 	if (fw)
 		fw_release(fw);
 	console_release(h);
-	device_unref(h->dev);
-	free(h->snap);
-	free(h);
+	pthread_mutex_lock(&vfs.lock);
+	bool later = h->jobs > 0;  /* a boot read's job still holds it */
+	h->released = true;
+	pthread_mutex_unlock(&vfs.lock);
+	if (!later)
+		handle_free(h);
 }
 
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)

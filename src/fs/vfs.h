@@ -81,6 +81,10 @@ struct handle {
 	bool wrote;               /* staging: this handle wrote data (a writer) */
 	struct handle *next_state;
 	bool owner;               /* opened by the mount's owner (or root) */
+	/* boot reads: jobs still to answer that keep their result here; a
+	 * handle released meanwhile is freed by the last of them */
+	int jobs;
+	bool released;
 	struct con_reader *con;   /* console: fs_console.c */
 	/* flash.bin reads: where this handle's sequential run of reads
 	 * began and where its next read would follow on (state shows the

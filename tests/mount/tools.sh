@@ -33,7 +33,7 @@ LAT=$T/latencies
 
 have() { command -v "$1" >/dev/null; }
 skip() { n=$((n + 1)); echo "ok $n - $1 # SKIP $2"; }
-extra_files() { ls -A "$1" | grep -vxE 'chip|mac|flash.bin|erase|wifi|state|info.json|console'; }
+extra_files() { ls -A "$1" | grep -vxE 'chip|mac|flash.bin|erase|wifi|state|info.json|console|boot|partitions'; }
 wait_clean() { for _ in $(seq 50); do [ -z "$(extra_files "$1")" ] && return 0; sleep 0.1; done; return 1; }
 
 # The listing probe: one process lists the folder every 20 ms for the

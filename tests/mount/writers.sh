@@ -25,7 +25,7 @@ sz() { stat -c %s "$1"; }
 # flash_has FLASH OFFSET FILE: the simulated flash holds FILE at OFFSET
 flash_has() { cmp -s "$3" <(tail -c +$(($2 + 1)) "$1" | head -c "$(sz "$3")"); }
 # extra_files DIR: names in the folder besides the device's own
-extra_files() { ls -A "$1" | grep -vxE 'chip|mac|flash.bin|erase|wifi|state|info.json|console'; }
+extra_files() { ls -A "$1" | grep -vxE 'chip|mac|flash.bin|erase|wifi|state|info.json|console|boot|partitions'; }
 # wait_clean DIR: flashed/refused files leave the folder (a few seconds)
 wait_clean() { for _ in $(seq 50); do [ -z "$(extra_files "$1")" ] && return 0; sleep 0.1; done; return 1; }
 
