@@ -87,8 +87,16 @@ write_flow() {
 		# a listing held by the kernel's folder lock waits for the rest of
 		# the flash, every time; a scheduler hiccup on a loaded machine
 		# does not repeat: one more run of the same tool tells them apart
-		[ "$WORST" -lt 100 ] && break
+		[ "$WORST" -lt 100 ] || [ "$try" = 3 ] && break
 		echo "# $name: again, to tell a blocked listing from the machine's load"
+		# the chip holds the file now, and a run writing the same bytes
+		# again is quick (espfs skips what the chip already holds): the
+		# region goes back to what it held, so the next run flashes too
+		dd if="$T/before.flash" of="$D/flash.bin" bs=4096 skip=$((off / 4096)) seek=$((off / 4096)) \
+			count=$((($(stat -c %s "$file") + 4095) / 4096)) conv=notrunc status=none
+		# and a flashed file still listed (for 2 s) is no longer taken by
+		# rsync's quick check (same size and mtime) for the chip's bytes
+		wait_clean "$D"
 	done
 	if [ $rc = 0 ]; then ok "$name: exit 0"; else nok "$name: exit $rc ($(head -c 300 "$T/err" | tr '\n' ' '))"; fi
 	expect "$T/before.flash" "$off" "$file" "$T/expect.flash"
