@@ -144,13 +144,25 @@ if have rsync; then
 		bash -c "cp '$T/app2.bin' '$T/moved.bin' && rsync --remove-source-files '$T/moved.bin' '$D/'"
 	check "rsync --remove-source-files removed the source" [ ! -e "$T/moved.bin" ]
 	write_flow "rsync --inplace onto flash.bin" 0 "$T/fA.bin" rsync --inplace "$T/fA.bin" "$D/flash.bin"
+	# raw data cannot show it is cut, as an image can: it is flashed at
+	# rsync's close too (an interrupted rsync's close never flashes), so
+	# the rename, during which the kernel holds the folder, is quick
+	head -c 131072 /dev/urandom >"$T/raw.bin"
+	head -c 131072 /dev/urandom >"$T/dump.bin"
+	write_flow "rsync raw data into the folder" $((0x80000)) "$T/raw.bin" rsync "$T/raw.bin" "$D/blob@0x80000.bin"
+	write_flow "rsync a flash dump onto flash.bin" 0 "$T/dump.bin" rsync "$T/dump.bin" "$D/flash.bin"
 else
 	skip "rsync" "rsync is not installed"
 fi
 if have pv; then
 	write_flow "pv > flash.bin" 0 "$T/fB.bin" bash -c "pv -q '$T/fB.bin' >'$D/flash.bin'"
+	# pv never closes its stdout: the kernel closes it as pv exits 0,
+	# which is the end of its copy (a killed writer's is not)
+	head -c 131072 /dev/urandom >"$T/pvraw.bin"
+	write_flow "pv > a file in the folder" $((0x80000)) "$T/pvraw.bin" \
+		bash -c "pv -q '$T/pvraw.bin' >'$D/pv@0x80000.bin'"
 else
-	skip "pv" "pv is not installed"
+	for x in 1 2; do skip "pv" "pv is not installed"; done
 fi
 if have curl; then
 	write_flow "curl file:// -o flash.bin" 0 "$T/fA.bin" curl -sS "file://$T/fA.bin" -o "$D/flash.bin"
