@@ -5,9 +5,14 @@
  * 0x8000, app -> the device's app partition) or NAME@0xOFF.bin.
  *
  * Who commits (FUSE-NOTES.md part 3): only the writer.
- *  - the close (flush) of a handle that wrote: rsync's temp file is judged
- *    by the NAME inside ".NAME.XXXXXX", KIO's "x.part" as "x", anything
- *    else by its own name;
+ *  - the close (flush) of a handle that wrote, by a writer that closes it
+ *    because its copy is done: rsync's temp file is judged by the NAME
+ *    inside ".NAME.XXXXXX", KIO's "x.part" as "x", anything else by its
+ *    own name.  Not when the copy ended early (closer.h): the kernel's
+ *    close of a killed writer, rsync's close in its exit cleanup (then it
+ *    deletes the file, or with --partial renames it to NAME): raw data
+ *    cannot show it is cut, so that file is never flashed, state says so,
+ *    and no rename flashes it later;
  *  - the first fsync after data (gio fsyncs before its rename), so the
  *    rename has nothing left to wait for: the kernel holds the folder's
  *    lock during a rename and `ls` of the folder would hang for the flash;
@@ -21,15 +26,17 @@
  * memory goes back to the pool. */
 #include <ctype.h>
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "espfs/log.h"
+#include "closer.h"
 #include "vfs.h"
 
 #define LINGER_MS 2000
-/* a file its writer left uncommitted (rsync renames right after its
- * close; --delay-updates at the end of the run) */
+/* a file its writer left uncommitted (a killed copy; rsync --partial
+ * keeps a cut file for its next run to resume from) */
 #define LEFTOVER_MS 60000
 
 /* What a commit does once the chip holds the file. */
@@ -115,9 +122,10 @@ void stage_closed(struct node *n)
 	struct stage *s = n->stage;
 	bool on_chip = s->committed && !s->dirty;
 	if (s->opens == 0 && !on_chip && !s->committing && !s->discarded && !s->failed) {
-		/* the writer went away without a commit (rsync's raw data
-		 * waiting for its rename, a killed gio): no reader flashes it,
-		 * a rename still does, and it goes away after a while */
+		/* the writer went away without a commit (a cut copy, gio's
+		 * temp file killed before its fsync): no reader flashes it, a
+		 * rename does unless the copy was cut, and it goes away after a
+		 * while */
 		s->leftover = true;
 		s->committed_at_ms = now_ms();
 	}
@@ -186,6 +194,7 @@ void stage_write(struct handle *h, fuse_req_t req, const char *buf, size_t size,
 			s->dirty = true;
 			s->failed = false;
 			s->leftover = false;
+			s->interrupted = false;  /* rewritten: its writer's close decides */
 			h->wrote = true;
 			clock_gettime(CLOCK_REALTIME, &n->mtime);
 		}
@@ -338,21 +347,6 @@ static void commit_done(struct dev_job *j)
 	free(sj);
 }
 
-/* Content that cannot prove it is complete: raw bytes (NAME@0xOFF.bin,
- * a flash dump).  An image's own structure shows a truncated copy. */
-static bool raw_content(struct node *n, const char *target)
-{
-	char why[240];
-	uint32_t off;
-	const char *at = strrchr(target, '@');
-	if (at && strstr(at, ".bin"))
-		return true;
-	return device_image_target(n->dev, n->stage->buf, n->stage->len, target, false, &off, why,
-				   sizeof why) < 0 &&
-	       device_image_target(n->dev, n->stage->buf, n->stage->len, target, true, &off, why,
-				   sizeof why) == 0;
-}
-
 /* Start flashing n's content, judged as the file `target` (what the user
  * copied; state names it).  `then` says what happens to the node once the
  * chip holds it.  Called with vfs.lock held; returns 0 (req will be
@@ -418,31 +412,81 @@ static int commit(struct node *n, fuse_req_t req, const char *target, enum then 
 	return 0;
 }
 
+/* Why this close or fsync of what a writer wrote does not end its copy
+ * (false: it does).  Reads /proc: call without vfs.lock. */
+static bool cut_short(fuse_req_t req, bool rsync_temp, char *why, size_t cap)
+{
+	struct closer c;
+	pid_t pid = fuse_req_ctx(req)->pid;
+	closer_read(pid, &c);
+	if (c.fate == CLOSER_KILLED) {
+		const char *sig = sigabbrev_np(c.sig);
+		snprintf(why, cap, "%s (pid %d) was killed by SIG%s before it closed the file",
+			 c.comm, (int)pid, sig ? sig : "?");
+		return true;
+	}
+	if (c.fate == CLOSER_FAILED) {
+		snprintf(why, cap, "%s (pid %d) exited with status %d before it closed the file",
+			 c.comm, (int)pid, c.status);
+		return true;
+	}
+	if (c.fate == CLOSER_UNSEEN) {
+		snprintf(why, cap, "%s (pid %d) exited before it closed the file, and only its user "
+			 "may see whether it finished", c.comm, (int)pid);
+		return true;
+	}
+	if (rsync_temp && closer_rsync_cleanup(&c)) {
+		snprintf(why, cap, "rsync (pid %d) stopped before the end of the file (a signal, a "
+			 "lost connection or an error)", (int)pid);
+		return true;
+	}
+	/* the kernel sends a killed writer's close an interrupt too; /proc
+	 * above says more, when it can be read */
+	if (fuse_req_interrupted(req)) {
+		snprintf(why, cap, "the close was interrupted");
+		return true;
+	}
+	return false;
+}
+
 /* The writer's close or fsync: commit what it wrote.
+ *  - a copy that ended early (cut_short): never, and state says so;
  *  - fsync: always (gio fsyncs only a complete copy), unless it is a gio
  *    temp file whose target is not known (it may replace a dropped file
  *    still listed): its rename says, and state names no temp file;
  *  - close of gio's temp file: never (gio closes it after its rename,
  *    and on a cancelled copy before deleting it);
- *  - close of rsync's temp file: an image (its structure shows a cut
- *    copy; a wrong chip fails rsync here, so --remove-source-files keeps
- *    the source); raw data waits for the rename: an interrupted rsync
- *    closes its temp file too, then deletes it;
+ *  - close of rsync's temp file: commit, images and raw data alike, so
+ *    the rename that follows has nothing left to wait for (the kernel
+ *    holds the folder's lock during a rename); a wrong chip fails rsync
+ *    here, so --remove-source-files keeps the source;
  *  - close of any other name (cp, KIO's .part): commit. */
 static void writer_commit(struct handle *h, fuse_req_t req, bool fsync)
 {
 	struct node *n = h->node;
+	char why[200];
+	bool cut = false;
+	pthread_mutex_lock(&vfs.lock);
+	bool rsync_temp = is_rsync_temp(n);
+	bool judge = h->wrote && n->stage->dirty;
+	pthread_mutex_unlock(&vfs.lock);
+	if (judge)
+		cut = cut_short(req, rsync_temp, why, sizeof why);
 	pthread_mutex_lock(&vfs.lock);
 	struct stage *s = n->stage;
 	int rc = 0;
 	if (h->wrote && s->dirty && !s->committing && !s->discarded) {
 		char target[256];
 		bool known = target_name(n, target, sizeof target);
-		bool wait_rename = !fsync && (is_gio_temp(n) ||
-					      (is_rsync_temp(n) && raw_content(n, target)));
-		if (fuse_req_interrupted(req)) {
-			rc = -EINTR;  /* a killed writer: never flash a partial upload */
-		} else if (wait_rename) {
+		if (cut) {
+			/* a partial upload is never flashed, not by a rename either */
+			rc = -EINTR;
+			s->interrupted = true;
+			device_set_error(n->dev, EINTR, "%s: interrupted, nothing was flashed: %s",
+					 known ? target : "gio's copy", why);
+			LOGI("%s: %s: interrupted, not flashed: %s", device_name(n->dev),
+			     known ? target : "gio's copy", why);
+		} else if (!fsync && is_gio_temp(n)) {
 			rc = 0;
 		} else if (known) {
 			rc = commit(n, req, target, THEN_ANSWER, NULL);
@@ -451,7 +495,7 @@ static void writer_commit(struct handle *h, fuse_req_t req, bool fsync)
 				return;
 			}
 		}
-		if (rc < 0) {
+		if (rc < 0 && !s->interrupted) {
 			s->failed = true;
 			s->committed_at_ms = now_ms();
 		}
@@ -503,7 +547,20 @@ void stage_rename(uint64_t parent, const char *name, fuse_req_t req, const char 
 	}
 	bool on_chip = s->committed && !s->dirty;
 	bool has_data = s->dirty || s->failed;
-	if (on_chip || (!has_data && !onto_flash_bin)) {
+	if (s->interrupted) {
+		/* rsync --partial keeps its cut temp file as NAME for its next
+		 * run to resume from: it may, but the chip never gets it */
+		if (onto_flash_bin) {
+			device_set_error(n->dev, EINTR, "flash.bin: interrupted, nothing was flashed: "
+					 "a cut copy is not put onto flash.bin");
+			rc = -ECANCELED;
+			goto out;
+		}
+		device_set_error(n->dev, EINTR, "%s: interrupted, nothing was flashed: the cut copy "
+				 "stays in the folder under this name for %d s (rsync --partial resumes "
+				 "from it)", newname, LEFTOVER_MS / 1000);
+		rename_node(n, newname);
+	} else if (on_chip || (!has_data && !onto_flash_bin)) {
 		/* nothing left to flash (KIO: flash.bin.part was flashed at
 		 * close; rsync: flashed at its close), or nothing written */
 		finish_rename(n, newname);

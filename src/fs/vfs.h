@@ -41,6 +41,7 @@ struct stage {
 	bool failed;              /* last commit refused or failed */
 	bool discarded;           /* unlinked or replaced: never flashed, memory freed */
 	bool leftover;            /* its writer closed it uncommitted: only a rename flashes it */
+	bool interrupted;         /* its writer's copy ended early: never flashed until rewritten */
 	int opens;
 	uint64_t committed_at_ms;
 	/* a rename that arrived while a commit ran: answered with its result */

@@ -87,8 +87,16 @@ write_flow() {
 		# a listing held by the kernel's folder lock waits for the rest of
 		# the flash, every time; a scheduler hiccup on a loaded machine
 		# does not repeat: one more run of the same tool tells them apart
-		[ "$WORST" -lt 100 ] && break
+		[ "$WORST" -lt 100 ] || [ "$try" = 3 ] && break
 		echo "# $name: again, to tell a blocked listing from the machine's load"
+		# the chip holds the file now, and a run writing the same bytes
+		# again is quick (espfs skips what the chip already holds): the
+		# region goes back to what it held, so the next run flashes too
+		dd if="$T/before.flash" of="$D/flash.bin" bs=4096 skip=$((off / 4096)) seek=$((off / 4096)) \
+			count=$((($(stat -c %s "$file") + 4095) / 4096)) conv=notrunc status=none
+		# and a flashed file still listed (for 2 s) is no longer taken by
+		# rsync's quick check (same size and mtime) for the chip's bytes
+		wait_clean "$D"
 	done
 	if [ $rc = 0 ]; then ok "$name: exit 0"; else nok "$name: exit $rc ($(head -c 300 "$T/err" | tr '\n' ' '))"; fi
 	expect "$T/before.flash" "$off" "$file" "$T/expect.flash"
@@ -136,13 +144,25 @@ if have rsync; then
 		bash -c "cp '$T/app2.bin' '$T/moved.bin' && rsync --remove-source-files '$T/moved.bin' '$D/'"
 	check "rsync --remove-source-files removed the source" [ ! -e "$T/moved.bin" ]
 	write_flow "rsync --inplace onto flash.bin" 0 "$T/fA.bin" rsync --inplace "$T/fA.bin" "$D/flash.bin"
+	# raw data cannot show it is cut, as an image can: it is flashed at
+	# rsync's close too (an interrupted rsync's close never flashes), so
+	# the rename, during which the kernel holds the folder, is quick
+	head -c 131072 /dev/urandom >"$T/raw.bin"
+	head -c 131072 /dev/urandom >"$T/dump.bin"
+	write_flow "rsync raw data into the folder" $((0x80000)) "$T/raw.bin" rsync "$T/raw.bin" "$D/blob@0x80000.bin"
+	write_flow "rsync a flash dump onto flash.bin" 0 "$T/dump.bin" rsync "$T/dump.bin" "$D/flash.bin"
 else
 	skip "rsync" "rsync is not installed"
 fi
 if have pv; then
 	write_flow "pv > flash.bin" 0 "$T/fB.bin" bash -c "pv -q '$T/fB.bin' >'$D/flash.bin'"
+	# pv never closes its stdout: the kernel closes it as pv exits 0,
+	# which is the end of its copy (a killed writer's is not)
+	head -c 131072 /dev/urandom >"$T/pvraw.bin"
+	write_flow "pv > a file in the folder" $((0x80000)) "$T/pvraw.bin" \
+		bash -c "pv -q '$T/pvraw.bin' >'$D/pv@0x80000.bin'"
 else
-	skip "pv" "pv is not installed"
+	for x in 1 2; do skip "pv" "pv is not installed"; done
 fi
 if have curl; then
 	write_flow "curl file:// -o flash.bin" 0 "$T/fA.bin" curl -sS "file://$T/fA.bin" -o "$D/flash.bin"

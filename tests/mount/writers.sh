@@ -2,7 +2,9 @@
 # Who may flash what, and when (issue 14 items 1-4, 7; issue 11 items 4-6,
 # 8): rsync into a device folder flashes the file and fails on a wrong
 # chip; only the writer's close, fsync or the rename commits a dropped
-# file (never a reader's close); gio's fsync commits, so the rename has
+# file (never a reader's close); a killed cp or rsync (SIGINT, SIGTERM,
+# SIGKILL, rsync --partial) flashes none of its raw data and state says
+# so, and rsync --partial resumes; gio's fsync commits, so the rename has
 # nothing to wait for; an unlinked drop is never flashed; flashed files
 # give their slot back (no ENOSPC after 32 drops); one writer at a time
 # (EBUSY for an erase or a drop while a cp streams); a read on flash.bin's
@@ -57,7 +59,7 @@ if command -v rsync >/dev/null; then
 	check "wrong chip: the flash is unchanged" cmp -s "$T/before.flash" "$T/q.flash"
 	check "wrong chip: state says why" grep -q "refused" "$Q/state"
 	wait_clean "$Q"
-	# raw data: judged at the rename (rsync also closes a cut temp file)
+	# raw data: flashed at rsync's close too, so the rename is quick
 	head -c 8192 /dev/urandom >"$T/raw.bin"
 	check "rsync raw blob@0x300000.bin" rsync "$T/raw.bin" "$Q/blob@0x300000.bin"
 	check "rsync raw blob landed at 0x300000" flash_has "$T/q.flash" $((0x300000)) "$T/raw.bin"
@@ -65,6 +67,80 @@ if command -v rsync >/dev/null; then
 else
 	for x in $(seq 18); do n=$((n + 1)); echo "ok $n - rsync # SKIP rsync not installed"; done
 fi
+
+echo "# $(date +%T.%N | cut -c1-12) issue 14: a killed cp or rsync of raw data flashes nothing"
+# --- issue 14: a killed cp or rsync of raw data flashes nothing, and state
+# says so.  Raw data cannot show it is cut (an image can), so what counts
+# is how its writer ended: the kernel's close of a killed writer, or
+# rsync's close in its exit cleanup (it closes its temp file and then
+# deletes it, or with --partial renames it to NAME), never flashes.
+head -c $((1024 * 1024)) /dev/urandom >"$T/rawbig.bin"
+# settle: time for a flash, had one started, to reach the simulated chip
+settle() { sleep 0.5; }
+set -m   # background jobs: their own process group, SIGINT as from a terminal
+for sig in KILL INT; do
+	name=cut$sig@0x200000.bin
+	cp "$T/q.flash" "$T/before.flash"
+	rm -f "$T/fifo"; mkfifo "$T/fifo"
+	cp "$T/fifo" "$Q/$name" 2>/dev/null &
+	cp_pid=$!
+	exec 7>"$T/fifo"
+	head -c 65536 "$T/rawbig.bin" >&7
+	for _ in $(seq 100); do [ "$(stat -c %s "$Q/$name" 2>/dev/null)" = 65536 ] && break; sleep 0.05; done
+	kill -$sig $cp_pid
+	wait $cp_pid 2>/dev/null
+	exec 7>&-
+	settle
+	echo "# state after cp was killed by SIG$sig: $(cat "$Q/state")"
+	check "cp killed by SIG$sig: the flash is untouched" cmp -s "$T/before.flash" "$T/q.flash"
+	check "cp killed by SIG$sig: state says $name was interrupted and not flashed" \
+		grep -q "$name: interrupted, nothing was flashed.*SIG$sig" "$Q/state"
+	rm -f "$Q/$name"
+done
+if command -v rsync >/dev/null; then
+	# rsync_cut NAME SIGNAL TO RSYNC-OPTS...: start rsync of 1 MiB at
+	# 200 KB/s, let a part of it arrive, then send SIGNAL to TO: "group"
+	# (Ctrl-C in a terminal), "main" (kill PID)
+	rsync_cut() {
+		local name=$1 sig=$2 to=$3; shift 3
+		cp "$T/q.flash" "$T/before.flash"
+		rsync --bwlimit=200 "$@" "$T/rawbig.bin" "$Q/$name" 2>/dev/null &
+		local pid=$! tmp=
+		for _ in $(seq 100); do
+			tmp=$(ls -A "$Q" | grep -F ".$name." | head -1)
+			[ -n "$tmp" ] && [ "$(stat -c %s "$Q/$tmp" 2>/dev/null || echo 0)" -gt 100000 ] && break
+			sleep 0.05
+		done
+		if [ "$to" = group ]; then kill -$sig -- -$pid; else kill -$sig $pid; fi
+		wait $pid
+		RC=$?
+		settle
+		echo "# rsync $* killed by SIG$sig ($to): exit $RC; state: $(cat "$Q/state")"
+		echo "# folder: $(ls -A "$Q" | tr '\n' ' ')"
+	}
+	for spec in "INT group" "TERM main" "KILL group"; do
+		read -r sig to <<<"$spec"
+		rsync_cut rs$sig@0x300000.bin $sig $to
+		check "rsync killed by SIG$sig ($to): the flash is untouched" cmp -s "$T/before.flash" "$T/q.flash"
+		check "rsync killed by SIG$sig ($to): state says rs$sig@0x300000.bin was interrupted and not flashed" \
+			grep -q "rs$sig@0x300000.bin: interrupted, nothing was flashed" "$Q/state"
+		for f in $(ls -A "$Q" | grep -F "rs$sig@"); do rm -f "$Q/$f"; done
+	done
+	# --partial: rsync renames its cut temp file to NAME, for the next run
+	# to resume from; it stays unflashed, and the next run flashes it whole
+	rsync_cut rsp@0x300000.bin INT group --partial
+	check "rsync --partial killed by SIGINT: the flash is untouched" cmp -s "$T/before.flash" "$T/q.flash"
+	check "rsync --partial killed by SIGINT: state says rsp@0x300000.bin was interrupted and not flashed" \
+		grep -q "rsp@0x300000.bin: interrupted, nothing was flashed" "$Q/state"
+	check "rsync --partial killed by SIGINT: the partial copy is kept as rsp@0x300000.bin" \
+		[ -e "$Q/rsp@0x300000.bin" ]
+	check "rsync --partial again finishes the copy" rsync --partial "$T/rawbig.bin" "$Q/rsp@0x300000.bin"
+	check "rsync --partial again: the whole file is on the chip" flash_has "$T/q.flash" $((0x300000)) "$T/rawbig.bin"
+	check "rsync --partial again: nothing left in the folder" wait_clean "$Q"
+else
+	for x in $(seq 12); do n=$((n + 1)); echo "ok $n - rsync # SKIP rsync not installed"; done
+fi
+set +m
 
 echo "# $(date +%T.%N | cut -c1-12) issue 14 item 2: a reader's close never commits"
 # --- issue 14 item 2: a reader's close never commits
@@ -204,9 +280,9 @@ python3 - "$TD" "$T/big.bin" <<'PY' &
 import os, sys
 d, src = sys.argv[1], sys.argv[2]
 tmp = os.path.join(d, '.big@0x200000.bin.Xy12Zq')    # rsync's temp name
-with open(tmp, 'wb') as f:
-    f.write(open(src, 'rb').read())
-os.rename(tmp, os.path.join(d, 'big@0x200000.bin'))  # commits (raw data)
+with open(tmp, 'wb') as f:                            # its close flashes it,
+    f.write(open(src, 'rb').read())                   # raw data as an image
+os.rename(tmp, os.path.join(d, 'big@0x200000.bin'))
 PY
 py_pid=$!
 set +m
