@@ -309,10 +309,12 @@ static int dispatch_ready(struct flash_writer *fw)
 {
 	if (fw->pend_len < CHUNK || fw->inflight >= MAX_INFLIGHT || fw->sticky)
 		return 0;
-	uint64_t end = (uint64_t)fw->pend_off + fw->pend_len;
+	/* blocks of the flash, not of the window (a partition may start
+	 * inside one: nvs at 0x9000) */
+	uint64_t start = (uint64_t)fw->base + fw->pend_off, end = start + fw->pend_len;
 	if (!fw->short_tail)
 		end &= ~(uint64_t)(ERASE_BLOCK - 1);
-	size_t n = end > fw->pend_off ? (size_t)(end - fw->pend_off) : 0;
+	size_t n = end > start ? (size_t)(end - start) : 0;
 	int rc = check_pending(fw, false);
 	if (rc == 0 && n)
 		rc = dispatch(fw, n);
