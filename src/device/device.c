@@ -132,20 +132,34 @@ unsigned device_reset_count(esp_device *d)
 
 #define STABLE_MASK ((1u << (DEV_HEAD_STABLE / ESP_SECTOR)) - 1)
 
-int device_head_read(esp_device *d, uint32_t off, uint8_t *buf, size_t len)
+/* The head's copy of [off, off+len): fresh_only, only sectors known to
+ * match the chip now (the ones the app may have changed since it ran are
+ * not); else any sector it holds. */
+static int head_copy(esp_device *d, uint32_t off, uint8_t *buf, size_t len, bool fresh_only)
 {
 	int rc = -ERANGE;
 	pthread_mutex_lock(&d->lock);
+	uint32_t usable = d->head_known & (fresh_only ? d->head_fresh | STABLE_MASK : 0xFFFFu);
 	if (d->head_valid && (uint64_t)off + len <= DEV_HEAD_SIZE) {
 		rc = 0;
 		for (uint64_t s = off / ESP_SECTOR; len && s <= (off + len - 1) / ESP_SECTOR; s++)
-			if (!((d->head_fresh | STABLE_MASK) & d->head_known & (1u << s)))
+			if (!(usable & (1u << s)))
 				rc = -ESTALE;
 		if (rc == 0)
 			memcpy(buf, d->head + off, len);
 	}
 	pthread_mutex_unlock(&d->lock);
 	return rc;
+}
+
+int device_head_read(esp_device *d, uint32_t off, uint8_t *buf, size_t len)
+{
+	return head_copy(d, off, buf, len, true);
+}
+
+int dev_head_peek(esp_device *d, uint32_t off, uint8_t *buf, size_t len)
+{
+	return head_copy(d, off, buf, len, false);
 }
 
 bool device_app_running(esp_device *d)
@@ -154,22 +168,6 @@ bool device_app_running(esp_device *d)
 	bool app = !strcmp(d->mode, "app");
 	pthread_mutex_unlock(&d->lock);
 	return app;
-}
-
-int dev_head_peek(esp_device *d, uint32_t off, uint8_t *buf, size_t len)
-{
-	int rc = -ERANGE;
-	pthread_mutex_lock(&d->lock);
-	if (d->head_valid && (uint64_t)off + len <= DEV_HEAD_SIZE) {
-		rc = 0;
-		for (uint64_t s = off / ESP_SECTOR; len && s <= (off + len - 1) / ESP_SECTOR; s++)
-			if (!(d->head_known & (1u << s)))
-				rc = -ESTALE;
-		if (rc == 0)
-			memcpy(buf, d->head + off, len);
-	}
-	pthread_mutex_unlock(&d->lock);
-	return rc;
 }
 
 void dev_left_loader(esp_device *d)
