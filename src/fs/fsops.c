@@ -496,8 +496,8 @@ static void read_flash(fuse_req_t req, struct handle *h, size_t size, off_t off)
 	if (h->node->kind == N_PART) {
 		base = h->node->part.offset;
 		/* a table that claims more than the chip has ends at its end */
-		fsize = base >= flash ? 0 : flash - base < h->node->part.size ? flash - base
-									  : h->node->part.size;
+		fsize = !flash ? h->node->part.size : base >= flash ? 0
+			: flash - base < h->node->part.size ? flash - base : h->node->part.size;
 		snprintf(pname, sizeof pname, "partitions/%.40s", h->node->name);
 		what = pname;
 	}

@@ -170,7 +170,14 @@ void node_fill_attr(struct node *n, struct stat *st)
 	case N_PART:
 		/* NVS holds the Wi-Fi password: like flash.bin */
 		st->st_mode = S_IFREG | 0600;
-		st->st_size = n->part.size;
+		{
+			/* a table that claims more than the chip has ends at its
+			 * end, as reads do (fsops.c read_flash) */
+			uint32_t fl = device_flash_size(n->dev);
+			st->st_size = !fl ? n->part.size : n->part.offset >= fl ? 0
+				      : fl - n->part.offset < n->part.size ? fl - n->part.offset
+				      : n->part.size;
+		}
 		break;
 	case N_PTCSV: {
 		char *t = device_partitions_csv(n->dev, &len);

@@ -170,6 +170,28 @@ check "partitions/ now lists factory, nvs, phy_init (no links: factory is a labe
 check "boot says factory (no otadata)" [ "$(cat "$D/boot")" = factory ]
 check "echo factory > boot is fine without otadata" bash -c "echo factory > '$D/boot'"
 
+# a hand-made table with labels that cannot be file names, a repeated
+# label, one called table.csv, one past the flash's end: no crash, those
+# get no file, the rest do
+python3 - "$T/hostile.bin" <<'EOF'
+import sys, struct, hashlib
+rows = [(1, 2, 0x9000, 0x5000, b'nvs'), (1, 0x82, 0xE000, 0x1000, b'..'),
+        (1, 0x82, 0xF000, 0x1000, b'a/b'), (0, 0x10, 0x10000, 0x100000, b'nvs'),
+        (0, 0x11, 0x110000, 0x100000, b'table.csv'), (1, 0x82, 0x210000, 0x1000, b''),
+        (1, 0x81, 0x3F0000, 0x100000, b'past_end'), (1, 0x99, 0x211000, 0x1000, b'sp ace')]
+t = b''.join(struct.pack('<2sBBII16sI', b'\xaa\x50', ty, st, o, n, l, 0) for ty, st, o, n, l in rows)
+t += b'\xeb\xeb' + b'\xff' * 14 + hashlib.md5(t).digest()
+open(sys.argv[1], 'wb').write(t + b'\xff' * (0xc00 - len(t)))
+EOF
+check "a table with hostile labels at 0x8000" dd if="$T/hostile.bin" of="$D/flash.bin" bs=4096 seek=8 conv=notrunc status=none
+check "only the usable labels get files" [ "$(ls "$P" | tr '\n' ' ')" = "nvs past_end sp ace table.csv " ]
+check "the first nvs (data) is the file" [ "$(stat -c %s "$P/nvs")" = $((0x5000)) ]
+pe=$(wc -c <"$P/past_end" 2>"$T/pe.err"); echo "# past_end read $pe bytes $(cat "$T/pe.err")"
+check "a partition past the flash's end reads up to the end" [ "$pe" = $((0x10000)) ]
+check "table.csv lists all eight rows" [ "$(grep -vc '^#' "$P/table.csv")" = 8 ]
+check "boot with ota slots but no otadata: ota_0" [ "$(cat "$D/boot")" = ota_0 ]
+check "state still answers" grep -q . "$D/state"
+
 # chips without a table: an empty folder, boot empty and refusing
 check "ESP8266: partitions/ is empty" [ -z "$(ls "$MNT/sim1/partitions")" ]
 check "ESP8266: boot is empty" [ -z "$(cat "$MNT/sim1/boot")" ]
