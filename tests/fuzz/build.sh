@@ -9,7 +9,7 @@ set -e
 src=${1:-$(cd "$(dirname "$0")/../.." && pwd)}
 out=${2:-$src/build-test/fuzz}
 CC=${FUZZ_CC:-clang}
-TARGETS="slip loader improv improv_line image partition stub attrs"
+TARGETS="slip loader improv improv_line image partition stub attrs closer"
 mkdir -p "$out"
 command -v "$CC" >/dev/null 2>&1 || { echo "SKIP: $CC not installed (apt-get install clang libfuzzer-14-dev)"; exit 77; }
 # one build at a time (meson runs the fuzz tests one by one, but be safe)
@@ -28,7 +28,7 @@ SOURCES="src/common/chip.c src/common/clock.c src/common/slip.c src/common/log.c
 	src/proto/image.c src/proto/image_classify.c src/proto/partition.c src/proto/improv_codec.c
 	src/proto/loader.c src/proto/loader_link.c src/proto/loader_chip.c src/proto/loader_flash.c
 	src/proto/loader_skip.c src/proto/loader_baud.c src/proto/loader_blocks.c src/proto/stub.c
-	src/proto/status.c src/fs/parse.c"
+	src/proto/status.c src/fs/parse.c src/fs/closer.c"
 CFLAGS="-g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined
 	-fno-sanitize-recover=undefined -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -std=gnu11
 	-I$src/include -I$src/src/fs -I/usr/include/cjson -Wall -Wextra -Wno-unused-parameter"
