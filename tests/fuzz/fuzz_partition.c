@@ -21,5 +21,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	struct esp_otadata od;
 	esp_otadata_parse(data, size, &od);
+	/* what `boot` reads, and the entry a switch would write after it */
+	uint32_t seq = 0;
+	int act = esp_otadata_active(data, size, &seq);
+	if (act < -1 || act > 1 || (act >= 0 && (seq == 0 || seq == 0xFFFFFFFFu)))
+		__builtin_trap();
+	int n = size ? 1 + data[0] % 16 : 1, slot = size > 1 ? data[1] % n : 0;
+	uint32_t next = esp_otadata_next_seq(act >= 0 ? seq : 0, slot, n);
+	if (next && (next < seq || next == 0xFFFFFFFFu || (next - 1) % (uint32_t)n != (uint32_t)slot))
+		__builtin_trap();
+	uint8_t e[0x1000 + 32];
+	memset(e, 0xFF, sizeof e);
+	esp_otadata_entry(e, next ? next : 1);
+	if (esp_otadata_active(e, sizeof e, &seq) != 0 || seq != (next ? next : 1))
+		__builtin_trap();  /* what a switch writes, the bootloader takes */
 	return 0;
 }
