@@ -10,6 +10,7 @@
 #include <string.h>
 #include "device_i.h"
 #include "espfs/log.h"
+#include "espfs/sysfs.h"
 #include "espfs/transport.h"
 
 /* The bridges brltty's udev rules claim among those on ESP boards, and the
@@ -29,15 +30,8 @@ static bool bridge(unsigned vid, unsigned pid)
 static unsigned read_hex(const char *dir, const char *name)
 {
 	char p[1000];
-	unsigned v = 0;
 	snprintf(p, sizeof p, "%s/%s", dir, name);
-	FILE *f = fopen(p, "r");
-	if (!f)
-		return 0;
-	if (fscanf(f, "%x", &v) != 1)
-		v = 0;
-	fclose(f);
-	return v;
+	return esp_sysfs_hex(p);
 }
 
 /* Does any interface of the USB device at dir (e.g. .../1-1.2) have a

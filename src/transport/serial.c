@@ -12,6 +12,7 @@
 #include <sys/ioctl.h>
 #include <termios.h>
 #include <unistd.h>
+#include "espfs/sysfs.h"
 #include "espfs/transport.h"
 #include "serial_baud.h"
 
@@ -141,18 +142,6 @@ static const struct esp_transport_ops serial_ops = {
 	.set_baud = ser_set_baud, .set_lines = ser_set_lines, .close = ser_close,
 };
 
-static unsigned read_hex_file(const char *path)
-{
-	FILE *f = fopen(path, "r");
-	unsigned v = 0;
-	if (!f)
-		return 0;
-	if (fscanf(f, "%x", &v) != 1)
-		v = 0;
-	fclose(f);
-	return v;
-}
-
 /* USB VID:PID from sysfs: walk up from the tty's device to the USB device. */
 static void usb_ids(const char *name, esp_transport *t)
 {
@@ -166,9 +155,9 @@ static void usb_ids(const char *name, esp_transport *t)
 		if (snprintf(f, sizeof f, "%s/idVendor", dev) >= (int)sizeof f)
 			return;
 		if (access(f, R_OK) == 0) {
-			t->usb_vid = (uint16_t)read_hex_file(f);
+			t->usb_vid = (uint16_t)esp_sysfs_hex(f);
 			snprintf(f, sizeof f, "%s/idProduct", dev);
-			t->usb_pid = (uint16_t)read_hex_file(f);
+			t->usb_pid = (uint16_t)esp_sysfs_hex(f);
 			return;
 		}
 		char *slash = strrchr(dev, '/');
