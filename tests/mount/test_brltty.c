@@ -9,31 +9,9 @@
 #include <unistd.h>
 #include "../../src/device/device_i.h"
 #include "../t.h"
+#include "fake_tree.h"
 
-static char root[PATH_MAX], sys_[PATH_MAX + 8], proc[PATH_MAX + 8];
-
-static void mkdirs(const char *rel)
-{
-	char p[PATH_MAX * 2];
-	snprintf(p, sizeof p, "%s/%s", root, rel);
-	for (char *s = p + strlen(root) + 1; (s = strchr(s, '/')); s++) {
-		*s = 0;
-		mkdir(p, 0755);
-		*s = '/';
-	}
-	mkdir(p, 0755);
-}
-
-static void put(const char *rel, const char *text)
-{
-	char p[PATH_MAX * 2];
-	snprintf(p, sizeof p, "%s/%s", root, rel);
-	FILE *f = fopen(p, "w");
-	if (f) {
-		fputs(text, f);
-		fclose(f);
-	}
-}
+static char sys_[PATH_MAX + 8], proc[PATH_MAX + 8];
 
 static void usb_dev(const char *name, const char *vid, const char *pid)
 {

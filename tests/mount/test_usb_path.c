@@ -9,20 +9,7 @@
 #include <unistd.h>
 #include "../../src/device/device_i.h"
 #include "../t.h"
-
-static char root[PATH_MAX];
-
-static void mkdirs(const char *rel)
-{
-	char p[PATH_MAX * 2];
-	snprintf(p, sizeof p, "%s/%s", root, rel);
-	for (char *s = p + strlen(root) + 1; (s = strchr(s, '/')); s++) {
-		*s = 0;
-		mkdir(p, 0755);
-		*s = '/';
-	}
-	mkdir(p, 0755);
-}
+#include "fake_tree.h"
 
 static void link_tty(const char *tty, const char *target)
 {
