@@ -129,6 +129,24 @@ static void sync_baud(sim_device *d, int slave, uint32_t *seen)
 	}
 }
 
+/* Serving from now on: stop cleanly on INT/TERM, survive a client that
+ * hangs up, say what is served where on stderr (tests and humans watch
+ * it) and print the address to connect to on stdout. */
+static void serving(sim_device *d, const char *where, const char *address)
+{
+	struct sigaction sa = { 0 };
+	sa.sa_handler = on_signal;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	uint8_t m6[6];
+	sim_get_mac(d, m6);
+	fprintf(stderr, "espsim: %s mac %02x:%02x:%02x:%02x:%02x:%02x on %s\n", sim_chip(d)->key,
+		m6[0], m6[1], m6[2], m6[3], m6[4], m6[5], where);
+	printf("%s\n", address);
+	fflush(stdout);
+}
+
 static int serve_net(sim_device *d, int port, bool telnet)
 {
 	int bound = 0;
@@ -138,18 +156,9 @@ static int serve_net(sim_device *d, int port, bool telnet)
 		sim_device_free(d);
 		return 1;
 	}
-	struct sigaction sa = { 0 };
-	sa.sa_handler = on_signal;
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	signal(SIGPIPE, SIG_IGN);
-	uint8_t m6[6];
-	sim_get_mac(d, m6);
-	fprintf(stderr, "espsim: %s mac %02x:%02x:%02x:%02x:%02x:%02x on %s://127.0.0.1:%d\n",
-		sim_chip(d)->key, m6[0], m6[1], m6[2], m6[3], m6[4], m6[5], telnet ? "rfc2217" : "socket",
-		bound);
-	printf("%s://127.0.0.1:%d\n", telnet ? "rfc2217" : "socket", bound);
-	fflush(stdout);
+	char where[64];
+	snprintf(where, sizeof where, "%s://127.0.0.1:%d", telnet ? "rfc2217" : "socket", bound);
+	serving(d, where, where);
 	espsim_serve_net(d, lfd, telnet, &stop);
 	sim_device_free(d);
 	return 0;
@@ -293,18 +302,9 @@ int main(int argc, char **argv)
 		return 1;
 	}
 
-	struct sigaction sa = { 0 };
-	sa.sa_handler = on_signal;
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	signal(SIGPIPE, SIG_IGN);
-
-	uint8_t m6[6];
-	sim_get_mac(d, m6);
-	fprintf(stderr, "espsim: %s mac %02x:%02x:%02x:%02x:%02x:%02x on %s -> %s\n", sim_chip(d)->key,
-		m6[0], m6[1], m6[2], m6[3], m6[4], m6[5], link_path, slave_path);
-	printf("%s\n", slave_path);
-	fflush(stdout);
+	char where[1200];  /* link_path is from the command line; snprintf cuts */
+	snprintf(where, sizeof where, "%s -> %s", link_path, slave_path);
+	serving(d, where, slave_path);
 
 	const esp_clock *clk = esp_clock_real();
 	uint8_t pend[65536];
