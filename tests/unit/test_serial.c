@@ -16,14 +16,23 @@ static int open_master(char *slave, size_t cap)
 	return m;
 }
 
-static void pty_bytes_lines_and_baud(void)
+/* A pty's master, and the serial transport open on its slave in *t
+ * (NULL, said as a failed check, if it did not open); -1: no ptys. */
+static int serial_on_pty(esp_transport **t)
 {
 	char slave[128];
 	int m = open_master(slave, sizeof slave);
+	if (m >= 0)
+		CHECK_EQ(esp_serial_open(slave, 115200, NULL, t), 0);
+	return m;
+}
+
+static void pty_bytes_lines_and_baud(void)
+{
+	esp_transport *t = NULL;
+	int m = serial_on_pty(&t);
 	if (m < 0)
 		SKIP("no ptys here");
-	esp_transport *t = NULL;
-	CHECK_EQ(esp_serial_open(slave, 115200, NULL, &t), 0);
 	if (!t) {
 		close(m);
 		return;
@@ -114,12 +123,10 @@ static void symlink_is_resolved(void)
  * send must keep to its command's deadline and the error say what failed. */
 static void stalled_port_keeps_deadlines(void)
 {
-	char slave[128];
-	int m = open_master(slave, sizeof slave);
+	esp_transport *t = NULL;
+	int m = serial_on_pty(&t);
 	if (m < 0)
 		SKIP("no ptys here");
-	esp_transport *t = NULL;
-	CHECK_EQ(esp_serial_open(slave, 115200, NULL, &t), 0);
 	if (!t) {
 		close(m);
 		return;
