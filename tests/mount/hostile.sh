@@ -195,6 +195,15 @@ dd if="$T/rand.bin" of="$D/flash.bin" bs=64k seek=48 conv=notrunc status=none
 check "the range written again clears it" grep -qE "^[a-z]+ idle$" "$D/state"
 check "the flash holds what was written" cmp -n $((512 * 1024)) "$T/rand.bin" <(tail -c +$((0x300000 + 1)) "$F")
 
+# write_again WHEN: the write that was cut goes through now, the standing
+# warning about it goes, and the flash holds exactly it
+write_again() {
+	if cp "$T/rand.bin" "$D/flash.bin" 2>"$T/err"; then ok "the write goes through $1"
+	else nok "the write goes through $1 ($(cat "$T/err"))"; fi
+	check "and the warning goes" grep -qE "^[a-z]+ idle$" "$D/state"
+	check "the flash holds exactly that" cmp -n $((512 * 1024)) "$T/rand.bin" "$F"
+}
+
 # --- unplug mid-write ------------------------------------------------------
 idle_wait
 echo "unplug-at 50" >"$D/state"
@@ -207,10 +216,7 @@ for _ in $(seq 100); do grep -q "^unplugged" "$D/state" || break; sleep 0.1; don
 idle_wait
 echo "# state after the replug: $(cat "$D/state")"
 check "after the replug state still says the flash is incomplete" grep -q "flash.bin incomplete" "$D/state"
-if cp "$T/rand.bin" "$D/flash.bin" 2>"$T/err"; then ok "the write goes through after the replug"
-else nok "the write goes through after the replug ($(cat "$T/err"))"; fi
-check "and the warning goes" grep -qE "^[a-z]+ idle$" "$D/state"
-check "the flash holds exactly that" cmp -n $((512 * 1024)) "$T/rand.bin" "$F"
+write_again "after the replug"
 
 # --- reads on a garbled link -------------------------------------------------
 needs_read_garbage() {
@@ -241,8 +247,5 @@ fusermount3 -uz "$MNT" 2>/dev/null
 start_espfs --sim "$SIM" || { echo "Bail out! espfs did not remount after kill -9"; exit 1; }
 echo "# state after the restart: $(cat "$D/state")"
 check "the new espfs says a write was interrupted in the previous run" grep -q "previous espfs run" "$D/state"
-if cp "$T/rand.bin" "$D/flash.bin" 2>"$T/err"; then ok "a write after the restart goes through"
-else nok "a write after the restart goes through ($(cat "$T/err"))"; fi
-check "and the warning goes" grep -qE "^[a-z]+ idle$" "$D/state"
-check "the flash holds exactly that" cmp -n $((512 * 1024)) "$T/rand.bin" "$F"
+write_again "after the restart"
 done_testing
