@@ -4,6 +4,7 @@
  * Facts from RFC 854/855 (Telnet, options) and RFC 2217 (COM-PORT-OPTION). */
 #ifndef ESPFS_TELNET_H
 #define ESPFS_TELNET_H
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -50,6 +51,19 @@ struct tn_decoder {
  * the number of input bytes consumed; *out_n the data bytes produced. */
 size_t tn_decode(struct tn_decoder *dc, const uint8_t *in, size_t n, uint8_t *out, size_t *out_n,
 		 enum tn_event *ev);
+
+/* The options each end of a connection has agreed to use: will[opt] on
+ * our side, do_[opt] on the peer's. */
+struct tn_options {
+	bool will[256], do_[256];
+};
+
+/* The answer to the peer's DO/DONT/WILL/WONT about opt, by RFC 854's rule
+ * that keeps negotiation from looping (no answer when nothing changes):
+ * agree where the policy says so (ours: we use opt on our side; theirs:
+ * we let the peer use it), refuse otherwise.  Updates o; returns the verb
+ * to send back, or 0 for none. */
+uint8_t tn_answer(struct tn_options *o, uint8_t verb, uint8_t opt, bool ours, bool theirs);
 
 /* Data with each 0xFF doubled; out must hold 2 * n bytes.  Returns its length. */
 size_t tn_escape(const uint8_t *in, size_t n, uint8_t *out);

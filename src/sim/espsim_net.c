@@ -32,7 +32,7 @@ struct client {
 	int fd;
 	bool telnet;
 	struct tn_decoder dc;
-	bool will[256], do_[256];
+	struct tn_options opts;     /* options agreed with the client */
 	int dtr, rts;                /* pending line change (-1: none) */
 	unsigned gen;                /* the port generation it connected to */
 	uint8_t out[2 * 16384 + 64]; /* escaped device output not yet sent */
@@ -68,38 +68,11 @@ static void apply_lines(sim_device *d, struct client *c)
 
 static void negotiate(struct client *c, uint8_t verb, uint8_t opt)
 {
-	uint8_t r[3] = { TN_IAC, 0, opt };
 	bool ours = opt == TN_OPT_BINARY || opt == TN_OPT_SGA;
 	bool theirs = opt == TN_OPT_BINARY || opt == TN_OPT_SGA || opt == TN_OPT_COM_PORT;
-	switch (verb) {
-	case TN_DO:
-		if (ours && c->will[opt])
-			return;
-		c->will[opt] = ours;
-		r[1] = ours ? TN_WILL : TN_WONT;
-		break;
-	case TN_DONT:
-		if (!c->will[opt])
-			return;
-		c->will[opt] = false;
-		r[1] = TN_WONT;
-		break;
-	case TN_WILL:
-		if (theirs && c->do_[opt])
-			return;
-		c->do_[opt] = theirs;
-		r[1] = theirs ? TN_DO : TN_DONT;
-		break;
-	case TN_WONT:
-		if (!c->do_[opt])
-			return;
-		c->do_[opt] = false;
-		r[1] = TN_DONT;
-		break;
-	default:
-		return;
-	}
-	send_now(c, r, 3);
+	uint8_t r[3] = { TN_IAC, tn_answer(&c->opts, verb, opt, ours, theirs), opt };
+	if (r[1])
+		send_now(c, r, 3);
 }
 
 /* One COM-PORT-OPTION command from the client; answered with cmd + 100. */
@@ -209,8 +182,8 @@ static void start_client(sim_device *d, struct client *c, int fd, bool telnet)
 			TN_IAC, TN_DO, TN_OPT_COM_PORT, TN_IAC, TN_WILL, TN_OPT_BINARY,
 			TN_IAC, TN_DO, TN_OPT_BINARY, TN_IAC, TN_WILL, TN_OPT_SGA,
 		};
-		c->do_[TN_OPT_COM_PORT] = c->do_[TN_OPT_BINARY] = true;
-		c->will[TN_OPT_BINARY] = c->will[TN_OPT_SGA] = true;
+		c->opts.do_[TN_OPT_COM_PORT] = c->opts.do_[TN_OPT_BINARY] = true;
+		c->opts.will[TN_OPT_BINARY] = c->opts.will[TN_OPT_SGA] = true;
 		send_now(c, offer, sizeof offer);
 	}
 	fprintf(stderr, "espsim: client connected\n");

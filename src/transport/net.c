@@ -42,7 +42,7 @@ struct net {
 	uint8_t rx[8192];            /* decoded data not yet read */
 	size_t rx_pos, rx_len;
 	bool dead;                   /* the link dropped: every call -ENODEV */
-	bool will[256], do_[256];    /* options we have agreed to */
+	struct tn_options opts;      /* options we have agreed to */
 };
 
 static struct net *N(esp_transport *t) { return (struct net *)t; }
@@ -91,42 +91,15 @@ static int send_all(struct net *n, const uint8_t *b, size_t len)
  * COM-PORT-OPTION on our side; refuse everything else once. */
 static void negotiate(struct net *n, uint8_t verb, uint8_t opt)
 {
-	uint8_t r[3] = { TN_IAC, 0, opt };
+	if (opt == TN_OPT_COM_PORT && verb == TN_DO)
+		n->com_port_ok = true;
+	if (opt == TN_OPT_COM_PORT && verb == TN_DONT)
+		n->com_port_refused = true;
 	bool ours = opt == TN_OPT_BINARY || opt == TN_OPT_SGA || opt == TN_OPT_COM_PORT;
 	bool theirs = opt == TN_OPT_BINARY || opt == TN_OPT_SGA;
-	switch (verb) {
-	case TN_DO:
-		if (opt == TN_OPT_COM_PORT)
-			n->com_port_ok = true;
-		if (ours && n->will[opt])
-			return;
-		n->will[opt] = ours;
-		r[1] = ours ? TN_WILL : TN_WONT;
-		break;
-	case TN_DONT:
-		if (opt == TN_OPT_COM_PORT)
-			n->com_port_refused = true;
-		if (!n->will[opt])
-			return;
-		n->will[opt] = false;
-		r[1] = TN_WONT;
-		break;
-	case TN_WILL:
-		if (theirs && n->do_[opt])
-			return;
-		n->do_[opt] = theirs;
-		r[1] = theirs ? TN_DO : TN_DONT;
-		break;
-	case TN_WONT:
-		if (!n->do_[opt])
-			return;
-		n->do_[opt] = false;
-		r[1] = TN_DONT;
-		break;
-	default:
-		return;
-	}
-	send_all(n, r, 3);
+	uint8_t r[3] = { TN_IAC, tn_answer(&n->opts, verb, opt, ours, theirs), opt };
+	if (r[1])
+		send_all(n, r, 3);
 }
 
 /* Take what the socket has (waiting at most wait_ms for it) into rx.
@@ -403,8 +376,8 @@ static int start_rfc2217(struct net *n, uint32_t baud, char *err, size_t errlen)
 		TN_IAC, TN_WILL, TN_OPT_SGA, TN_IAC, TN_DO, TN_OPT_SGA,
 		TN_IAC, TN_WILL, TN_OPT_COM_PORT,
 	};
-	n->will[TN_OPT_BINARY] = n->will[TN_OPT_SGA] = n->will[TN_OPT_COM_PORT] = true;
-	n->do_[TN_OPT_BINARY] = n->do_[TN_OPT_SGA] = true;
+	n->opts.will[TN_OPT_BINARY] = n->opts.will[TN_OPT_SGA] = n->opts.will[TN_OPT_COM_PORT] = true;
+	n->opts.do_[TN_OPT_BINARY] = n->opts.do_[TN_OPT_SGA] = true;
 	if (send_all(n, offer, sizeof offer) < 0) {
 		snprintf(err, errlen, "connection closed during Telnet negotiation");
 		return -ENODEV;

@@ -90,3 +90,31 @@ size_t tn_com_port_cmd(uint8_t cmd, const uint8_t *data, size_t len, uint8_t *ou
 	out[o++] = TN_SE;
 	return o;
 }
+
+uint8_t tn_answer(struct tn_options *o, uint8_t verb, uint8_t opt, bool ours, bool theirs)
+{
+	switch (verb) {
+	case TN_DO:
+		if (ours && o->will[opt])
+			return 0;
+		o->will[opt] = ours;
+		return ours ? TN_WILL : TN_WONT;
+	case TN_DONT:
+		if (!o->will[opt])
+			return 0;
+		o->will[opt] = false;
+		return TN_WONT;
+	case TN_WILL:
+		if (theirs && o->do_[opt])
+			return 0;
+		o->do_[opt] = theirs;
+		return theirs ? TN_DO : TN_DONT;
+	case TN_WONT:
+		if (!o->do_[opt])
+			return 0;
+		o->do_[opt] = false;
+		return TN_DONT;
+	default:
+		return 0;
+	}
+}

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include "espfs/net.h"
@@ -77,6 +78,28 @@ struct srv {
 	pthread_mutex_t lock;
 	int cfd;
 };
+
+/* Option negotiation, as both ends (net.c, espsim_net.c) answer: agree
+ * by policy, refuse the rest, never answer what changes nothing (RFC 854:
+ * otherwise two ends could acknowledge each other forever). */
+static void negotiation_answers(void)
+{
+	struct tn_options o;
+	memset(&o, 0, sizeof o);
+	CHECK_EQ(tn_answer(&o, TN_DO, TN_OPT_BINARY, true, true), TN_WILL);
+	CHECK(o.will[TN_OPT_BINARY]);
+	CHECK_EQ(tn_answer(&o, TN_DO, TN_OPT_BINARY, true, true), 0);      /* already */
+	CHECK_EQ(tn_answer(&o, TN_DONT, TN_OPT_BINARY, true, true), TN_WONT);
+	CHECK_EQ(tn_answer(&o, TN_DONT, TN_OPT_BINARY, true, true), 0);
+	CHECK_EQ(tn_answer(&o, TN_DO, 1 /* ECHO */, false, false), TN_WONT); /* refused */
+	CHECK_EQ(tn_answer(&o, TN_WILL, TN_OPT_COM_PORT, true, false), TN_DONT);
+	CHECK_EQ(tn_answer(&o, TN_WILL, TN_OPT_SGA, true, true), TN_DO);
+	CHECK(o.do_[TN_OPT_SGA]);
+	CHECK_EQ(tn_answer(&o, TN_WILL, TN_OPT_SGA, true, true), 0);
+	CHECK_EQ(tn_answer(&o, TN_WONT, TN_OPT_SGA, true, true), TN_DONT);
+	CHECK_EQ(tn_answer(&o, TN_WONT, TN_OPT_SGA, true, true), 0);
+	CHECK_EQ(tn_answer(&o, TN_SB, TN_OPT_SGA, true, true), 0);          /* not a verb */
+}
 
 static void *srv_main(void *arg)
 {
@@ -254,6 +277,7 @@ static void bad_urls_and_refused(void)
 int main(void)
 {
 	RUN(codec_round_trip_any_split);
+	RUN(negotiation_answers);
 	RUN(rfc2217_client_on_the_wire);
 	RUN(socket_client_is_raw);
 	RUN(bad_urls_and_refused);
