@@ -489,15 +489,13 @@ static void read_text(fuse_req_t req, struct handle *h, size_t size, off_t off)
 /* flash.bin, or a partition's window of it: [base, base+fsize). */
 static void read_flash(fuse_req_t req, struct handle *h, size_t size, off_t off)
 {
-	uint32_t flash = device_flash_size(h->dev), base = 0, fsize = flash;
+	uint32_t base = 0, fsize = device_flash_size(h->dev);
 	const char *what = "flash.bin";
 	char pname[64];
 	pthread_mutex_lock(&vfs.lock);
 	if (h->node->kind == N_PART) {
 		base = h->node->part.offset;
-		/* a table that claims more than the chip has ends at its end */
-		fsize = !flash ? h->node->part.size : base >= flash ? 0
-			: flash - base < h->node->part.size ? flash - base : h->node->part.size;
+		fsize = part_extent(h->node);
 		snprintf(pname, sizeof pname, "partitions/%.40s", h->node->name);
 		what = pname;
 	}

@@ -79,6 +79,16 @@ struct node *node_child(uint64_t parent, const char *name)
 	return NULL;
 }
 
+uint32_t part_extent(const struct node *n)
+{
+	uint32_t fl = device_flash_size(n->dev);
+	if (!fl)
+		return n->part.size;  /* not known yet: as the table says */
+	if (n->part.offset >= fl)
+		return 0;
+	return fl - n->part.offset < n->part.size ? fl - n->part.offset : n->part.size;
+}
+
 bool node_is_file(const struct node *n)
 {
 	return n->kind >= N_CHIP;
@@ -170,14 +180,7 @@ void node_fill_attr(struct node *n, struct stat *st)
 	case N_PART:
 		/* NVS holds the Wi-Fi password: like flash.bin */
 		st->st_mode = S_IFREG | 0600;
-		{
-			/* a table that claims more than the chip has ends at its
-			 * end, as reads do (fsops.c read_flash) */
-			uint32_t fl = device_flash_size(n->dev);
-			st->st_size = !fl ? n->part.size : n->part.offset >= fl ? 0
-				      : fl - n->part.offset < n->part.size ? fl - n->part.offset
-				      : n->part.size;
-		}
+		st->st_size = part_extent(n);
 		break;
 	case N_PTCSV: {
 		char *t = device_partitions_csv(n->dev, &len);

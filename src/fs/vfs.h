@@ -122,6 +122,9 @@ void node_forget(struct node *n, uint64_t count);
 void node_remove(struct node *n);
 void node_fill_attr(struct node *n, struct stat *st);
 bool node_is_file(const struct node *n);
+/* N_PART: the bytes of its partition the chip has (a table that claims
+ * more than the flash ends at its end); its size and where reads end. */
+uint32_t part_extent(const struct node *n);
 /* Who may do what (docs/files.md "Who may read what"): the mount's owner
  * and root everything the modes allow; other users (-o allow_other) only
  * the world-readable files.  0 or EACCES; mask as for access(2). */
