@@ -38,6 +38,7 @@ struct dev_identity {
 	uint32_t flash_size, jedec;
 	int n_parts;
 	struct dev_partition parts[DEV_MAX_PARTS];
+	unsigned parts_gen;                /* changes whenever parts[] is set anew */
 	uint16_t usb_vid, usb_pid;
 	char usb_serial[64], usb_product[96], usb_manufacturer[96], usb_path[128];
 	char port[256];                    /* device path or "sim:CHIP" */
@@ -113,6 +114,8 @@ bool device_gone(esp_device *d);
 /* A consistent copy of the identity. */
 void device_identity(esp_device *d, struct dev_identity *out);
 uint32_t device_flash_size(esp_device *d);
+/* id.parts_gen without copying the identity (partitions/ asks often). */
+unsigned device_parts_gen(esp_device *d);
 /* The chip runs its application (reading flash would reset it). */
 bool device_app_running(esp_device *d);
 /* Copy [off, off+len) from the cached first 64 KiB; -ERANGE if the range

@@ -162,6 +162,14 @@ int dev_head_peek(esp_device *d, uint32_t off, uint8_t *buf, size_t len)
 	return head_copy(d, off, buf, len, false);
 }
 
+unsigned device_parts_gen(esp_device *d)
+{
+	pthread_mutex_lock(&d->lock);
+	unsigned g = d->id.parts_gen;
+	pthread_mutex_unlock(&d->lock);
+	return g;
+}
+
 bool device_app_running(esp_device *d)
 {
 	pthread_mutex_lock(&d->lock);
@@ -215,6 +223,7 @@ void dev_head_update(esp_device *d, uint32_t off, const uint8_t *buf, size_t len
 			struct dev_identity tmp = d->id;
 			dev_parse_partitions(d->head + 0x8000, 0xC00, &tmp);
 			d->id.n_parts = tmp.n_parts;
+			d->id.parts_gen = tmp.parts_gen;
 			memcpy(d->id.parts, tmp.parts, sizeof tmp.parts);
 		}
 	} else if (!d->head_valid && off <= ESP_PT_OFFSET && (uint64_t)off + len >= ESP_PT_OFFSET + 0xC00) {
@@ -222,11 +231,14 @@ void dev_head_update(esp_device *d, uint32_t off, const uint8_t *buf, size_t len
 		 * write holds the whole partition table: what it wrote is the
 		 * table now (issue 10: info.json kept an empty list). */
 		struct dev_identity tmp = d->id;
-		if (erased)
+		if (erased) {
 			tmp.n_parts = 0;
-		else
+			tmp.parts_gen++;
+		} else {
 			dev_parse_partitions(buf + (ESP_PT_OFFSET - off), 0xC00, &tmp);
+		}
 		d->id.n_parts = tmp.n_parts;
+		d->id.parts_gen = tmp.parts_gen;
 		memcpy(d->id.parts, tmp.parts, sizeof tmp.parts);
 	}
 	pthread_mutex_unlock(&d->lock);

@@ -21,6 +21,7 @@ void dev_parse_partitions(const uint8_t *tbl, size_t len, struct dev_identity *i
 	struct esp_partition_table *pt = malloc(sizeof *pt);
 	char msg[160];
 	id->n_parts = 0;
+	id->parts_gen++;
 	if (!pt)
 		return;
 	if (esp_pt_parse(tbl, len < ESP_PT_MAX_LEN ? len : ESP_PT_MAX_LEN, pt, msg, sizeof msg) < 0 &&

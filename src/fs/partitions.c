@@ -63,10 +63,17 @@ void parts_sync(esp_device *d)
 	struct node *pd = dev ? find_dir(d, N_PARTDIR, dev->ino) : NULL;
 	if (!pd)
 		return;
+	/* state events come many times a second during a flash; the table
+	 * itself changes only when a write covers it */
+	unsigned gen = device_parts_gen(d);
+	if (pd->parts_made && pd->parts_gen == gen)
+		return;
 	struct dev_identity *id = malloc(sizeof *id);
 	if (!id)
 		return;
 	device_identity(d, id);
+	pd->parts_gen = id->parts_gen;
+	pd->parts_made = true;
 	bool changed = false;
 	/* files whose partition left the table (or moved) go first */
 	for (struct node *n = vfs.nodes, *next; n; n = next) {

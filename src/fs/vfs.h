@@ -63,6 +63,9 @@ struct node {
 	char target[300];         /* N_LINK */
 	struct stage *stage;      /* N_STAGE */
 	struct part_ref part;     /* N_PART */
+	/* N_PARTDIR: the device's parts_gen its files were made from */
+	unsigned parts_gen;
+	bool parts_made;
 	struct flash_writer *writer; /* N_DEVDIR: the open flash.bin writer */
 	int commits;              /* N_DEVDIR: staging commits running */
 	int erasing;              /* N_DEVDIR: erase jobs running */
